@@ -1,0 +1,28 @@
+//! # ntp-proto: NTPv4 without IO
+//!
+//! The protocol half of ntp-lite, in the shape of quinn-proto and rustls: this crate opens no
+//! socket, reads no clock, sleeps never and draws no random numbers of its own. Time and random
+//! bytes come in as arguments; packets and clock corrections go out as values. The daemon
+//! (`ntpd-lite`) and the query tool (`ntpdate-lite`) only move bytes, read clocks and sleep.
+//!
+//! - [`time`]: the NTP time formats and era-aware conversions (RFC 5905 section 6).
+//! - [`packet`]: the 48-byte header and its typed fields, extension fields skipped safely (RFC 5905
+//!   section 7.3, RFC 7822).
+//! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
+//!   (RFC 4330 section 5, RFC 5905 section 8).
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod packet;
+pub mod sample;
+pub mod time;
+
+pub use packet::{
+    ExtensionField, LeapIndicator, Mode, Packet, ParseError, PollInterval, Precision, ReferenceId,
+    Stratum, Trailer, Version,
+};
+pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
+pub use time::{NtpDuration, NtpShort, NtpTimestamp};

@@ -1,0 +1,409 @@
+//! One client/server exchange: the checks a client makes on a reply (RFC 4330 section 5, RFC 5905
+//! section 8) and the offset, delay and dispersion it measures.
+
+use crate::packet::{LeapIndicator, Mode, Packet, Precision, ReferenceId, Stratum, Version};
+use crate::time::{NtpDuration, NtpTimestamp};
+
+/// Frequency tolerance: how fast dispersion grows, 15 ppm (RFC 5905 section 7.2, PHI).
+pub const PHI: f64 = 15e-6;
+/// Largest root distance a usable reply may have, 1.5 s (RFC 5905 section 7.2, MAXDIST).
+pub const MAX_DISTANCE: NtpDuration = NtpDuration::from_bits(3 << 31);
+/// Dispersion of an empty filter stage, 16 s (RFC 5905 section 7.2, MAXDISP).
+pub const MAX_DISPERSION: NtpDuration = NtpDuration::from_seconds(16);
+/// Floor of the root distance, 5 ms (RFC 5905 section 7.2, MINDISP).
+pub const MIN_DISPERSION: NtpDuration = NtpDuration::from_bits(21_474_836); // 0.005 * 2^32
+
+/// What one valid reply measured (RFC 5905 section 8).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Sample {
+    /// Server clock minus client clock: add this to the client's clock to correct it.
+    pub offset: NtpDuration,
+    /// Round-trip delay, never below the local clock's precision.
+    pub delay: NtpDuration,
+    /// Error bound from both clocks' precision and the frequency tolerance over the exchange.
+    pub dispersion: NtpDuration,
+    /// T4, the local time the reply arrived; the filter ages the sample from here.
+    pub time: NtpTimestamp,
+}
+
+/// The four timestamps of an exchange, in local (T1, T4) and server (T2, T3) time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Exchange {
+    /// T1: when the request left the client (the real time, not the random cookie it carried).
+    pub t1: NtpTimestamp,
+    /// T2: when the request reached the server.
+    pub t2: NtpTimestamp,
+    /// T3: when the reply left the server.
+    pub t3: NtpTimestamp,
+    /// T4: when the reply reached the client.
+    pub t4: NtpTimestamp,
+}
+
+impl Exchange {
+    /// offset = ((T2 - T1) + (T3 - T4)) / 2: server minus client, so a client 2.5 s fast measures
+    /// -2.5 s (RFC 5905 section 8). An asymmetric path adds half the difference of the two one-way
+    /// delays, which no exchange can see.
+    pub fn offset(&self) -> NtpDuration {
+        (self.t2 - self.t1).midpoint(self.t3 - self.t4)
+    }
+
+    /// delay = (T4 - T1) - (T3 - T2), not less than `local_precision` (RFC 5905 section 8).
+    pub fn delay(&self, local_precision: Precision) -> NtpDuration {
+        ((self.t4 - self.t1) - (self.t3 - self.t2)).max(local_precision.to_duration())
+    }
+
+    /// The sample this exchange gives: dispersion = server precision + local precision
+    /// + PHI * (T4 - T1) (RFC 5905 section 8).
+    pub fn sample(&self, server_precision: Precision, local_precision: Precision) -> Sample {
+        let round_trip = (self.t4 - self.t1).max(NtpDuration::ZERO);
+        Sample {
+            offset: self.offset(),
+            delay: self.delay(local_precision),
+            dispersion: server_precision.to_duration()
+                + local_precision.to_duration()
+                + round_trip.mul_f64(PHI),
+            time: self.t4,
+        }
+    }
+}
+
+impl Sample {
+    /// The root distance through this sample's server: half the total round trip to the root plus
+    /// all dispersion, floored at MINDISP for the delay term (RFC 5905 section 11.2, root_dist()).
+    pub fn root_distance(
+        &self,
+        root_delay: NtpDuration,
+        root_dispersion: NtpDuration,
+    ) -> NtpDuration {
+        (root_delay + self.delay).max(MIN_DISPERSION).half() + root_dispersion + self.dispersion
+    }
+}
+
+/// Why a reply was not used. Each is a misbehaving or unsuitable server, never a crash.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum ReplyError {
+    /// Not a server (4) or broadcast (5) packet.
+    #[error("not a server reply (mode {})", .0.get())]
+    WrongMode(Mode),
+    /// Version outside 1-4.
+    #[error("unsupported NTP version {}", .0.get())]
+    BadVersion(Version),
+    /// The origin timestamp is not the transmit timestamp we sent: a stale, duplicate or forged
+    /// reply (RFC 5905 section 8, "bogus").
+    #[error("origin timestamp does not match our request (bogus, stale or forged reply)")]
+    BogusOrigin,
+    /// Kiss-o'-death: the server asks us to slow down (RATE) or go away (DENY, RSTR).
+    #[error("kiss-o'-death {}", kiss_text(.0))]
+    Kiss(ReferenceId),
+    /// The server says it is not synchronized (LI 3 or stratum 16 and above).
+    #[error("server is not synchronized (leap indicator 3 or stratum 16)")]
+    Unsynchronized,
+    /// The server's receive or transmit timestamp is zero.
+    #[error("server sent a zero timestamp")]
+    ZeroTimestamp,
+    /// The server is too far from its reference to be trusted.
+    #[error("root distance {0} exceeds the limit")]
+    RootDistance(NtpDuration),
+}
+
+fn kiss_text(code: &ReferenceId) -> String {
+    code.as_ascii().map_or_else(|| code.hex(), str::to_owned)
+}
+
+/// The request a reply must answer, and what the client knows of it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SentRequest {
+    /// The transmit timestamp the request carried (a random cookie, RFC 9109 style).
+    pub cookie: NtpTimestamp,
+    /// T1: the real local time it was sent.
+    pub t1: NtpTimestamp,
+}
+
+/// What a client accepts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReplyLimits {
+    /// The local clock's precision (floors the delay, adds to the dispersion).
+    pub local_precision: Precision,
+    /// Largest acceptable root distance (MAXDIST by default).
+    pub max_root_distance: NtpDuration,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        Self {
+            local_precision: Precision::new(-20),
+            max_root_distance: MAX_DISTANCE,
+        }
+    }
+}
+
+/// Checks the reply header against the request it should answer, in the order RFC 4330 section 5
+/// lists: mode, version, origin (bogus), kiss-o'-death, unsynchronized, zero timestamps.
+pub fn check_header(reply: &Packet, sent: &SentRequest) -> Result<(), ReplyError> {
+    if reply.mode != Mode::SERVER && reply.mode != Mode::BROADCAST {
+        return Err(ReplyError::WrongMode(reply.mode));
+    }
+    if !reply.version.is_supported() {
+        return Err(ReplyError::BadVersion(reply.version));
+    }
+    // Broadcast packets answer no request; only a server reply must echo our cookie.
+    if reply.mode == Mode::SERVER && reply.origin_timestamp != sent.cookie {
+        return Err(ReplyError::BogusOrigin);
+    }
+    if let Some(code) = reply.kiss_code() {
+        return Err(ReplyError::Kiss(code));
+    }
+    if reply.leap == LeapIndicator::Unsynchronized || reply.stratum >= Stratum::UNSYNCHRONIZED {
+        return Err(ReplyError::Unsynchronized);
+    }
+    if reply.transmit_timestamp.is_zero() || reply.receive_timestamp.is_zero() {
+        return Err(ReplyError::ZeroTimestamp);
+    }
+    Ok(())
+}
+
+/// Every check a client makes on a reply received at `t4`, then the sample it gives; the last check
+/// is the root distance (RFC 5905 section 11.2, the "distance" test of the peer process).
+pub fn process_reply(
+    reply: &Packet,
+    sent: &SentRequest,
+    t4: NtpTimestamp,
+    limits: &ReplyLimits,
+) -> Result<Sample, ReplyError> {
+    check_header(reply, sent)?;
+    let exchange = Exchange {
+        t1: sent.t1,
+        t2: reply.receive_timestamp,
+        t3: reply.transmit_timestamp,
+        t4,
+    };
+    let sample = exchange.sample(reply.precision, limits.local_precision);
+    let distance = sample.root_distance(
+        reply.root_delay.to_duration(),
+        reply.root_dispersion.to_duration(),
+    );
+    if distance > limits.max_root_distance {
+        return Err(ReplyError::RootDistance(distance));
+    }
+    Ok(sample)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::PollInterval;
+    use crate::time::NtpShort;
+
+    fn at_ms(ms: i64) -> NtpTimestamp {
+        // An arbitrary base in era 0 so the arithmetic is not near zero.
+        NtpTimestamp::from_parts(3_900_000_000, 0)
+            + NtpDuration::from_nanos(i128::from(ms) * 1_000_000)
+    }
+
+    fn secs(d: NtpDuration) -> f64 {
+        d.to_seconds_f64()
+    }
+
+    #[test]
+    fn worked_example_gives_20ms_delay_and_zero_offset() {
+        let e = Exchange {
+            t1: at_ms(1000),
+            t2: at_ms(1010),
+            t3: at_ms(1015),
+            t4: at_ms(1025),
+        };
+        assert!((secs(e.delay(Precision::new(-20))) - 0.020).abs() < 1e-9);
+        assert!(secs(e.offset()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn client_fast_by_2_5_seconds_measures_minus_2_5() {
+        // True time 0 at T1; 10 ms each way; the server's clock is true, ours reads +2.5 s.
+        let fast = 2500;
+        let e = Exchange {
+            t1: at_ms(fast),
+            t2: at_ms(10),
+            t3: at_ms(11),
+            t4: at_ms(21 + fast),
+        };
+        assert!((secs(e.offset()) + 2.5).abs() < 1e-9, "{}", e.offset());
+        assert!((secs(e.delay(Precision::new(-20))) - 0.020).abs() < 1e-9);
+    }
+
+    #[test]
+    fn asymmetry_errs_by_half_the_difference() {
+        // Perfectly synchronized clocks; 0.1 s out, 0.5 s back.
+        let e = Exchange {
+            t1: at_ms(0),
+            t2: at_ms(100),
+            t3: at_ms(100),
+            t4: at_ms(600),
+        };
+        assert!((secs(e.offset()) + 0.2).abs() < 1e-9, "{}", e.offset());
+        assert!((secs(e.delay(Precision::new(-20))) - 0.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn delay_is_clamped_at_the_local_precision() {
+        // The server claims it held the request longer than the round trip: negative raw delay.
+        let e = Exchange {
+            t1: at_ms(0),
+            t2: at_ms(1),
+            t3: at_ms(9),
+            t4: at_ms(5),
+        };
+        assert_eq!(
+            e.delay(Precision::new(-20)),
+            Precision::new(-20).to_duration()
+        );
+    }
+
+    #[test]
+    fn dispersion_and_root_distance() {
+        let e = Exchange {
+            t1: at_ms(0),
+            t2: at_ms(10),
+            t3: at_ms(10),
+            t4: at_ms(1000),
+        };
+        let s = e.sample(Precision::new(-10), Precision::new(-20));
+        let expected = 2f64.powi(-10) + 2f64.powi(-20) + 15e-6 * 1.0;
+        assert!((secs(s.dispersion) - expected).abs() < 1e-9);
+        let rd = s.root_distance(
+            NtpDuration::from_seconds_f64(0.010),
+            NtpDuration::from_seconds_f64(0.002),
+        );
+        assert!((secs(rd) - ((0.010 + 1.000) / 2.0 + 0.002 + expected)).abs() < 1e-9);
+        // The delay term is floored at MINDISP.
+        let tiny = Sample {
+            delay: NtpDuration::ZERO,
+            dispersion: NtpDuration::ZERO,
+            ..s
+        };
+        assert_eq!(
+            tiny.root_distance(NtpDuration::ZERO, NtpDuration::ZERO),
+            MIN_DISPERSION.half()
+        );
+    }
+
+    /// The chrony vector's exchange (capture.json's T4) measures what its README says.
+    #[test]
+    fn chrony_vector_exchange() {
+        let sent = SentRequest {
+            cookie: NtpTimestamp::from_bits(0xeeac608a_82d61800),
+            t1: NtpTimestamp::from_bits(0xeeac608a_82d61800),
+        };
+        let bytes: Vec<u8> = (0..48)
+            .map(|i| u8::from_str_radix(&CHRONY_REPLY[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        let (reply, _) = Packet::parse(&bytes).expect("vector parses");
+        let s = process_reply(
+            &reply,
+            &sent,
+            NtpTimestamp::from_bits(0xeeac608a_82e3c000),
+            &ReplyLimits::default(),
+        )
+        .expect("valid");
+        assert!((secs(s.delay) - 122.7e-6).abs() < 0.1e-6, "{}", s.delay);
+        assert!((secs(s.offset) + 0.6e-6).abs() < 0.1e-6, "{}", s.offset);
+    }
+
+    const CHRONY_REPLY: &str = "240206e600000000000000007f7f0101eeac60891990d576eeac608a82d61800eeac608a82da131beeac608a82dfb0fc";
+
+    fn good_reply(sent: &SentRequest) -> Packet {
+        let mut p = Packet::client_request(Version::V4, PollInterval::new(6), at_ms(12));
+        p.mode = Mode::SERVER;
+        p.stratum = Stratum::new(2);
+        p.precision = Precision::new(-20);
+        p.origin_timestamp = sent.cookie;
+        p.receive_timestamp = at_ms(10);
+        p.transmit_timestamp = at_ms(11);
+        p
+    }
+
+    fn check(reply: &Packet, sent: &SentRequest) -> Result<Sample, ReplyError> {
+        process_reply(reply, sent, at_ms(20), &ReplyLimits::default())
+    }
+
+    #[test]
+    fn each_reply_check_has_its_reason() {
+        let sent = SentRequest {
+            cookie: NtpTimestamp::from_bits(0x1234_5678_9abc_def0),
+            t1: at_ms(0),
+        };
+        let good = good_reply(&sent);
+        assert!(check(&good, &sent).is_ok());
+
+        type Mutation = fn(&mut Packet);
+        let cases: [(Mutation, ReplyError); 10] = [
+            (
+                |p| p.mode = Mode::CLIENT,
+                ReplyError::WrongMode(Mode::CLIENT),
+            ),
+            (
+                |p| p.mode = Mode::CONTROL,
+                ReplyError::WrongMode(Mode::CONTROL),
+            ),
+            (
+                |p| p.version = Version::new(5),
+                ReplyError::BadVersion(Version::new(5)),
+            ),
+            (|p| p.origin_timestamp = at_ms(0), ReplyError::BogusOrigin),
+            (
+                |p| {
+                    p.stratum = Stratum::UNSPECIFIED;
+                    p.reference_id = ReferenceId::RATE;
+                },
+                ReplyError::Kiss(ReferenceId::RATE),
+            ),
+            (
+                |p| {
+                    p.stratum = Stratum::UNSPECIFIED;
+                    p.reference_id = ReferenceId::DENY;
+                },
+                ReplyError::Kiss(ReferenceId::DENY),
+            ),
+            (
+                |p| p.leap = LeapIndicator::Unsynchronized,
+                ReplyError::Unsynchronized,
+            ),
+            (
+                |p| p.stratum = Stratum::UNSYNCHRONIZED,
+                ReplyError::Unsynchronized,
+            ),
+            (
+                |p| p.transmit_timestamp = NtpTimestamp::ZERO,
+                ReplyError::ZeroTimestamp,
+            ),
+            (
+                |p| p.receive_timestamp = NtpTimestamp::ZERO,
+                ReplyError::ZeroTimestamp,
+            ),
+        ];
+        for (mutate, expected) in cases {
+            let mut reply = good;
+            mutate(&mut reply);
+            assert_eq!(check(&reply, &sent), Err(expected));
+        }
+
+        let mut far = good;
+        far.root_dispersion = NtpShort::from_duration(NtpDuration::from_seconds(2));
+        assert!(matches!(check(&far, &sent), Err(ReplyError::RootDistance(d)) if d > MAX_DISTANCE));
+    }
+
+    #[test]
+    fn broadcast_needs_no_origin_and_messages_are_readable() {
+        let sent = SentRequest {
+            cookie: NtpTimestamp::from_bits(7),
+            t1: at_ms(0),
+        };
+        let mut b = good_reply(&sent);
+        b.mode = Mode::BROADCAST;
+        b.origin_timestamp = NtpTimestamp::ZERO;
+        assert!(check_header(&b, &sent).is_ok());
+        assert_eq!(
+            ReplyError::Kiss(ReferenceId::RATE).to_string(),
+            "kiss-o'-death RATE"
+        );
+    }
+}

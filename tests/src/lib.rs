@@ -1,0 +1,1 @@
+//! Test harness for the ntp-lite end-to-end tests.
