@@ -10,6 +10,8 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
+//! - [`system`]: the system variables a server answers with (RFC 5905 section 11.2.3).
+//! - [`server`]: request in, response, kiss-o'-death or counted drop out (RFC 5905 section 9.2).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -18,6 +20,8 @@
 
 pub mod packet;
 pub mod sample;
+pub mod server;
+pub mod system;
 pub mod time;
 
 pub use packet::{
@@ -25,4 +29,6 @@ pub use packet::{
     Stratum, Trailer, Version,
 };
 pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
+pub use server::{Decision, DropReason, Response, Server};
+pub use system::SystemSnapshot;
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};
