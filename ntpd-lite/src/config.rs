@@ -1,0 +1,556 @@
+//! The TOML configuration: parsed into typed values, validated while parsing so that every error
+//! carries the file, line and column where it was made and a hint what to write instead.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ntp_proto::server::{Cidr, DenyAction, RateLimitConfig};
+use ntp_proto::{PollInterval, ReferenceId, Stratum};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the configuration file: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid, with where and why.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Serving time to clients; no server without this table.
+    pub server: Option<ServerConfig>,
+    /// A local reference clock (like chrony's `local stratum N`).
+    pub local: Option<LocalConfig>,
+    /// Which clock to read and discipline.
+    #[serde(default)]
+    pub clock: ClockConfig,
+    /// Upstream servers to synchronize to.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    /// Discipline thresholds.
+    #[serde(default)]
+    pub sync: SyncConfig,
+    /// The local control socket.
+    pub control: Option<ControlConfig>,
+}
+
+/// `[server]`: where and whom to serve.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Addresses to listen on, e.g. `"127.0.0.1:11123"`, `"[::]:123"`.
+    #[serde(deserialize_with = "listen_addresses")]
+    pub listen: Vec<SocketAddr>,
+    /// Optional rate limit per client prefix.
+    #[serde(default, deserialize_with = "rate_limit")]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// If not empty, only these prefixes are served.
+    #[serde(default, deserialize_with = "prefixes")]
+    pub allow: Vec<Cidr>,
+    /// These prefixes are refused.
+    #[serde(default, deserialize_with = "prefixes")]
+    pub deny: Vec<Cidr>,
+    /// What a refused client gets: `"kiss"` (a kiss-o'-death DENY) or `"ignore"`.
+    #[serde(default, deserialize_with = "deny_action")]
+    pub deny_action: DenyAction,
+    /// Threads that answer requests per listen address; default: one per CPU, at most 4.
+    #[serde(default, deserialize_with = "workers")]
+    pub workers: Option<usize>,
+}
+
+/// `[local]`: serve from the local clock at a fixed stratum.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LocalConfig {
+    /// Stratum to serve, 1-15.
+    #[serde(deserialize_with = "local_stratum")]
+    pub stratum: Stratum,
+    /// Reference ID, 1-4 ASCII characters; default `LOCL`.
+    #[serde(default = "default_refid", deserialize_with = "refid")]
+    pub refid: ReferenceId,
+}
+
+/// `[clock]`: which clock.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClockConfig {
+    /// `system`, `virtual` or `monitor`.
+    #[serde(default)]
+    pub mode: ClockMode,
+    /// Virtual clock only: start this many seconds off the system clock.
+    #[serde(default)]
+    pub initial_offset: f64,
+    /// Virtual clock only: its natural frequency error in parts per million.
+    #[serde(default)]
+    pub drift_ppm: f64,
+}
+
+/// The kinds of clock the daemon can read and discipline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockMode {
+    /// The kernel clock (needs CAP_SYS_TIME).
+    System,
+    /// A software clock derived from the system clock, disciplined like a real one.
+    Virtual,
+    /// The system clock, read only: measure, never adjust (like `chronyd -x`).
+    #[default]
+    Monitor,
+}
+
+impl ClockMode {
+    /// The config spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Virtual => "virtual",
+            Self::Monitor => "monitor",
+        }
+    }
+}
+
+/// One `[[source]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceConfig {
+    /// `host:port`, `[v6]:port` or a bare host (port 123).
+    pub address: String,
+    /// `server` (every address of the name) or `pool` (up to `max-sources` of them).
+    #[serde(default)]
+    pub kind: SourceKind,
+    /// Shortest poll interval, log2 seconds (-4 to 17); default 6.
+    #[serde(default = "default_minpoll", deserialize_with = "poll")]
+    pub minpoll: PollInterval,
+    /// Longest poll interval, log2 seconds (-4 to 17); default 10.
+    #[serde(default = "default_maxpoll", deserialize_with = "poll")]
+    pub maxpoll: PollInterval,
+    /// Send a burst of requests at start.
+    #[serde(default)]
+    pub iburst: bool,
+    /// Pool only: how many addresses to use.
+    #[serde(default = "default_pool_size")]
+    pub max_sources: usize,
+}
+
+/// How a source's name is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// One server; every address the name resolves to is a source.
+    #[default]
+    Server,
+    /// A pool name: up to `max-sources` of its addresses.
+    Pool,
+}
+
+/// `[sync]`: discipline thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SyncConfig {
+    /// Offsets above this many seconds are stepped, below slewed.
+    #[serde(default = "default_step", deserialize_with = "positive_seconds")]
+    pub step_threshold: f64,
+    /// Offsets above this many seconds are refused after the first sync.
+    #[serde(default = "default_panic", deserialize_with = "positive_seconds")]
+    pub panic_threshold: f64,
+    /// How many sources must agree before the clock is adjusted.
+    #[serde(default = "default_min_sources")]
+    pub min_sources: usize,
+    /// Fastest slew, parts per million.
+    #[serde(default = "default_slew", deserialize_with = "positive_seconds")]
+    pub max_slew_ppm: f64,
+    /// Where the frequency estimate is kept across restarts.
+    pub drift_file: Option<PathBuf>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            step_threshold: default_step(),
+            panic_threshold: default_panic(),
+            min_sources: default_min_sources(),
+            max_slew_ppm: default_slew(),
+            drift_file: None,
+        }
+    }
+}
+
+/// `[control]`: the local control socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ControlConfig {
+    /// Path of the Unix socket.
+    pub socket: PathBuf,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`, naming `path` in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let (line, column) = line_column(text, offset);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.check_whole(text, path)?;
+        Ok(config)
+    }
+
+    /// Rules that span several tables.
+    fn check_whole(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let whole = |needle: &str, message: &str| {
+            let offset = text.find(needle).unwrap_or(0);
+            let (line, column) = line_column(text, offset);
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: message.to_owned(),
+            })
+        };
+        if self.clock.mode != ClockMode::Virtual
+            && (self.clock.initial_offset != 0.0 || self.clock.drift_ppm != 0.0)
+        {
+            return whole(
+                "[clock]",
+                "initial-offset and drift-ppm only apply to mode = \"virtual\"; remove them or set mode = \"virtual\"",
+            );
+        }
+        if self.clock.drift_ppm.abs() >= 100_000.0 || !self.clock.initial_offset.is_finite() {
+            return whole(
+                "[clock]",
+                "drift-ppm must be within +-100000 and initial-offset a finite number of seconds",
+            );
+        }
+        if self.server.is_none() && self.sources.is_empty() {
+            return whole(
+                "",
+                "nothing to do: add a [server] table to serve time, [[source]] entries to synchronize, or both",
+            );
+        }
+        if self.sync.min_sources == 0 {
+            return whole("min-sources", "min-sources must be at least 1");
+        }
+        for source in &self.sources {
+            if source.minpoll > source.maxpoll {
+                return whole(
+                    &source.address,
+                    "minpoll must not exceed maxpoll for this source",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the control socket is, if configured.
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control.as_ref().map(|c| c.socket.as_path())
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+fn default_refid() -> ReferenceId {
+    ReferenceId::LOCL
+}
+const fn default_minpoll() -> PollInterval {
+    PollInterval::new(6)
+}
+const fn default_maxpoll() -> PollInterval {
+    PollInterval::new(10)
+}
+const fn default_pool_size() -> usize {
+    4
+}
+const fn default_step() -> f64 {
+    0.128
+}
+const fn default_panic() -> f64 {
+    1000.0
+}
+const fn default_min_sources() -> usize {
+    1
+}
+const fn default_slew() -> f64 {
+    500.0
+}
+
+fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    if texts.is_empty() {
+        return Err(de::Error::custom(
+            "listen is empty; add an address such as \"127.0.0.1:11123\" or \"[::]:123\"",
+        ));
+    }
+    texts
+        .iter()
+        .map(|t| {
+            t.parse().map_err(|_| {
+                de::Error::custom(format!("`{t}` is not an IP address with a port; write \"127.0.0.1:123\" or \"[::1]:123\""))
+            })
+        })
+        .collect()
+}
+
+fn prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| t.parse().map_err(de::Error::custom))
+        .collect()
+}
+
+fn deny_action<'de, D: Deserializer<'de>>(d: D) -> Result<DenyAction, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "kiss" => Ok(DenyAction::Kiss),
+        "ignore" => Ok(DenyAction::Ignore),
+        other => Err(de::Error::custom(format!(
+            "deny-action `{other}` is unknown; use \"kiss\" (send KoD DENY) or \"ignore\" (drop)"
+        ))),
+    }
+}
+
+fn workers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    match usize::deserialize(d)? {
+        n @ 1..=64 => Ok(Some(n)),
+        n => Err(de::Error::custom(format!("workers = {n}; use 1 to 64"))),
+    }
+}
+
+fn local_stratum<'de, D: Deserializer<'de>>(d: D) -> Result<Stratum, D::Error> {
+    match u8::deserialize(d) {
+        Ok(n @ 1..=15) => Ok(Stratum::new(n)),
+        _ => Err(de::Error::custom(
+            "stratum must be 1 to 15 (1 = primary reference)",
+        )),
+    }
+}
+
+fn refid<'de, D: Deserializer<'de>>(d: D) -> Result<ReferenceId, D::Error> {
+    let text = String::deserialize(d)?;
+    ReferenceId::from_ascii(&text).ok_or_else(|| {
+        de::Error::custom(format!(
+            "refid `{text}` must be 1 to 4 printable ASCII characters, e.g. \"LOCL\" or \"GPS\""
+        ))
+    })
+}
+
+fn poll<'de, D: Deserializer<'de>>(d: D) -> Result<PollInterval, D::Error> {
+    match i8::deserialize(d) {
+        Ok(n @ -4..=17) => Ok(PollInterval::new(n)),
+        _ => Err(de::Error::custom(
+            "poll must be a log2 of seconds from -4 (1/16 s) to 17 (36 h); 6 = 64 s",
+        )),
+    }
+}
+
+fn positive_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(d)?;
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(de::Error::custom(format!(
+            "{value} must be a positive number"
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RateLimitToml {
+    interval: f64,
+    burst: u32,
+    #[serde(default = "default_v4_prefix")]
+    ipv4_prefix: u8,
+    #[serde(default = "default_v6_prefix")]
+    ipv6_prefix: u8,
+    #[serde(default = "default_true")]
+    kiss: bool,
+}
+
+const fn default_v4_prefix() -> u8 {
+    32
+}
+const fn default_v6_prefix() -> u8 {
+    64
+}
+const fn default_true() -> bool {
+    true
+}
+
+fn rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RateLimitConfig>, D::Error> {
+    let t = RateLimitToml::deserialize(d)?;
+    if !(t.interval.is_finite() && (0.001..=3600.0).contains(&t.interval)) {
+        return Err(de::Error::custom(
+            "rate-limit interval must be 0.001 to 3600 seconds",
+        ));
+    }
+    if t.burst == 0 || t.ipv4_prefix > 32 || t.ipv6_prefix > 128 {
+        return Err(de::Error::custom(
+            "rate-limit needs burst >= 1, ipv4-prefix <= 32, ipv6-prefix <= 128",
+        ));
+    }
+    Ok(Some(RateLimitConfig {
+        interval: Duration::from_secs_f64(t.interval),
+        burst: t.burst,
+        ipv4_prefix: t.ipv4_prefix,
+        ipv6_prefix: t.ipv6_prefix,
+        kiss: t.kiss,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    fn error(text: &str) -> (usize, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid { line, message, .. }) => (line, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_issue_contract_parses() {
+        let c = parse(
+            r#"
+[server]
+listen = ["127.0.0.1:11123", "[::1]:11123"]
+rate-limit = { interval = 1.0, burst = 8 }
+deny = ["192.0.2.0/24"]
+[local]
+stratum = 1
+refid = "LOCL"
+[clock]
+mode = "virtual"
+initial-offset = 0.3
+drift-ppm = 20.0
+[[source]]
+address = "127.0.0.1:11124"
+minpoll = -2
+maxpoll = 2
+iburst = true
+[sync]
+step-threshold = 0.128
+panic-threshold = 1000.0
+min-sources = 1
+[control]
+socket = "/run/ntpd-lite/control.sock"
+"#,
+        )
+        .expect("valid");
+        let server = c.server.expect("server");
+        assert_eq!(server.listen.len(), 2);
+        assert_eq!(server.rate_limit.map(|r| r.burst), Some(8));
+        assert_eq!(server.deny_action, DenyAction::Kiss);
+        assert_eq!(c.local.map(|l| l.stratum), Some(Stratum::PRIMARY));
+        assert_eq!(c.clock.mode, ClockMode::Virtual);
+        assert_eq!(c.sources[0].minpoll, PollInterval::new(-2));
+        assert!(c.sources[0].iburst);
+        assert_eq!(c.sync.min_sources, 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let (line, message) = error("[server]\nlisten = [\"127.0.0.1:123\"]\nlisen = 1\n");
+        assert_eq!(line, 3);
+        assert!(message.contains("unknown field `lisen`"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_name_the_line_and_a_hint() {
+        let cases = [
+            (
+                "[server]\nlisten = [\"localhost\"]\n",
+                2,
+                "IP address with a port",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[local]\nstratum = 0\n",
+                4,
+                "1 to 15",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[local]\nstratum = 1\nrefid = \"TOOLONG\"\n",
+                5,
+                "ASCII",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\ndeny = [\"10.0.0.0/40\"]\n",
+                3,
+                "address prefix",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[clock]\nmode = \"atomic\"\n",
+                4,
+                "unknown variant",
+            ),
+            ("[[source]]\naddress = \"x:1\"\nminpoll = 30\n", 3, "log2"),
+            (
+                "[[source]]\naddress = \"x:1\"\nminpoll = 4\nmaxpoll = 2\n",
+                2,
+                "minpoll must not exceed",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[clock]\ndrift-ppm = 5.0\n",
+                3,
+                "only apply to mode",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\nrate-limit = { interval = 0.0, burst = 1 }\n",
+                3,
+                "interval",
+            ),
+            ("# nothing\n", 1, "nothing to do"),
+        ];
+        for (text, want_line, want) in cases {
+            let (line, message) = error(text);
+            assert!(message.contains(want), "{text:?}: {message}");
+            assert_eq!(line, want_line, "{text:?}: {message}");
+        }
+    }
+}

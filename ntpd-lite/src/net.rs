@@ -1,0 +1,302 @@
+//! Sockets: options, kernel receive timestamps (SO_TIMESTAMPNS), and batched receive and send
+//! (recvmmsg/sendmmsg) into buffers allocated once per worker.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, SystemTime};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Datagrams taken or sent per system call.
+pub const BATCH: usize = 32;
+/// Receive buffer per datagram; longer datagrams are flagged truncated and dropped.
+pub const MAX_DATAGRAM: usize = 2048;
+/// Control-message space per datagram: one timespec timestamp with its header, 8-byte aligned.
+const CMSG_WORDS: usize = 8;
+
+/// A UDP socket for serving: kernel receive timestamps on, a large receive buffer, and a read
+/// timeout so that blocking workers notice shutdown. `v6_only` keeps an IPv6 socket off IPv4.
+pub fn bind_server_socket(
+    address: SocketAddr,
+    v6_only: bool,
+    read_timeout: Duration,
+) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if address.is_ipv6() {
+        socket.set_only_v6(v6_only)?;
+    }
+    // Best effort: a small buffer only means drops under a flood.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.set_read_timeout(Some(read_timeout))?;
+    enable_rx_timestamps(&socket)?;
+    socket.bind(&address.into())?;
+    Ok(socket)
+}
+
+fn enable_rx_timestamps(socket: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// One received datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    /// Its bytes (at most [`MAX_DATAGRAM`]).
+    pub bytes: &'a [u8],
+    /// Who sent it.
+    pub from: SocketAddr,
+    /// When the kernel received it, if it said.
+    pub received: Option<SystemTime>,
+    /// True if it was longer than the buffer.
+    pub truncated: bool,
+}
+
+/// Buffers for [`BATCH`] datagrams, reused for every receive.
+pub struct RecvBatch {
+    buffers: Box<[[u8; MAX_DATAGRAM]]>,
+    addresses: Box<[libc::sockaddr_storage]>,
+    controls: Box<[[u64; CMSG_WORDS]]>,
+    iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+    len: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero
+        // bytes are valid values (null pointers, zero lengths).
+        let (storage, iovec, header) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        Self {
+            buffers: vec![[0; MAX_DATAGRAM]; BATCH].into_boxed_slice(),
+            addresses: vec![storage; BATCH].into_boxed_slice(),
+            controls: vec![[0; CMSG_WORDS]; BATCH].into_boxed_slice(),
+            iovecs: vec![iovec; BATCH].into_boxed_slice(),
+            headers: vec![header; BATCH].into_boxed_slice(),
+            len: 0,
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Blocks until at least one datagram arrives (or the read timeout passes), then takes as
+    /// many more as are waiting, up to [`BATCH`]. Returns how many.
+    pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.buffers[i].as_mut_ptr().cast(),
+                iov_len: MAX_DATAGRAM,
+            };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&raw mut self.addresses[i]).cast();
+            header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &raw mut self.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = self.controls[i].as_mut_ptr().cast();
+            header.msg_controllen = CMSG_WORDS * 8;
+            header.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+        // SAFETY: every header points into buffers owned by `self` that outlive the call, with
+        // the lengths set above; MSG_WAITFORONE blocks only for the first datagram.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        self.len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        Ok(self.len)
+    }
+
+    /// The `i`th datagram of the last receive; `None` past the end or for an unknown address family.
+    pub fn get(&self, i: usize) -> Option<Datagram<'_>> {
+        if i >= self.len {
+            return None;
+        }
+        let header = &self.headers[i];
+        let len = (header.msg_len as usize).min(MAX_DATAGRAM);
+        Some(Datagram {
+            bytes: &self.buffers[i][..len],
+            from: socket_addr(&self.addresses[i])?,
+            received: rx_timestamp(&header.msg_hdr),
+            truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        })
+    }
+}
+
+/// The kernel receive timestamp in the control messages of `header`, if any.
+fn rx_timestamp(header: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: `header` was filled by recvmmsg; CMSG_FIRSTHDR/CMSG_NXTHDR walk its control buffer
+    // within msg_controllen, and the SCM_TIMESTAMPNS payload is a timespec (read unaligned).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                let since_epoch = Duration::new(
+                    u64::try_from(ts.tv_sec).ok()?,
+                    u32::try_from(ts.tv_nsec).ok()?,
+                );
+                return Some(SystemTime::UNIX_EPOCH + since_epoch);
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    None
+}
+
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in, which it is large enough for.
+            let sin: &libc::sockaddr_in = unsafe { &*(&raw const *storage).cast() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6, which it is large enough for.
+            let sin6: &libc::sockaddr_in6 = unsafe { &*(&raw const *storage).cast() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                port,
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn to_storage(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    let converted = socket2::SockAddr::from(address);
+    // SAFETY: SockAddr's storage is a sockaddr_storage and `len` says how much of it is used.
+    let storage = unsafe { std::ptr::read(converted.as_ptr().cast::<libc::sockaddr_storage>()) };
+    (storage, converted.len())
+}
+
+/// Up to [`BATCH`] 48-byte responses, sent with one system call.
+pub struct SendBatch {
+    buffers: Box<[[u8; 48]]>,
+    addresses: Box<[libc::sockaddr_storage]>,
+    address_lens: Box<[libc::socklen_t]>,
+    iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+    len: usize,
+}
+
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        // SAFETY: as for RecvBatch, all-zero is valid for these C structs.
+        let (storage, iovec, header) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        Self {
+            buffers: vec![[0; 48]; BATCH].into_boxed_slice(),
+            addresses: vec![storage; BATCH].into_boxed_slice(),
+            address_lens: vec![0; BATCH].into_boxed_slice(),
+            iovecs: vec![iovec; BATCH].into_boxed_slice(),
+            headers: vec![header; BATCH].into_boxed_slice(),
+            len: 0,
+        }
+    }
+}
+
+impl SendBatch {
+    /// Queues a response to `to`; returns false (and queues nothing) when the batch is full.
+    pub fn push(&mut self, bytes: [u8; 48], to: SocketAddr) -> bool {
+        if self.len == BATCH {
+            return false;
+        }
+        let (storage, len) = to_storage(to);
+        self.buffers[self.len] = bytes;
+        self.addresses[self.len] = storage;
+        self.address_lens[self.len] = len;
+        self.len += 1;
+        true
+    }
+
+    /// Sends everything queued; a datagram the kernel refuses is skipped. Returns how many were
+    /// sent and the last error, if any.
+    pub fn flush(&mut self, fd: RawFd) -> (usize, Option<io::Error>) {
+        let mut sent = 0;
+        let mut failed = 0;
+        let mut last_error = None;
+        while sent < self.len {
+            for i in sent..self.len {
+                self.iovecs[i] = libc::iovec {
+                    iov_base: self.buffers[i].as_mut_ptr().cast(),
+                    iov_len: 48,
+                };
+                let header = &mut self.headers[i].msg_hdr;
+                header.msg_name = (&raw mut self.addresses[i]).cast();
+                header.msg_namelen = self.address_lens[i];
+                header.msg_iov = &raw mut self.iovecs[i];
+                header.msg_iovlen = 1;
+            }
+            let remaining = &mut self.headers[sent..self.len];
+            // SAFETY: each header points into buffers owned by `self`, valid for the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    remaining.as_mut_ptr(),
+                    remaining.len() as libc::c_uint,
+                    0,
+                )
+            };
+            match usize::try_from(n) {
+                Ok(n) if n > 0 => sent += n,
+                _ => {
+                    last_error = Some(io::Error::last_os_error());
+                    failed += 1;
+                    sent += 1; // skip the datagram the kernel refused
+                }
+            }
+        }
+        let count = self.len;
+        self.len = 0;
+        (count - failed, last_error)
+    }
+}
