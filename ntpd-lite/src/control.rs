@@ -125,7 +125,10 @@ fn status(shared: &Shared) -> Status {
     Status {
         synchronized: snapshot.is_synchronized(),
         stratum: stratum.get(),
-        refid: snapshot.reference_id.display(stratum, false),
+        refid: match snapshot.reference_id.as_ascii() {
+            Some(name) if shared.local_reference => name.to_owned(),
+            _ => snapshot.reference_id.display(stratum, false),
+        },
         leap: if snapshot.is_synchronized() {
             snapshot.leap.to_bits()
         } else {

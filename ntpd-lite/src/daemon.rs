@@ -24,6 +24,9 @@ pub struct Shared {
     pub clock: Clock,
     /// Its measured precision.
     pub precision: Precision,
+    /// True when a local reference clock, not an upstream source, is the reference: the
+    /// reference ID is then a name, whatever the stratum.
+    pub local_reference: bool,
     snapshot: ArcSwap<SystemSnapshot>,
     stop: AtomicBool,
     server_stats: Mutex<Vec<Arc<ServerStats>>>,
@@ -31,11 +34,12 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state for `clock`, unsynchronized until something says otherwise.
-    pub fn new(clock: Clock) -> Self {
+    pub fn new(clock: Clock, local_reference: bool) -> Self {
         let precision = clock::measure_precision(&clock);
         Self {
             clock,
             precision,
+            local_reference,
             snapshot: ArcSwap::from_pointee(SystemSnapshot::unsynchronized(precision)),
             stop: AtomicBool::new(false),
             server_stats: Mutex::new(Vec::new()),
@@ -79,7 +83,7 @@ impl Shared {
 /// Runs the daemon until SIGINT or SIGTERM. Returns an error message for a start-up failure.
 pub async fn run(config: Config) -> Result<(), String> {
     let clock = Clock::from_config(&config.clock, config.sync.max_slew_ppm);
-    let shared = Arc::new(Shared::new(clock));
+    let shared = Arc::new(Shared::new(clock, config.local.is_some()));
     info!(
         mode = config.clock.mode.name(),
         precision = shared.precision.get(),

@@ -1,0 +1,74 @@
+//! The command line: `check-config` on every shipped configuration, and a bad one rejected with
+//! its line number and exit status 2. (These tests also make `cargo test` build the binary that
+//! the end-to-end tests in the `tests` crate run.)
+
+use std::path::Path;
+use std::process::Command;
+
+fn ntpd_lite() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ntpd-lite"))
+}
+
+#[test]
+fn every_shipped_config_passes_check_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let output = ntpd_lite()
+                .arg("check-config")
+                .arg(&path)
+                .output()
+                .expect("run");
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no configs found in {}", dir.display());
+}
+
+#[test]
+fn a_bad_config_names_its_line_and_exits_2() {
+    let dir = tempfile_dir();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:123\"]\n\n[local]\nstratum = 0\n",
+    )
+    .expect("write");
+    let output = ntpd_lite()
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml:5:"), "{stderr}");
+    assert!(stderr.contains("stratum must be 1 to 15"), "{stderr}");
+    // Running with it fails the same way, before anything starts.
+    let output = ntpd_lite()
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn no_config_is_a_usage_error() {
+    let output = ntpd_lite().output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--config"));
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ntpd-lite-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

@@ -1,0 +1,152 @@
+//! Spawning `ntpd-lite` daemons from generated TOML in temporary directories, waiting until they
+//! answer, reading their status, stopping them, and showing their logs when a test fails.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::Client;
+
+/// A running `ntpd-lite`, stopped (SIGTERM) when dropped. If the test is panicking, its log is
+/// printed so the failure can be read.
+#[derive(Debug)]
+pub struct Daemon {
+    name: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Writes `config` (TOML; `{dir}` is replaced by the daemon's temporary directory) and starts
+    /// the daemon on it. The control socket, if the config names `{dir}/control.sock`, is there.
+    pub fn start(name: &str, config: &str) -> Self {
+        Self::start_in(name, config, None)
+    }
+
+    /// Like [`Daemon::start`], inside the network namespace `netns` if given.
+    pub fn start_in(name: &str, config: &str, netns: Option<&crate::peers::Netns>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ntpd-lite-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        let config = config.replace("{dir}", &dir.path().display().to_string());
+        let config_path = dir.path().join("ntpd-lite.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("log")).expect("log file");
+        let mut command = match netns {
+            Some(netns) => netns.command(crate::binary("ntpd-lite")),
+            None => Command::new(crate::binary("ntpd-lite")),
+        };
+        let child = command
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ntpd-lite");
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+            dir,
+        }
+    }
+
+    /// The daemon's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The control socket path used by configs that say `socket = "{dir}/control.sock"`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Waits until the server at `address` answers a query (at most 10 s).
+    pub fn wait_serving(&mut self, address: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            self.assert_running();
+            if let Ok(client) = Client::connect(address)
+                && client.query(4, 6).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not answer on {address} within 10 s\n{}",
+            self.name,
+            self.log()
+        );
+    }
+
+    /// Panics with the log if the daemon has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
+            panic!("{} exited with {status}\n{}", self.name, self.log());
+        }
+    }
+
+    /// `ntpd-lite status --json` over the control socket, parsed.
+    pub fn status(&self) -> Value {
+        let output = Command::new(crate::binary("ntpd-lite"))
+            .args(["status", "--json", "--socket"])
+            .arg(self.control_socket())
+            .output()
+            .expect("run ntpd-lite status");
+        assert!(
+            output.status.success(),
+            "status failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&output.stdout).expect("status is JSON")
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it; returns its exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // kill(1) sends SIGTERM without unsafe code in this crate.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- log of {} -----\n{}\n----- end of log -----",
+                self.name,
+                self.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! ntpd-lite as a server, over real UDP on 127.0.0.1 and ::1: what it answers, what it drops, and
+//! that real clients (ntplib, ntpdig, chronyd) accept it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ntp_lite_tests::client::Client;
+use ntp_lite_tests::daemon::Daemon;
+use ntp_lite_tests::free_udp_port;
+use ntp_lite_tests::peers::{self, Chronyd, Netns};
+use ntp_proto::{LeapIndicator, Mode, NtpDuration, ReferenceId, Stratum, Version};
+
+fn local_server(
+    name: &str,
+    extra_server_keys: &str,
+    stratum: u8,
+    refid: &str,
+) -> (Daemon, SocketAddr, SocketAddr) {
+    local_server_ready_on(name, extra_server_keys, stratum, refid, false)
+}
+
+/// A local-reference server on a free port over IPv4 and IPv6, waited for over IPv4 (or IPv6).
+fn local_server_ready_on(
+    name: &str,
+    extra_server_keys: &str,
+    stratum: u8,
+    refid: &str,
+    ready_on_v6: bool,
+) -> (Daemon, SocketAddr, SocketAddr) {
+    let port = free_udp_port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\n{extra_server_keys}\n\
+         [local]\nstratum = {stratum}\nrefid = \"{refid}\"\n[clock]\nmode = \"virtual\"\n\
+         [control]\nsocket = \"{{dir}}/control.sock\"\n"
+    );
+    let mut daemon = Daemon::start(name, &config);
+    let v4: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let v6: SocketAddr = format!("[::1]:{port}").parse().expect("address");
+    daemon.wait_serving(if ready_on_v6 { v6 } else { v4 });
+    (daemon, v4, v6)
+}
+
+#[test]
+fn serves_its_stratum_refid_and_the_right_time_over_ipv4_and_ipv6() {
+    let (daemon, v4, v6) = local_server("serve", "", 3, "GPS");
+    for address in [v4, v6] {
+        let client = Client::connect(address).expect("connect");
+        for version in 1..=4 {
+            let answer = client.query(version, 6).expect("reply");
+            let p = answer.reply;
+            assert_eq!(answer.len, 48);
+            assert_eq!((p.mode, p.version), (Mode::SERVER, Version::new(version)));
+            assert_eq!(
+                (p.leap, p.stratum),
+                (LeapIndicator::NoWarning, Stratum::new(3))
+            );
+            assert_eq!(
+                p.reference_id,
+                ReferenceId::from_ascii("GPS").expect("ascii")
+            );
+            assert_eq!(p.poll.get(), 6, "poll echoed");
+            let sample = answer.sample.expect("passes every client check");
+            assert!(
+                sample.offset.abs() < NtpDuration::from_seconds_f64(0.001),
+                "offset {}",
+                sample.offset
+            );
+            println!(
+                "{address} v{version}: offset {} delay {}",
+                sample.offset, sample.delay
+            );
+        }
+        // Poll is clamped to the server's limits (4..17).
+        assert_eq!(client.query(4, 0).expect("reply").reply.poll.get(), 4);
+        assert_eq!(client.query(4, 40).expect("reply").reply.poll.get(), 17);
+    }
+    let status = daemon.status();
+    assert_eq!(status["stratum"], 3);
+    assert_eq!(status["refid"], "GPS");
+    assert_eq!(status["synchronized"], true);
+    // Two addresses times six queries, plus the readiness probe.
+    assert_eq!(status["server"]["responses"], 2 * 6 + 1);
+}
+
+#[test]
+fn an_unsynchronized_server_says_so() {
+    let port = free_udp_port();
+    let config =
+        format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\n[clock]\nmode = \"virtual\"\n");
+    let mut daemon = Daemon::start("unsync", &config);
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let client = Client::connect(address).expect("connect");
+    let answer = (0..100)
+        .find_map(|_| {
+            daemon.assert_running();
+            let a = client.query(4, 6).ok();
+            if a.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            a
+        })
+        .expect("the daemon answers");
+    assert_eq!(answer.reply.leap, LeapIndicator::Unsynchronized);
+    assert_eq!(answer.reply.stratum, Stratum::UNSYNCHRONIZED);
+    assert_eq!(answer.sample, Err(ntp_proto::ReplyError::Unsynchronized));
+}
+
+fn no_reply(client: &Client, bytes: &[u8]) {
+    client.send_raw(bytes).expect("send");
+    let reply = client
+        .receive_raw(Duration::from_millis(300))
+        .expect("receive");
+    assert_eq!(reply, None, "expected a silent drop of {bytes:02x?}");
+}
+
+#[test]
+fn drops_silently_and_counts_every_reason() {
+    let (daemon, v4, _) = local_server("drops", "", 1, "LOCL");
+    let client = Client::connect(v4).expect("connect");
+    let request = ntp_proto::Packet::client_request(
+        Version::V4,
+        ntp_proto::PollInterval::new(6),
+        ntp_proto::NtpTimestamp::from_bits(42),
+    )
+    .serialize();
+    let with_first_byte = |first: u8| {
+        let mut b = request;
+        b[0] = first;
+        b
+    };
+    no_reply(&client, &with_first_byte(0x24)); // mode 4: a response
+    no_reply(&client, &with_first_byte(0x25)); // mode 5: broadcast
+    no_reply(&client, &with_first_byte(0x26)); // mode 6: control
+    no_reply(&client, &with_first_byte(0x27)); // mode 7: private
+    no_reply(&client, &with_first_byte(0x21)); // mode 1: symmetric active
+    no_reply(&client, &with_first_byte(0x03)); // version 0
+    no_reply(&client, &with_first_byte(0x2b)); // version 5
+    no_reply(&client, &request[..47]); // too short
+    no_reply(&client, &[]); // empty
+    let mut malformed = request.to_vec();
+    malformed.extend_from_slice(&[0u8; 7]);
+    no_reply(&client, &malformed);
+    let dropped = &daemon.status()["server"]["dropped"];
+    println!("dropped by reason: {dropped}");
+    assert_eq!(dropped["not_a_request"], 2);
+    assert_eq!(dropped["control"], 2);
+    assert_eq!(dropped["unsupported_mode"], 1);
+    assert_eq!(dropped["bad_version"], 2);
+    assert_eq!(dropped["too_short"], 2);
+    assert_eq!(dropped["malformed"], 1);
+}
+
+#[test]
+fn never_answers_with_more_bytes_than_it_received() {
+    let (daemon, v4, _) = local_server("amplification", "", 1, "LOCL");
+    let received_before = daemon.status()["server"]["received"]
+        .as_u64()
+        .expect("counter");
+    let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    let (mut sent, mut answered) = (0, 0);
+    // Every length 0..=1500, twice: random bytes, and random bytes that start like a v4 request.
+    for chunk in (0..=1500usize).collect::<Vec<_>>().chunks(150) {
+        let mut clients = Vec::new();
+        for &len in chunk {
+            for looks_like_request in [false, true] {
+                let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if looks_like_request && len > 0 {
+                    bytes[0] = 0x23;
+                }
+                let client = Client::connect(v4).expect("connect");
+                client.send_raw(&bytes).expect("send");
+                sent += 1;
+                clients.push((len, client));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        for (len, client) in clients {
+            while let Some(reply) = client
+                .receive_raw(Duration::from_millis(1))
+                .expect("receive")
+            {
+                assert!(
+                    reply.len() <= len,
+                    "a {len}-byte datagram was answered with {} bytes",
+                    reply.len()
+                );
+                answered += 1;
+            }
+        }
+    }
+    let server = &daemon.status()["server"];
+    println!(
+        "sent {sent} random datagrams, {answered} answered (each no longer than its request); server: {server}"
+    );
+    assert_eq!(server["received"].as_u64(), Some(received_before + sent));
+    assert!(
+        answered > 0,
+        "datagrams that parse as requests are answered"
+    );
+}
+
+#[test]
+fn rate_limit_sends_kod_rate_then_drops() {
+    let (daemon, v4, _) = local_server(
+        "rate",
+        "rate-limit = { interval = 1.0, burst = 2 }",
+        1,
+        "LOCL",
+    );
+    // The readiness probe used part of this /32's burst: let the bucket refill.
+    std::thread::sleep(Duration::from_millis(2100));
+    let client = Client::connect(v4).expect("connect");
+    let request = ntp_proto::Packet::client_request(
+        Version::V4,
+        ntp_proto::PollInterval::new(6),
+        ntp_proto::NtpTimestamp::from_bits(99),
+    )
+    .serialize();
+    for _ in 0..10 {
+        client.send_raw(&request).expect("send");
+    }
+    let mut kinds = Vec::new();
+    while let Some(bytes) = client
+        .receive_raw(Duration::from_millis(300))
+        .expect("receive")
+    {
+        let (reply, _) = ntp_proto::Packet::parse(&bytes).expect("a packet");
+        kinds.push(reply.kiss_code().map_or("time".to_owned(), |c| {
+            c.as_ascii().unwrap_or("?").to_owned()
+        }));
+    }
+    println!("10 back-to-back requests with burst 2: {kinds:?}");
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    // 2 within the burst; of the 8 over the limit, 1 in 4 gets a KoD RATE, the rest nothing.
+    assert_eq!(
+        (count("time"), count("RATE"), kinds.len()),
+        (2, 2, 4),
+        "{kinds:?}"
+    );
+    let server = &daemon.status()["server"];
+    assert_eq!(server["kod_rate"], 2);
+    assert_eq!(server["dropped"]["rate_limited"], 6);
+}
+
+#[test]
+fn access_list_denies_with_kod_deny_or_ignores() {
+    let (_daemon, v4, v6) =
+        local_server_ready_on("deny", "deny = [\"127.0.0.0/8\"]", 1, "LOCL", true);
+    let answer = Client::connect(v4)
+        .expect("connect")
+        .query(4, 6)
+        .expect("a KoD");
+    assert_eq!(answer.reply.kiss_code(), Some(ReferenceId::DENY));
+    assert_eq!(
+        answer.sample,
+        Err(ntp_proto::ReplyError::Kiss(ReferenceId::DENY))
+    );
+    // ::1 is not in 127.0.0.0/8: served.
+    assert!(
+        Client::connect(v6)
+            .expect("connect")
+            .query(4, 6)
+            .expect("reply")
+            .sample
+            .is_ok()
+    );
+
+    let (daemon, v4, _) = local_server_ready_on(
+        "ignore",
+        "deny = [\"127.0.0.0/8\"]\ndeny-action = \"ignore\"",
+        1,
+        "LOCL",
+        true,
+    );
+    let client = Client::connect(v4).expect("connect");
+    no_reply(
+        &client,
+        &ntp_proto::Packet::client_request(
+            Version::V4,
+            ntp_proto::PollInterval::new(6),
+            ntp_proto::NtpTimestamp::from_bits(7),
+        )
+        .serialize(),
+    );
+    assert!(daemon.status()["server"]["dropped"]["access_ignored"].as_u64() >= Some(1));
+}
+
+#[test]
+fn ntplib_accepts_our_server() {
+    let (_daemon, v4, v6) = local_server("ntplib", "", 2, "LOCL");
+    for (address, version) in [(v4, 4), (v6, 3), (v4, 2)] {
+        // The lowest-delay of three, as any NTP client filters samples.
+        let replies: Option<Vec<_>> = (0..3)
+            .map(|_| peers::ntplib_query(address, version))
+            .collect();
+        let Some(reply) =
+            replies.and_then(|r| r.into_iter().min_by(|a, b| a.delay.total_cmp(&b.delay)))
+        else {
+            return;
+        };
+        println!("ntplib via {address} v{version}: {reply:?}");
+        assert_eq!((reply.stratum, reply.leap, reply.version), (2, 0, version));
+        assert!(reply.offset.abs() < 0.001, "offset {}", reply.offset);
+    }
+}
+
+#[test]
+fn chronyd_selects_our_server_and_reads_its_stratum() {
+    let (_daemon, v4, _) = local_server("chrony-client", "", 1, "LOCL");
+    let Some(chronyd) = Chronyd::client_of(v4) else {
+        return;
+    };
+    let sources = chronyd.wait_sources(Duration::from_secs(30), |s| {
+        s.iter().any(|s| s.state == '*')
+    });
+    println!("chronyc sources: {sources:?}");
+    let ours = sources
+        .iter()
+        .find(|s| s.address == "127.0.0.1")
+        .expect("chronyd lists our server");
+    assert_eq!(
+        ours.state,
+        '*',
+        "chronyd selected our server\n{}",
+        chronyd.log()
+    );
+    assert_eq!(ours.stratum, 1);
+    assert!(ours.reach > 0);
+    assert!(ours.offset.abs() < 0.001, "offset {}", ours.offset);
+}
+
+#[test]
+fn ntpdig_accepts_our_server_in_a_private_namespace() {
+    if !peers::available("ntpdig", &["--version"]) {
+        return;
+    }
+    let Some(netns) = Netns::create("ntpdig") else {
+        return;
+    };
+    let config = "[server]\nlisten = [\"127.0.0.1:123\"]\n[local]\nstratum = 2\n[clock]\nmode = \"virtual\"\n";
+    let mut daemon = Daemon::start_in("ntpdig-server", config, Some(&netns));
+    let mut output = None;
+    for _ in 0..50 {
+        daemon.assert_running();
+        let run = netns
+            .command("ntpdig")
+            .args(["-t", "1", "127.0.0.1"])
+            .output()
+            .expect("run ntpdig");
+        if run.status.success() {
+            output = Some(String::from_utf8_lossy(&run.stdout).into_owned());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = output.expect("ntpdig got an answer");
+    println!("ntpdig: {output}");
+    // e.g. "2026-11-21 20:30:01.123456 (+0000) +0.000012 +/- 0.000123 127.0.0.1 s2 no-leap"
+    let fields: Vec<&str> = output.split_whitespace().collect();
+    assert!(fields.contains(&"s2"), "stratum 2 in {output}");
+    assert!(fields.contains(&"no-leap"), "{output}");
+    let offset: f64 = fields[3].parse().expect("offset field");
+    assert!(offset.abs() < 0.001, "offset {offset}");
+}
