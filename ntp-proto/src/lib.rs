@@ -10,6 +10,8 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
+//! - [`select`]: which sources agree, which survive clustering, the combined offset and the system
+//!   peer (RFC 5905 section 11.2).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -18,6 +20,7 @@
 
 pub mod packet;
 pub mod sample;
+pub mod select;
 pub mod time;
 
 pub use packet::{
@@ -25,4 +28,5 @@ pub use packet::{
     Stratum, Trailer, Version,
 };
 pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
+pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};
