@@ -10,7 +10,7 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
-//! - [`select`]: which sources agree, which survive clustering, the combined offset and the system
+//! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset and the system
 //!   peer (RFC 5905 section 11.2).
 #![forbid(unsafe_code)]
 #![cfg_attr(
