@@ -10,6 +10,8 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
+//! - [`filter`]: the 8-stage clock filter of one source, with the popcorn spike gate (RFC 5905
+//!   section 10).
 //! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset and the system
 //!   peer (RFC 5905 section 11.2).
 #![forbid(unsafe_code)]
@@ -18,11 +20,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod filter;
 pub mod packet;
 pub mod sample;
 pub mod select;
 pub mod time;
 
+pub use filter::{ClockFilter, FilterOutput};
 pub use packet::{
     ExtensionField, LeapIndicator, Mode, Packet, ParseError, PollInterval, Precision, ReferenceId,
     Stratum, Trailer, Version,
