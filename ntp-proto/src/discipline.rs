@@ -5,17 +5,18 @@
 //! # Why a least-squares frequency estimate, not the RFC's PLL/FLL
 //!
 //! The RFC 5905 PLL/FLL is a feedback loop whose time constant is tied to the poll interval: at
-//! poll 0 it still needs tens of updates to settle a frequency error, its FLL half needs the Allan
-//! intercept (about 1500 s) before it trusts itself, and ntpd's start-up measures the frequency over
-//! a fixed 900 s. Here the frequency is measured directly instead, as chrony does: every offset is
-//! moved into the *uncorrected timescale* (the offset the clock would show had we never corrected
-//! it: measured offset plus every correction applied so far, which this module knows exactly because
-//! it issued them), and a least-squares line through the last [`FIT_SAMPLES`] points gives the
-//! frequency error as its slope. Its standard error is known, so the estimate is blended with the
-//! prior (a drift-file value, or nothing) by inverse variance. Two updates already give a frequency,
-//! a handful give it to a few ppm whatever the poll interval, and at long polls the same line spans
-//! hours and is correspondingly precise. The phase is closed at every update by slewing away the
-//! fitted offset, so errors in the frequency never accumulate.
+//! poll 0 it still needs tens of updates to settle a frequency error, its FLL half needs the
+//! Allan intercept (about 1500 s) before it trusts itself, and ntpd's start-up measures the
+//! frequency over a fixed 900 s. Here the frequency is measured directly instead, as chrony does:
+//! every offset is moved into the *uncorrected timescale* (the offset the clock would show had we
+//! never corrected it: measured offset plus every correction applied so far, which this module
+//! knows exactly because it issued them), and a least-squares line through the last
+//! [`FIT_SAMPLES`] points gives the frequency error as its slope. Its standard error is known, so
+//! the estimate is blended with the prior (a drift-file value, or nothing) by inverse variance.
+//! Two updates already give a frequency, a handful give it to a few ppm whatever the poll
+//! interval, and at long polls the same line spans hours and is correspondingly precise. The phase
+//! is closed at every update by slewing away the fitted offset, so errors in the frequency never
+//! accumulate.
 //!
 //! A point that the line does not predict (beyond six sigma) is held once; if the next one is just
 //! as surprising the offset really changed (a server was stepped, the system peer changed), so the
@@ -734,6 +735,20 @@ mod tests {
         }
     }
 
+    fn slewed(action: ClockAction) -> Option<f64> {
+        match action {
+            ClockAction::Slew { offset, .. } => Some(offset.to_seconds_f64()),
+            _ => None,
+        }
+    }
+
+    fn stepped(action: ClockAction) -> Option<f64> {
+        match action {
+            ClockAction::Step { offset, .. } => Some(offset.to_seconds_f64()),
+            _ => None,
+        }
+    }
+
     fn fixed_poll(poll: i8) -> DisciplineConfig {
         DisciplineConfig {
             min_poll: PollInterval::new(poll),
@@ -861,7 +876,7 @@ mod tests {
         let mut run = Run::new(fixed_poll(0), None, 2000.0, 0.0, 20e-6);
         let first = run.update();
         assert!(
-            matches!(first.action, ClockAction::Step { offset, .. } if (offset.to_seconds_f64() + 2000.0).abs() < 1e-3),
+            stepped(first.action).is_some_and(|o| (o + 2000.0).abs() < 1e-3),
             "{first:?}"
         );
         run.steps(10);
@@ -897,9 +912,10 @@ mod tests {
         let mut seeded = Run::new(fixed_poll(4), Some(-57.3), 0.0, 57.3, 20e-6);
         assert_eq!(seeded.discipline.frequency_ppm(), -57.3);
         let steps = seeded.steps(40);
-        assert!(
-            matches!(steps[0].action, ClockAction::Slew { frequency_ppm, .. } if frequency_ppm == -57.3)
-        );
+        let ClockAction::Slew { frequency_ppm, .. } = steps[0].action else {
+            panic!("expected a slew, got {:?}", steps[0].action);
+        };
+        assert_eq!(frequency_ppm, -57.3);
         let seeded_worst = steps.iter().map(|x| x.worst_between).fold(0.0, f64::max);
         let mut cold = Run::new(fixed_poll(4), None, 0.0, 57.3, 20e-6);
         let cold_worst = cold
@@ -957,7 +973,8 @@ mod tests {
         let worst = tail.iter().map(|x| x.worst_between).fold(0.0, f64::max);
         let frequency_error = steps[299].frequency_error_ppm;
         let figures = format!(
-            "RMS offset {:.1} us, worst {:.1} us, frequency error {frequency_error:.4} ppm, poll {}",
+            "RMS offset {:.1} us, worst {:.1} us, frequency error {frequency_error:.4} ppm, \
+             poll {}",
             offset_rms * 1e6,
             worst * 1e6,
             steps[299].poll
@@ -976,16 +993,14 @@ mod tests {
         let frequency = run.discipline.frequency_ppm();
         let spike = run.clock.error() + 0.020;
         assert_eq!(run.update_with(s(spike)).action, ClockAction::Ignored);
-        assert!(
-            matches!(run.update().action, ClockAction::Slew { offset, .. } if offset.abs() < s(1e-3))
-        );
+        assert!(slewed(run.update().action).is_some_and(|o| o.abs() < 1e-3));
         assert!((run.discipline.frequency_ppm() - frequency).abs() < 1.0);
         // The reference moves by 20 ms for good: held once, then slewed; the frequency survives.
         run.clock.reading -= 0.020;
         assert_eq!(run.update().action, ClockAction::Ignored);
         let confirmed = run.update();
         assert!(
-            matches!(confirmed.action, ClockAction::Slew { offset, .. } if (offset.to_seconds_f64() - 0.020).abs() < 1e-3),
+            slewed(confirmed.action).is_some_and(|o| (o - 0.020).abs() < 1e-3),
             "{confirmed:?}"
         );
         let after = run.steps(100);

@@ -1,6 +1,6 @@
-//! The clock filter (RFC 5905 section 10, appendix A.5.2): the last eight samples of one source, of
-//! which the one with the lowest round-trip delay is the best estimate, since queueing only ever adds
-//! delay and asymmetric error.
+//! The clock filter (RFC 5905 section 10, appendix A.5.2): the last eight samples of one source,
+//! of which the one with the lowest round-trip delay is the best estimate, since queueing only
+//! ever adds delay and asymmetric error.
 //!
 //! Each [`ClockFilter::add`] shifts a sample in and picks the lowest-delay stage. The pick is
 //! released to the caller only if it is newer than the last release (the RFC's prime directive: a

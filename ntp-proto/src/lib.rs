@@ -14,8 +14,8 @@
 //!   section 10).
 //! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset
 //!   and the system peer (RFC 5905 section 11.2).
-//! - [`discipline`]: the clock discipline: step, slew or refuse, a least-squares frequency estimate,
-//!   poll adaptation (RFC 5905 sections 11.3 and 13).
+//! - [`discipline`]: the clock discipline: step, slew or refuse, a least-squares frequency
+//!   estimate, poll adaptation (RFC 5905 sections 11.3 and 13).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
