@@ -10,6 +10,12 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
+//! - [`filter`]: the 8-stage clock filter of one source, with the popcorn spike gate (RFC 5905
+//!   section 10).
+//! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset
+//!   and the system peer (RFC 5905 section 11.2).
+//! - [`discipline`]: the clock discipline: step, slew or refuse, a least-squares frequency
+//!   estimate, poll adaptation (RFC 5905 sections 11.3 and 13).
 //! - [`system`]: the system variables a server answers with (RFC 5905 section 11.2.3).
 //! - [`server`]: request in, response, kiss-o'-death or counted drop out (RFC 5905 section 9.2).
 #![forbid(unsafe_code)]
@@ -18,17 +24,23 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod discipline;
+pub mod filter;
 pub mod packet;
 pub mod sample;
+pub mod select;
 pub mod server;
 pub mod system;
 pub mod time;
 
+pub use discipline::{ClockAction, Discipline, DisciplineConfig};
+pub use filter::{ClockFilter, FilterOutput};
 pub use packet::{
     ExtensionField, LeapIndicator, Mode, Packet, ParseError, PollInterval, Precision, ReferenceId,
     Stratum, Trailer, Version,
 };
 pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
+pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use server::{Decision, DropReason, Response, Server};
 pub use system::SystemSnapshot;
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};
