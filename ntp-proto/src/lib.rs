@@ -16,6 +16,8 @@
 //!   and the system peer (RFC 5905 section 11.2).
 //! - [`discipline`]: the clock discipline: step, slew or refuse, a least-squares frequency
 //!   estimate, poll adaptation (RFC 5905 sections 11.3 and 13).
+//! - [`source`]: one upstream association: poll timer, reach register, kiss-o'-death, reply
+//!   checks, its clock filter and its fitness for selection (RFC 5905 sections 9 and 13).
 //! - [`system`]: the system variables a server answers with (RFC 5905 section 11.2.3).
 //! - [`server`]: request in, response, kiss-o'-death or counted drop out (RFC 5905 section 9.2).
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@ pub mod packet;
 pub mod sample;
 pub mod select;
 pub mod server;
+pub mod source;
 pub mod system;
 pub mod time;
 
@@ -42,5 +45,6 @@ pub use packet::{
 pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
 pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use server::{Decision, DropReason, Response, Server};
+pub use source::{ReplyInfo, ReplyOutcome, Source, SourceConfig, Unfit};
 pub use system::SystemSnapshot;
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};
