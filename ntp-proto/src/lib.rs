@@ -18,7 +18,8 @@
 //!   estimate, poll adaptation (RFC 5905 sections 11.3 and 13).
 //! - [`source`]: one upstream association: poll timer, reach register, kiss-o'-death, reply
 //!   checks, its clock filter and its fitness for selection (RFC 5905 sections 9 and 13).
-//! - [`system`]: the system variables a server answers with (RFC 5905 section 11.2.3).
+//! - [`system`]: the system process: a selection round over all sources, the discipline, and
+//!   the system variables a server answers with (RFC 5905 section 11).
 //! - [`server`]: request in, response, kiss-o'-death or counted drop out (RFC 5905 section 9.2).
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -46,5 +47,5 @@ pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
 pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use server::{Decision, DropReason, Response, Server};
 pub use source::{ReplyInfo, ReplyOutcome, Source, SourceConfig, Unfit};
-pub use system::SystemSnapshot;
+pub use system::{SourceState, SyncConfig, System, SystemEvent, SystemSnapshot, Update};
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};

@@ -3,10 +3,12 @@
 
 use std::net::IpAddr;
 
+use crate::discipline::{ClockAction, Discipline, DisciplineConfig};
 use crate::filter::FilterOutput;
 use crate::packet::{LeapIndicator, PollInterval, Precision, ReferenceId, Stratum};
 use crate::sample::{MIN_DISPERSION, PHI};
-use crate::source::ReplyInfo;
+use crate::select::{Candidate, Combined, Verdict, select};
+use crate::source::{ReplyInfo, Source, Unfit};
 use crate::time::{NtpDuration, NtpShort, NtpTimestamp};
 
 /// The system variables a server answers with, as one immutable value that the daemon shares
@@ -124,6 +126,282 @@ impl SystemSnapshot {
 pub const DEFAULT_POLL_LIMITS: (PollInterval, PollInterval) =
     (PollInterval::new(4), PollInterval::new(17));
 
+/// What the system process is configured to do.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct SyncConfig {
+    /// How many sources must agree before the clock is adjusted.
+    pub min_sources: usize,
+    /// After this long without a clock update we are no longer synchronized.
+    pub holdover: NtpDuration,
+    /// Measure only, never adjust the clock (like `chronyd -x`).
+    pub monitor_only: bool,
+    /// Step, slew and panic thresholds and poll limits.
+    pub discipline: DisciplineConfig,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            min_sources: 1,
+            holdover: NtpDuration::from_seconds(3600),
+            monitor_only: false,
+            discipline: DisciplineConfig::default(),
+        }
+    }
+}
+
+/// How the last selection round saw one source.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SourceState {
+    /// The system peer.
+    Selected,
+    /// Agreed with the majority and survived clustering (or was pruned by it).
+    Candidate,
+    /// Its interval missed the majority's intersection.
+    Falseticker,
+    /// No reply to the last eight polls.
+    Unreachable,
+    /// Not fit for selection for another reason.
+    Rejected(Unfit),
+}
+
+impl SourceState {
+    /// The name `status` prints.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Selected => "selected",
+            Self::Candidate => "candidate",
+            Self::Falseticker => "falseticker",
+            Self::Unreachable => "unreachable",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// Something an operator should hear about, one log line each.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum SystemEvent {
+    /// The clock was told to step by this much.
+    Step(NtpDuration),
+    /// An offset beyond the panic threshold was refused.
+    Refused(NtpDuration),
+    /// Synchronized to the source at this index.
+    SyncGained(usize),
+    /// The system peer changed to the source at this index.
+    PeerChanged(usize),
+    /// Not synchronized any more: no agreement, or the holdover ran out.
+    SyncLost,
+    /// The source at this index changed state.
+    SourceChanged(usize, SourceState),
+}
+
+/// The result of a selection round.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Update {
+    /// What to do to the clock, if anything.
+    pub action: Option<ClockAction>,
+    /// What happened.
+    pub events: Vec<SystemEvent>,
+}
+
+/// The system process (RFC 5905 section 11): a selection round over all sources whenever one of
+/// them has a new estimate, the discipline, and the system variables that follow.
+#[derive(Debug)]
+pub struct System {
+    config: SyncConfig,
+    discipline: Discipline,
+    precision: Precision,
+    snapshot: SystemSnapshot,
+    states: Vec<SourceState>,
+    peer: Option<usize>,
+    last_offset: Option<NtpDuration>,
+    last_update: Option<NtpTimestamp>,
+}
+
+impl System {
+    /// An unsynchronized system with `source_count` sources; `frequency_ppm` from a drift file.
+    pub fn new(
+        config: SyncConfig,
+        precision: Precision,
+        source_count: usize,
+        frequency_ppm: Option<f64>,
+    ) -> Self {
+        Self {
+            config,
+            discipline: Discipline::new(config.discipline, frequency_ppm),
+            precision,
+            snapshot: SystemSnapshot::unsynchronized(precision),
+            states: vec![SourceState::Rejected(Unfit::NoSamples); source_count],
+            peer: None,
+            last_offset: None,
+            last_update: None,
+        }
+    }
+
+    /// Runs a selection round at local time `now` (RFC 5905 sections 11.2 and 11.3): who is fit,
+    /// who agrees, the combined offset, what the discipline makes of it, and our new system
+    /// variables. After a step every source's filter is cleared.
+    pub fn select(&mut self, sources: &mut [Source], now: NtpTimestamp) -> Update {
+        let mut update = Update::default();
+        let fit: Vec<(usize, Candidate)> = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.candidate(now)
+                    .ok()
+                    .map(|c| (i, self.brought_up_to(now, s, c)))
+            })
+            .collect();
+        let candidates: Vec<Candidate> = fit.iter().map(|(_, c)| *c).collect();
+        let previous = self
+            .peer
+            .and_then(|p| fit.iter().position(|(i, _)| *i == p));
+        let selection = select(&candidates, self.config.min_sources, previous);
+        self.record_states(sources, now, &fit, &selection.verdicts, &mut update);
+        let Some(combined) = selection.combined else {
+            if self.peer.take().is_some() {
+                update.events.push(SystemEvent::SyncLost);
+                self.snapshot = SystemSnapshot::unsynchronized(self.precision);
+            }
+            return update;
+        };
+        let peer = fit[combined.system_peer].0;
+        self.apply(sources, peer, combined, now, &mut update);
+        update
+    }
+
+    /// An offset measured at the filter's sample time, less the corrections applied since.
+    fn brought_up_to(
+        &self,
+        now: NtpTimestamp,
+        source: &Source,
+        mut candidate: Candidate,
+    ) -> Candidate {
+        if let Some(estimate) = source.estimate() {
+            candidate.offset -= self.discipline.correction_since(estimate.time, now);
+        }
+        candidate
+    }
+
+    fn record_states(
+        &mut self,
+        sources: &[Source],
+        now: NtpTimestamp,
+        fit: &[(usize, Candidate)],
+        verdicts: &[Verdict],
+        update: &mut Update,
+    ) {
+        for (i, source) in sources.iter().enumerate() {
+            let state = match fit.iter().position(|(index, _)| *index == i) {
+                Some(k) => match verdicts[k] {
+                    Verdict::SystemPeer => SourceState::Selected,
+                    Verdict::Falseticker => SourceState::Falseticker,
+                    Verdict::Survivor | Verdict::Outlier => SourceState::Candidate,
+                },
+                None => match source.candidate(now) {
+                    Err(Unfit::Unreachable) => SourceState::Unreachable,
+                    Err(why) => SourceState::Rejected(why),
+                    Ok(_) => SourceState::Candidate,
+                },
+            };
+            if self.states.get(i) != Some(&state) && state != SourceState::Selected {
+                update.events.push(SystemEvent::SourceChanged(i, state));
+            }
+            if let Some(slot) = self.states.get_mut(i) {
+                *slot = state;
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        sources: &mut [Source],
+        peer: usize,
+        combined: Combined,
+        now: NtpTimestamp,
+        update: &mut Update,
+    ) {
+        let (Some(reply), Some(estimate)) = (sources[peer].last_reply(), sources[peer].estimate())
+        else {
+            return;
+        };
+        let offset = combined.offset;
+        let action = if self.config.monitor_only {
+            None
+        } else {
+            Some(self.discipline.update(now, offset, combined.jitter))
+        };
+        if let Some(ClockAction::Refused { offset }) = action {
+            update.events.push(SystemEvent::Refused(offset));
+            update.action = action;
+            return;
+        }
+        if matches!(action, Some(ClockAction::Ignored)) {
+            return;
+        }
+        if let Some(ClockAction::Step { offset, .. }) = action {
+            update.events.push(SystemEvent::Step(offset));
+            sources.iter_mut().for_each(Source::clear_filter);
+        }
+        match self.peer.replace(peer) {
+            None => update.events.push(SystemEvent::SyncGained(peer)),
+            Some(old) if old != peer => update.events.push(SystemEvent::PeerChanged(peer)),
+            Some(_) => {}
+        }
+        let poll = self.discipline.poll();
+        sources.iter_mut().for_each(|s| s.set_system_poll(poll));
+        self.last_offset = Some(offset);
+        self.last_update = Some(now);
+        self.snapshot = SystemSnapshot::synchronized_to(
+            sources[peer].address(),
+            &reply,
+            &estimate,
+            combined.jitter,
+            self.precision,
+            now,
+        );
+        update.action = action;
+    }
+
+    /// Checks the holdover at `now`: after `holdover` without a clock update we tell clients we
+    /// are unsynchronized again. Returns the event if that just happened.
+    pub fn check_holdover(&mut self, now: NtpTimestamp) -> Option<SystemEvent> {
+        let expired = self
+            .last_update
+            .is_some_and(|t| now - t > self.config.holdover);
+        if expired && self.peer.take().is_some() {
+            self.snapshot = SystemSnapshot::unsynchronized(self.precision);
+            return Some(SystemEvent::SyncLost);
+        }
+        None
+    }
+
+    /// The system variables to serve.
+    pub fn snapshot(&self) -> SystemSnapshot {
+        self.snapshot
+    }
+
+    /// How the last round saw each source, in source order.
+    pub fn source_states(&self) -> &[SourceState] {
+        &self.states
+    }
+
+    /// The last combined offset (source minus us), if any.
+    pub fn last_offset(&self) -> Option<NtpDuration> {
+        self.last_offset
+    }
+
+    /// The frequency correction to keep in a drift file, ppm.
+    pub fn frequency_ppm(&self) -> f64 {
+        self.discipline.frequency_ppm()
+    }
+
+    /// The index of the system peer.
+    pub fn system_peer(&self) -> Option<usize> {
+        self.peer
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +468,178 @@ mod tests {
             t0,
         );
         assert_eq!(v6.reference_id.hex(), "cf404dc8");
+    }
+
+    mod process {
+        use super::super::*;
+        use crate::packet::{Mode, Packet, Version};
+        use crate::sample::ReplyLimits;
+        use crate::source::SourceConfig;
+        use std::time::{Duration, Instant};
+
+        const T0: NtpTimestamp = NtpTimestamp::from_parts(3_900_000_000, 0);
+
+        /// Sources at 127.0.0.1.. whose servers are `offsets` seconds ahead of us, each having
+        /// answered `polls` polls one second apart. Returns them and the local time after.
+        fn sources(offsets: &[f64], polls: u64) -> (Vec<Source>, NtpTimestamp) {
+            let start = Instant::now();
+            let config = SourceConfig {
+                min_poll: PollInterval::new(0),
+                max_poll: PollInterval::new(2),
+                iburst: false,
+                version: Version::V4,
+            };
+            let mut sources: Vec<Source> = (0..offsets.len())
+                .map(|i| {
+                    Source::new(
+                        format!("127.0.0.{}", i + 1).parse().expect("ip"),
+                        config,
+                        start,
+                    )
+                })
+                .collect();
+            let mut local = T0;
+            for poll in 0..polls {
+                let now = start + Duration::from_secs(poll);
+                for (source, offset) in sources.iter_mut().zip(offsets) {
+                    answer(source, now, local, *offset);
+                }
+                local = local + NtpDuration::ONE_SECOND;
+            }
+            (sources, local)
+        }
+
+        fn answer(source: &mut Source, now: Instant, local: NtpTimestamp, offset: f64) {
+            let cookie = NtpTimestamp::from_bits(
+                u64::from(local.seconds()) << 8 | u64::from(source.reach()),
+            );
+            let request = source.poll_transmit(now, local, cookie).expect("due");
+            let (req, _) = Packet::parse(&request).expect("parses");
+            let server = local + NtpDuration::from_seconds_f64(offset + 0.001);
+            let mut reply = Packet::client_request(Version::V4, req.poll, server);
+            reply.mode = Mode::SERVER;
+            reply.stratum = Stratum::PRIMARY;
+            reply.reference_id = ReferenceId::LOCL;
+            reply.precision = Precision::new(-20);
+            reply.origin_timestamp = req.transmit_timestamp;
+            reply.receive_timestamp = server;
+            let t4 = local + NtpDuration::from_seconds_f64(0.002);
+            source.handle_reply(local, t4, &reply.serialize(), &ReplyLimits::default());
+        }
+
+        fn system(count: usize) -> System {
+            System::new(SyncConfig::default(), Precision::new(-20), count, None)
+        }
+
+        #[test]
+        fn three_honest_sources_outvote_a_falseticker() {
+            let (mut sources, now) = sources(&[0.010, 0.0101, 0.0099, 5.0], 8);
+            let mut system = system(4);
+            let update = system.select(&mut sources, now);
+            let states = system.source_states();
+            assert_eq!(states[3], SourceState::Falseticker, "{states:?}");
+            let peer = system.system_peer().expect("synchronized");
+            assert!(peer < 3);
+            assert_eq!(states[peer], SourceState::Selected);
+            let Some(ClockAction::Slew { offset, .. }) = update.action else {
+                panic!("{update:?}")
+            };
+            assert!(
+                (offset.to_seconds_f64() - 0.010).abs() < 0.0005,
+                "{offset:?}"
+            );
+            assert!(update.events.contains(&SystemEvent::SyncGained(peer)));
+            assert!(
+                update
+                    .events
+                    .contains(&SystemEvent::SourceChanged(3, SourceState::Falseticker))
+            );
+            let snapshot = system.snapshot();
+            assert_eq!(snapshot.stratum, Stratum::new(2));
+            assert_eq!(
+                snapshot.reference_id,
+                ReferenceId::from_ip(sources[peer].address())
+            );
+            assert!(snapshot.is_synchronized());
+        }
+
+        #[test]
+        fn two_sources_that_disagree_give_no_sync() {
+            let (mut sources, now) = sources(&[0.0, 5.0], 8);
+            let mut system = system(2);
+            let update = system.select(&mut sources, now);
+            assert_eq!(update.action, None);
+            assert_eq!(
+                system.source_states(),
+                [SourceState::Falseticker, SourceState::Falseticker]
+            );
+            assert!(!system.snapshot().is_synchronized());
+        }
+
+        #[test]
+        fn min_sources_holds_back_a_lone_source() {
+            let (mut sources, now) = sources(&[0.0], 8);
+            let config = SyncConfig {
+                min_sources: 2,
+                ..SyncConfig::default()
+            };
+            let mut system = System::new(config, Precision::new(-20), 1, None);
+            assert_eq!(system.select(&mut sources, now).action, None);
+            assert_eq!(system.source_states(), [SourceState::Candidate]);
+        }
+
+        #[test]
+        fn a_large_first_offset_steps_and_clears_the_filters() {
+            let (mut sources, now) = sources(&[2.5, 2.5, 2.5], 8);
+            let mut system = system(3);
+            let update = system.select(&mut sources, now);
+            let Some(ClockAction::Step { offset, .. }) = update.action else {
+                panic!("{update:?}")
+            };
+            assert!((offset.to_seconds_f64() - 2.5).abs() < 0.001);
+            assert!(update.events.contains(&SystemEvent::Step(offset)));
+            assert!(
+                sources.iter().all(|s| s.estimate().is_none()),
+                "filters cleared after a step"
+            );
+        }
+
+        #[test]
+        fn holdover_ends_synchronization() {
+            let (mut sources, now) = sources(&[0.001], 8);
+            let config = SyncConfig {
+                holdover: NtpDuration::from_seconds(10),
+                ..SyncConfig::default()
+            };
+            let mut system = System::new(config, Precision::new(-20), 1, None);
+            system.select(&mut sources, now);
+            assert!(system.snapshot().is_synchronized());
+            assert_eq!(
+                system.check_holdover(now + NtpDuration::from_seconds(5)),
+                None
+            );
+            assert_eq!(
+                system.check_holdover(now + NtpDuration::from_seconds(11)),
+                Some(SystemEvent::SyncLost)
+            );
+            assert!(!system.snapshot().is_synchronized());
+        }
+
+        #[test]
+        fn monitor_mode_measures_but_never_acts() {
+            let (mut sources, now) = sources(&[0.3], 8);
+            let config = SyncConfig {
+                monitor_only: true,
+                ..SyncConfig::default()
+            };
+            let mut system = System::new(config, Precision::new(-20), 1, None);
+            let update = system.select(&mut sources, now);
+            assert_eq!(update.action, None);
+            assert!((system.last_offset().expect("measured").to_seconds_f64() - 0.3).abs() < 0.001);
+            assert!(
+                system.snapshot().root_dispersion >= NtpDuration::from_seconds_f64(0.3),
+                "the error is advertised"
+            );
+        }
     }
 }
