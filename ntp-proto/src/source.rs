@@ -462,7 +462,7 @@ mod tests {
                 "{outcome:?}"
             );
             now = source.poll_timeout().expect("active");
-            local = local + NtpDuration::from_seconds(1);
+            local += NtpDuration::from_seconds(1);
         }
         (source, local)
     }

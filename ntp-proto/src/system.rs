@@ -219,19 +219,15 @@ pub struct System {
 }
 
 impl System {
-    /// An unsynchronized system with `source_count` sources; `frequency_ppm` from a drift file.
-    pub fn new(
-        config: SyncConfig,
-        precision: Precision,
-        source_count: usize,
-        frequency_ppm: Option<f64>,
-    ) -> Self {
+    /// An unsynchronized system; `frequency_ppm` from a drift file. Sources may be added at any
+    /// time: the slice given to [`System::select`] is the list.
+    pub fn new(config: SyncConfig, precision: Precision, frequency_ppm: Option<f64>) -> Self {
         Self {
             config,
             discipline: Discipline::new(config.discipline, frequency_ppm),
             precision,
             snapshot: SystemSnapshot::unsynchronized(precision),
-            states: vec![SourceState::Rejected(Unfit::NoSamples); source_count],
+            states: Vec::new(),
             peer: None,
             last_offset: None,
             last_update: None,
@@ -259,7 +255,10 @@ impl System {
         let selection = select(&candidates, self.config.min_sources, previous);
         self.record_states(sources, now, &fit, &selection.verdicts, &mut update);
         let Some(combined) = selection.combined else {
-            if self.peer.take().is_some() {
+            // Sources that disagree (or too few agreeing) end synchronization at once; sources
+            // that merely have no usable samples (refilling after a step, unreachable) do not:
+            // the holdover decides that.
+            if !fit.is_empty() && self.peer.take().is_some() {
                 update.events.push(SystemEvent::SyncLost);
                 self.snapshot = SystemSnapshot::unsynchronized(self.precision);
             }
@@ -291,6 +290,8 @@ impl System {
         verdicts: &[Verdict],
         update: &mut Update,
     ) {
+        self.states
+            .resize(sources.len(), SourceState::Rejected(Unfit::NoSamples));
         for (i, source) in sources.iter().enumerate() {
             let state = match fit.iter().position(|(index, _)| *index == i) {
                 Some(k) => match verdicts[k] {
@@ -304,12 +305,10 @@ impl System {
                     Ok(_) => SourceState::Candidate,
                 },
             };
-            if self.states.get(i) != Some(&state) && state != SourceState::Selected {
+            if self.states[i].name() != state.name() && state != SourceState::Selected {
                 update.events.push(SystemEvent::SourceChanged(i, state));
             }
-            if let Some(slot) = self.states.get_mut(i) {
-                *slot = state;
-            }
+            self.states[i] = state;
         }
     }
 
@@ -394,6 +393,11 @@ impl System {
     /// The frequency correction to keep in a drift file, ppm.
     pub fn frequency_ppm(&self) -> f64 {
         self.discipline.frequency_ppm()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
     }
 
     /// The index of the system peer.
@@ -504,7 +508,7 @@ mod tests {
                 for (source, offset) in sources.iter_mut().zip(offsets) {
                     answer(source, now, local, *offset);
                 }
-                local = local + NtpDuration::ONE_SECOND;
+                local += NtpDuration::ONE_SECOND;
             }
             (sources, local)
         }
@@ -527,14 +531,14 @@ mod tests {
             source.handle_reply(local, t4, &reply.serialize(), &ReplyLimits::default());
         }
 
-        fn system(count: usize) -> System {
-            System::new(SyncConfig::default(), Precision::new(-20), count, None)
+        fn system() -> System {
+            System::new(SyncConfig::default(), Precision::new(-20), None)
         }
 
         #[test]
         fn three_honest_sources_outvote_a_falseticker() {
             let (mut sources, now) = sources(&[0.010, 0.0101, 0.0099, 5.0], 8);
-            let mut system = system(4);
+            let mut system = system();
             let update = system.select(&mut sources, now);
             let states = system.source_states();
             assert_eq!(states[3], SourceState::Falseticker, "{states:?}");
@@ -566,7 +570,7 @@ mod tests {
         #[test]
         fn two_sources_that_disagree_give_no_sync() {
             let (mut sources, now) = sources(&[0.0, 5.0], 8);
-            let mut system = system(2);
+            let mut system = system();
             let update = system.select(&mut sources, now);
             assert_eq!(update.action, None);
             assert_eq!(
@@ -583,7 +587,7 @@ mod tests {
                 min_sources: 2,
                 ..SyncConfig::default()
             };
-            let mut system = System::new(config, Precision::new(-20), 1, None);
+            let mut system = System::new(config, Precision::new(-20), None);
             assert_eq!(system.select(&mut sources, now).action, None);
             assert_eq!(system.source_states(), [SourceState::Candidate]);
         }
@@ -591,7 +595,7 @@ mod tests {
         #[test]
         fn a_large_first_offset_steps_and_clears_the_filters() {
             let (mut sources, now) = sources(&[2.5, 2.5, 2.5], 8);
-            let mut system = system(3);
+            let mut system = system();
             let update = system.select(&mut sources, now);
             let Some(ClockAction::Step { offset, .. }) = update.action else {
                 panic!("{update:?}")
@@ -602,6 +606,12 @@ mod tests {
                 sources.iter().all(|s| s.estimate().is_none()),
                 "filters cleared after a step"
             );
+            let after = system.select(&mut sources, now + NtpDuration::ONE_SECOND);
+            assert!(
+                !after.events.contains(&SystemEvent::SyncLost),
+                "refilling filters is not a loss of sync: {after:?}"
+            );
+            assert!(system.snapshot().is_synchronized());
         }
 
         #[test]
@@ -611,7 +621,7 @@ mod tests {
                 holdover: NtpDuration::from_seconds(10),
                 ..SyncConfig::default()
             };
-            let mut system = System::new(config, Precision::new(-20), 1, None);
+            let mut system = System::new(config, Precision::new(-20), None);
             system.select(&mut sources, now);
             assert!(system.snapshot().is_synchronized());
             assert_eq!(
@@ -632,7 +642,7 @@ mod tests {
                 monitor_only: true,
                 ..SyncConfig::default()
             };
-            let mut system = System::new(config, Precision::new(-20), 1, None);
+            let mut system = System::new(config, Precision::new(-20), None);
             let update = system.select(&mut sources, now);
             assert_eq!(update.action, None);
             assert!((system.last_offset().expect("measured").to_seconds_f64() - 0.3).abs() < 0.001);

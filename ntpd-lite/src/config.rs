@@ -181,6 +181,12 @@ pub struct SyncConfig {
     /// Fastest slew, parts per million.
     #[serde(default = "default_slew", deserialize_with = "positive_seconds")]
     pub max_slew_ppm: f64,
+    /// Largest frequency correction, parts per million.
+    #[serde(default = "default_slew", deserialize_with = "positive_seconds")]
+    pub max_frequency_ppm: f64,
+    /// Seconds without a clock update after which we serve as unsynchronized again.
+    #[serde(default = "default_holdover", deserialize_with = "positive_seconds")]
+    pub holdover: f64,
     /// Where the frequency estimate is kept across restarts.
     pub drift_file: Option<PathBuf>,
 }
@@ -192,6 +198,8 @@ impl Default for SyncConfig {
             panic_threshold: default_panic(),
             min_sources: default_min_sources(),
             max_slew_ppm: default_slew(),
+            max_frequency_ppm: default_slew(),
+            holdover: default_holdover(),
             drift_file: None,
         }
     }
@@ -263,6 +271,12 @@ impl Config {
                 "nothing to do: add a [server] table to serve time, [[source]] entries to synchronize, or both",
             );
         }
+        if self.sync.max_slew_ppm > 100_000.0 || self.sync.max_frequency_ppm > 100_000.0 {
+            return whole(
+                "[sync]",
+                "max-slew-ppm and max-frequency-ppm must be at most 100000 (10%)",
+            );
+        }
         if self.sync.min_sources == 0 {
             return whole("min-sources", "min-sources must be at least 1");
         }
@@ -313,6 +327,9 @@ const fn default_min_sources() -> usize {
 }
 const fn default_slew() -> f64 {
     500.0
+}
+const fn default_holdover() -> f64 {
+    3600.0
 }
 
 fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {

@@ -122,6 +122,7 @@ fn status(shared: &Shared) -> Status {
     let snapshot = shared.snapshot();
     let now = shared.clock.now();
     let stratum = snapshot.stratum;
+    let sync = shared.sync_status();
     Status {
         synchronized: snapshot.is_synchronized(),
         stratum: stratum.get(),
@@ -134,7 +135,7 @@ fn status(shared: &Shared) -> Status {
         } else {
             LeapIndicator::Unsynchronized.to_bits()
         },
-        offset: None,
+        offset: sync.offset,
         frequency_ppm: shared.clock.frequency_ppm(),
         root_delay: snapshot.root_delay.to_seconds_f64(),
         root_dispersion: snapshot.root_dispersion_at(now).to_seconds_f64(),
@@ -142,7 +143,7 @@ fn status(shared: &Shared) -> Status {
             mode: shared.clock.mode().name().to_owned(),
             error: shared.clock.error().to_seconds_f64(),
         },
-        sources: Vec::new(),
+        sources: sync.sources,
         server: Some(shared.server_totals()),
     }
 }

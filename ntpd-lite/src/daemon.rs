@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use ntp_proto::{Precision, SystemSnapshot};
+use tokio::sync::Notify;
 use tracing::{error, info};
 
 use crate::clock::{self, Clock};
 use crate::config::Config;
-use crate::control;
+use crate::control::{self, SourceStatus};
 use crate::serve::{self, ServerStats, ServerTotals};
+use crate::sync;
 
 /// How often a local reference clock refreshes the reference time it advertises.
 const LOCAL_REFRESH: Duration = Duration::from_secs(1);
@@ -29,7 +31,18 @@ pub struct Shared {
     pub local_reference: bool,
     snapshot: ArcSwap<SystemSnapshot>,
     stop: AtomicBool,
+    shutdown: Notify,
     server_stats: Mutex<Vec<Arc<ServerStats>>>,
+    sync_status: Mutex<SyncStatus>,
+}
+
+/// What the sync task last reported, for the control socket.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    /// The last combined offset, seconds.
+    pub offset: Option<f64>,
+    /// Every source.
+    pub sources: Vec<SourceStatus>,
 }
 
 impl Shared {
@@ -42,7 +55,9 @@ impl Shared {
             local_reference,
             snapshot: ArcSwap::from_pointee(SystemSnapshot::unsynchronized(precision)),
             stop: AtomicBool::new(false),
+            shutdown: Notify::new(),
             server_stats: Mutex::new(Vec::new()),
+            sync_status: Mutex::new(SyncStatus::default()),
         }
     }
 
@@ -59,6 +74,30 @@ impl Shared {
     /// True once shutdown has begun.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when shutdown is requested.
+    pub async fn shutdown_requested(&self) {
+        let notified = self.shutdown.notified();
+        if !self.stopping() {
+            notified.await;
+        }
+    }
+
+    /// Records what the sync task knows for `status`.
+    pub fn set_sync_status(&self, offset: Option<f64>, sources: Vec<SourceStatus>) {
+        *self
+            .sync_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = SyncStatus { offset, sources };
+    }
+
+    /// What the sync task last reported.
+    pub fn sync_status(&self) -> SyncStatus {
+        self.sync_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Adds a server worker's counters to the totals.
@@ -91,7 +130,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     );
 
     let mut tasks = Vec::new();
-    if let Some(local) = config.local.clone() {
+    let sync_task = (!config.sources.is_empty())
+        .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared))));
+    if let Some(local) = config.local.clone().filter(|_| sync_task.is_none()) {
         info!(stratum = local.stratum.get(), refid = ?local.refid, "local reference clock");
         let shared = Arc::clone(&shared);
         tasks.push(tokio::spawn(async move {
@@ -120,6 +161,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     wait_for_shutdown().await;
     info!("shutting down");
     shared.stop.store(true, Ordering::Relaxed);
+    shared.shutdown.notify_waiters();
+    if let Some(sync_task) = sync_task
+        && tokio::time::timeout(Duration::from_secs(5), sync_task)
+            .await
+            .is_err()
+    {
+        error!("the sync task did not stop within 5 s");
+    }
     for task in tasks {
         task.abort();
     }

@@ -9,6 +9,7 @@ mod control;
 mod daemon;
 mod net;
 mod serve;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -34,28 +34,9 @@ pub fn bind_server_socket(
     // Best effort: a small buffer only means drops under a flood.
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.set_read_timeout(Some(read_timeout))?;
-    enable_rx_timestamps(&socket)?;
+    enable_timestamps(socket2::SockRef::from(&socket))?;
     socket.bind(&address.into())?;
     Ok(socket)
-}
-
-fn enable_rx_timestamps(socket: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// One received datagram.
@@ -299,4 +280,44 @@ impl SendBatch {
         self.len = 0;
         (count - failed, last_error)
     }
+}
+
+/// Turns on kernel receive timestamps for any socket (a client socket, say).
+pub fn enable_timestamps(socket: socket2::SockRef<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Receives one datagram from a connected, non-blocking socket with its kernel receive
+/// timestamp. Returns the length and the timestamp (if the kernel gave one).
+pub fn recv_timestamped(fd: RawFd, buffer: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
+    let mut control = [0u64; CMSG_WORDS];
+    let mut iovec = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
+    let mut header: libc::msghdr = unsafe { zeroed() };
+    header.msg_iov = &raw mut iovec;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = CMSG_WORDS * 8;
+    // SAFETY: `header` points at `iovec` and `control`, both valid for the call.
+    let n = unsafe { libc::recvmsg(fd, &raw mut header, libc::MSG_DONTWAIT) };
+    let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    Ok((len, rx_timestamp(&header)))
 }

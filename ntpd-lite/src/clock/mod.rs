@@ -5,7 +5,7 @@
 mod system;
 mod virtual_clock;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ntp_proto::{NtpDuration, NtpTimestamp, Precision};
 
@@ -71,15 +71,6 @@ impl Clock {
     /// The time now.
     pub fn now(&self) -> NtpTimestamp {
         self.at(SystemTime::now())
-    }
-
-    /// The time now as a `SystemTime`, for placing timestamps in their era and for display.
-    pub fn now_system_time(&self) -> SystemTime {
-        let now = SystemTime::now();
-        match self {
-            Self::Virtual(v) => unix_nanos_to_system_time(v.at_unix_nanos(now)),
-            Self::System(_) | Self::Monitor => now,
-        }
     }
 
     /// Jumps the clock by `offset`.
@@ -152,15 +143,6 @@ pub fn unix_nanos(time: SystemTime) -> i128 {
     match time.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(after) => after.as_nanos() as i128,
         Err(before) => -(before.duration().as_nanos() as i128),
-    }
-}
-
-fn unix_nanos_to_system_time(nanos: i128) -> SystemTime {
-    let magnitude = Duration::from_nanos(nanos.unsigned_abs().min(u128::from(u64::MAX)) as u64);
-    if nanos >= 0 {
-        SystemTime::UNIX_EPOCH + magnitude
-    } else {
-        SystemTime::UNIX_EPOCH - magnitude
     }
 }
 
