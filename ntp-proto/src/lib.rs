@@ -10,6 +10,7 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
+//! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -17,6 +18,7 @@
 )]
 
 pub mod packet;
+pub mod query;
 pub mod sample;
 pub mod time;
 
