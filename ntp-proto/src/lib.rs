@@ -11,6 +11,8 @@
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
 //! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
+//! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset and the system
+//!   peer (RFC 5905 section 11.2).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -20,6 +22,7 @@
 pub mod packet;
 pub mod query;
 pub mod sample;
+pub mod select;
 pub mod time;
 
 pub use packet::{
@@ -27,4 +30,5 @@ pub use packet::{
     Stratum, Trailer, Version,
 };
 pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
+pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};
