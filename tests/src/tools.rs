@@ -1,0 +1,61 @@
+//! Third-party tools the tests compare against (chronyd, python ntplib, ntpdig), and the rule for
+//! when one is missing: under CI (`CI=true`) a missing tool fails the test; locally the test is
+//! skipped with a loud message on stderr.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+/// True when running under CI.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns `available`; if it is false, panics under CI and prints a loud skip notice locally.
+pub fn require(tool: &str, available: bool, test: &str) -> bool {
+    if !available {
+        assert!(
+            !in_ci(),
+            "{tool} is required under CI but missing (test {test})"
+        );
+        eprintln!(
+            "\n*** SKIPPING {test}: {tool} is not available (install it to run this test) ***\n"
+        );
+    }
+    available
+}
+
+/// True if `python3 -c 'import ntplib'` works.
+pub fn ntplib_installed() -> bool {
+    Command::new("python3")
+        .args(["-c", "import ntplib"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The ntplib example, generalised: query `server` once and print the fields as JSON.
+pub const NTPLIB_SCRIPT: &str = r#"
+import json, sys, ntplib
+host, port = sys.argv[1], int(sys.argv[2])
+r = ntplib.NTPClient().request(host, version=4, port=port, timeout=2)
+print(json.dumps({
+    "offset": r.offset, "delay": r.delay, "stratum": r.stratum, "leap": r.leap,
+    "version": r.version, "mode": r.mode, "precision": r.precision,
+    "ref_id": ntplib.ref_id_to_text(r.ref_id, r.stratum), "tx_time": r.tx_time,
+}))
+"#;
+
+/// What ntplib says about `server`, as JSON.
+pub fn ntplib_query(server: SocketAddr) -> serde_json::Value {
+    let output = Command::new("python3")
+        .args(["-c", NTPLIB_SCRIPT])
+        .arg(server.ip().to_string())
+        .arg(server.port().to_string())
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "ntplib query failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ntplib script prints JSON")
+}
