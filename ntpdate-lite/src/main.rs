@@ -1,7 +1,7 @@
 //! ntpdate-lite: ask NTP servers for the time, once, safely.
 //!
 //! A thin shell over `ntp_proto::query`: parse the command line, resolve the names, run one
-//! [`ntp_proto::query::AddressQuery`] per address on its own thread and socket, select among the
+//! [`ntp_proto::query::AddressQuery`] per address, each on its own socket, select among the
 //! answers with ntp-proto's intersection algorithm, print, and only if asked (-b, -B, --set) and
 //! allowed (CAP_SYS_TIME) change the clock.
 

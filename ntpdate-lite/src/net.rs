@@ -1,13 +1,14 @@
 //! Names to addresses, and one connected UDP socket per address, all queried at once.
 //!
-//! Every address gets its own thread and its own socket bound to port 0, so the kernel picks a
+//! Every address gets its own socket bound to port 0, so the kernel picks a
 //! random source port (RFC 9109) and, because the socket is connected, an ICMP port unreachable
 //! comes back as `ConnectionRefused` on the next receive: a refused port fails in one round trip.
 //! N addresses cost about one round trip, not N timeouts.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
 
 use ntp_proto::NtpTimestamp;
 use ntp_proto::query::{AddressQuery, AddressReport, QueryConfig};
@@ -58,8 +59,18 @@ pub struct Resolution {
     pub addresses: Result<Vec<SocketAddr>, ResolveError>,
 }
 
-/// Resolves every argument (names concurrently; literals need no lookup).
+/// Resolves every argument: literals need no lookup; several names are looked up concurrently.
 pub fn resolve_all(specs: &[ServerSpec], default_port: u16, family: Family) -> Vec<Resolution> {
+    let names = specs
+        .iter()
+        .filter(|s| matches!(s.host, Host::Name(_)))
+        .count();
+    if names <= 1 {
+        return specs
+            .iter()
+            .map(|spec| resolve(spec, default_port, family))
+            .collect();
+    }
     std::thread::scope(|scope| {
         let handles: Vec<_> = specs
             .iter()
@@ -111,66 +122,114 @@ fn keep_family(all: Vec<SocketAddr>, family: Family) -> Result<Vec<SocketAddr>, 
     Ok(kept)
 }
 
-/// Queries every address at once, one thread and socket each; reports in input order.
+/// Queries every address at once, each on its own socket, from this one thread (threads cost
+/// hundreds of microseconds each to start on some kernels; `ppoll` over N sockets costs nothing);
+/// reports in input order.
 pub fn query_all(addresses: &[SocketAddr], config: QueryConfig) -> Vec<AddressReport> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = addresses
-            .iter()
-            .map(|addr| scope.spawn(move || query_one(*addr, config)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    let start = Instant::now();
+    let mut queries: Vec<AddressQuery> = addresses
+        .iter()
+        .map(|_| AddressQuery::new(config, start))
+        .collect();
+    let sockets: Vec<Option<UdpSocket>> = addresses
+        .iter()
+        .zip(&mut queries)
+        .map(|(addr, query)| {
+            connect(*addr)
+                .map_err(|e| query.handle_network_error(e.kind()))
+                .ok()
+        })
+        .collect();
+    while let Some(deadline) = step_all(&mut queries, &sockets) {
+        let ready = wait_readable(&sockets, &queries, deadline);
+        for i in ready {
+            if let Some(socket) = &sockets[i] {
+                drain(socket, &mut queries[i]);
+            }
+        }
+    }
+    queries.into_iter().map(AddressQuery::finish).collect()
 }
 
-/// Runs one [`AddressQuery`] over a connected socket until it is done.
-pub fn query_one(server: SocketAddr, config: QueryConfig) -> AddressReport {
-    let mut query = AddressQuery::new(config, Instant::now());
-    let socket = match connect(server) {
-        Ok(socket) => socket,
-        Err(e) => {
-            query.handle_network_error(e.kind());
-            return query.finish();
-        }
-    };
-    let mut buf = [0u8; 1024];
-    loop {
-        let now = Instant::now();
+/// Expires deadlines and sends what is due; returns the earliest next deadline, `None` when every
+/// query is over.
+fn step_all(queries: &mut [AddressQuery], sockets: &[Option<UdpSocket>]) -> Option<Instant> {
+    let now = Instant::now();
+    let mut earliest: Option<Instant> = None;
+    for (query, socket) in queries.iter_mut().zip(sockets) {
         query.handle_timeout(now);
-        if let Some(request) = query.poll_transmit(now, random_cookie()) {
+        if let (Some(socket), Some(request)) = (socket, query.poll_transmit(now, random_cookie())) {
             let t1 = clock::now();
             match socket.send(&request) {
                 Ok(_) => query.on_sent(Instant::now(), t1),
                 Err(e) => query.handle_network_error(e.kind()),
             }
-            continue;
         }
-        let Some(deadline) = query.poll_timeout() else {
-            return query.finish();
-        };
-        let wait = deadline
-            .saturating_duration_since(now)
-            .max(Duration::from_micros(1));
-        if let Err(e) = socket.set_read_timeout(Some(wait)) {
-            query.handle_network_error(e.kind());
-            continue;
+        if let Some(t) = query.poll_timeout() {
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
         }
+    }
+    earliest
+}
+
+/// Reads every datagram waiting on `socket`, each stamped with T4 right after it is read.
+fn drain(socket: &UdpSocket, query: &mut AddressQuery) {
+    let mut buf = [0u8; 1024];
+    loop {
         match socket.recv(&mut buf) {
             Ok(len) => {
                 let t4 = clock::now();
                 query.handle_reply(&buf[..len], t4);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => query.handle_network_error(e.kind()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => return query.handle_network_error(e.kind()),
         }
     }
+}
+
+/// Waits until `deadline` or until a socket of a running query is readable (or has an error);
+/// returns the indices of those sockets.
+fn wait_readable(
+    sockets: &[Option<UdpSocket>],
+    queries: &[AddressQuery],
+    deadline: Instant,
+) -> Vec<usize> {
+    let mut fds = Vec::new();
+    let mut owners = Vec::new();
+    for (i, (socket, query)) in sockets.iter().zip(queries).enumerate() {
+        if let (Some(socket), Some(_)) = (socket, query.poll_timeout()) {
+            fds.push(libc::pollfd {
+                fd: socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            owners.push(i);
+        }
+    }
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let timeout = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos().into(),
+    };
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs that ppoll may write to;
+    // `timeout` is a valid timespec it only reads; a null signal mask means "unchanged".
+    let n = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &timeout,
+            std::ptr::null(),
+        )
+    };
+    if n <= 0 {
+        return Vec::new(); // timeout, or EINTR: the caller re-checks the deadlines
+    }
+    fds.iter()
+        .zip(owners)
+        .filter(|(fd, _)| fd.revents != 0)
+        .map(|(_, i)| i)
+        .collect()
 }
 
 /// A socket of the server's family on a kernel-chosen port, connected so that only the server's
@@ -182,6 +241,7 @@ fn connect(server: SocketAddr) -> io::Result<UdpSocket> {
     };
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
     socket.connect(server)?;
+    socket.set_nonblocking(true)?;
     Ok(socket)
 }
 
