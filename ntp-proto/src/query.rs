@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::packet::{Mode, Packet, ParseError, PollInterval, Version};
 use crate::sample::{ReplyError, ReplyLimits, Sample, SentRequest, process_reply};
+use crate::select::{Candidate, Combined, Verdict, select};
 use crate::time::{NtpDuration, NtpTimestamp};
 
 /// Poll exponent a one-shot request advertises: 2^6 s, RFC 5905's MINPOLL default, so that a
@@ -364,6 +365,59 @@ impl AddressReport {
         let mean_square = others.iter().map(|d| d * d).sum::<f64>() / others.len() as f64;
         NtpDuration::from_seconds_f64(mean_square.sqrt()).max(floor)
     }
+
+    /// What the selection sees of this address: its best sample, with a correctness interval of
+    /// root distance plus jitter (RFC 5905 section 11.2, root_dist()); `None` without a valid reply.
+    pub fn candidate(&self, limits: &ReplyLimits) -> Option<Candidate> {
+        let best = self.best()?;
+        let jitter = self.jitter(limits);
+        Some(Candidate {
+            offset: best.sample.offset,
+            root_distance: best.root_distance() + jitter,
+            jitter,
+            stratum: best.packet.stratum,
+        })
+    }
+}
+
+/// The addresses' verdicts and the combined offset of those that agree.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct QuerySelection {
+    /// One per report, in order: its verdict, or `None` if it gave no valid reply.
+    pub verdicts: Vec<Option<Verdict>>,
+    /// The survivors' combined estimate; `system_peer` indexes the reports. `None` when no
+    /// majority agrees or fewer than `min_agree` do.
+    pub combined: Option<Combined>,
+    /// How many addresses agreed with the majority.
+    pub truechimers: usize,
+}
+
+/// Drops falsetickers with the intersection algorithm and combines the survivors (RFC 5905
+/// section 11.2); never "lowest stratum wins". `min_agree` is the fewest agreeing addresses.
+pub fn select_reports(
+    reports: &[AddressReport],
+    limits: &ReplyLimits,
+    min_agree: usize,
+) -> QuerySelection {
+    let indexed: Vec<(usize, Candidate)> = reports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.candidate(limits).map(|c| (i, c)))
+        .collect();
+    let candidates: Vec<Candidate> = indexed.iter().map(|(_, c)| *c).collect();
+    let selection = select(&candidates, min_agree, None);
+    let mut verdicts = vec![None; reports.len()];
+    for ((report_index, _), verdict) in indexed.iter().zip(&selection.verdicts) {
+        verdicts[*report_index] = Some(*verdict);
+    }
+    QuerySelection {
+        verdicts,
+        combined: selection.combined.map(|c| Combined {
+            system_peer: indexed[c.system_peer].0,
+            ..c
+        }),
+        truechimers: selection.truechimers(),
+    }
 }
 
 #[cfg(test)]
@@ -595,5 +649,71 @@ mod tests {
             waited: Duration::from_millis(1500),
         };
         assert_eq!(e.to_string(), "no reply within 1.5 s");
+    }
+
+    /// A report with one valid exchange measuring `offset_ms` at stratum `stratum`.
+    fn report_at(offset_ms: i64, stratum: u8) -> AddressReport {
+        let now = Instant::now();
+        let mut q = AddressQuery::new(config(1), now);
+        let req = send(&mut q, now, 0x55, 0);
+        let mut reply = answer(&req, 0, 1, offset_ms);
+        reply[1] = stratum;
+        q.handle_reply(&reply, at_ms(2));
+        let report = q.finish();
+        assert!(report.best().is_some());
+        report
+    }
+
+    fn failed_report() -> AddressReport {
+        let now = Instant::now();
+        let mut q = AddressQuery::new(config(1), now);
+        send(&mut q, now, 0x56, 0);
+        q.handle_network_error(std::io::ErrorKind::ConnectionRefused);
+        q.finish()
+    }
+
+    #[test]
+    fn falseticker_at_stratum_1_loses_to_two_agreeing_servers() {
+        // The +2.5 s server has the best stratum; "lowest stratum wins" would pick it.
+        let reports = [
+            report_at(2500, 1),
+            report_at(1, 3),
+            failed_report(),
+            report_at(-1, 3),
+        ];
+        let sel = select_reports(&reports, &ReplyLimits::default(), 1);
+        assert_eq!(sel.verdicts[0], Some(Verdict::Falseticker));
+        assert_eq!(sel.verdicts[2], None);
+        assert_eq!(sel.truechimers, 2);
+        let combined = sel.combined.expect("a majority agrees");
+        assert!(combined.system_peer == 1 || combined.system_peer == 3);
+        assert!(
+            combined.offset.to_seconds_f64().abs() < 0.002,
+            "{}",
+            combined.offset
+        );
+        // Asking for three agreeing servers fails: only two agree.
+        assert_eq!(
+            select_reports(&reports, &ReplyLimits::default(), 3).combined,
+            None
+        );
+    }
+
+    #[test]
+    fn two_disagreeing_servers_give_no_answer() {
+        let reports = [report_at(0, 2), report_at(2500, 2)];
+        let sel = select_reports(&reports, &ReplyLimits::default(), 1);
+        assert_eq!(sel.combined, None);
+        assert_eq!(sel.truechimers, 0);
+    }
+
+    #[test]
+    fn a_single_server_is_its_own_majority() {
+        let reports = [failed_report(), report_at(40, 2)];
+        let sel = select_reports(&reports, &ReplyLimits::default(), 1);
+        let combined = sel.combined.expect("one valid server");
+        assert_eq!(combined.system_peer, 1);
+        assert!((combined.offset.to_seconds_f64() - 0.040).abs() < 1e-6);
+        assert_eq!(sel.verdicts, vec![None, Some(Verdict::SystemPeer)]);
     }
 }
