@@ -331,3 +331,75 @@ fn merge(into: &mut Value, from: Value) {
 pub fn early_failure_json(error: &str) -> Value {
     json!({ "offset": null, "servers": [], "error": error })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{report, summary};
+    use std::time::SystemTime;
+
+    fn text(s: &Summary, format: Option<Format>) -> (String, String) {
+        let style = Style {
+            format,
+            utc: true,
+            verbose: false,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_text(s, style, &mut out, &mut err).expect("write to memory");
+        (
+            String::from_utf8(out).expect("utf8"),
+            String::from_utf8(err).expect("utf8"),
+        )
+    }
+
+    #[test]
+    fn default_output_is_the_ntpdate_lines_then_ctime() {
+        // T1 = 2023-11-14 22:13:20 UTC (Unix 1_700_000_000); the servers are 5 and 6 ms ahead.
+        let t1 = NtpTimestamp::from_parts(1_700_000_000 + 2_208_988_800, 0);
+        let s = summary(vec![report(t1, 5), report(t1, 6)], SystemTime::now());
+        let (out, err) = text(&s, None);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "server 10.0.0.0, stratum 2, offset +0.005000, delay 0.002000"
+        );
+        assert_eq!(
+            lines[1],
+            "server 10.0.0.1, stratum 2, offset +0.006000, delay 0.002000"
+        );
+        assert!(lines[2].starts_with("Tue Nov 14 22:13:20"), "{}", lines[2]);
+        assert!(lines[2].ends_with(" 2023"));
+        assert!(err.is_empty(), "{err}");
+        let (out, _) = text(&s, Some(Format::Unix));
+        assert!(out.starts_with("1700000000.00"), "{out}");
+    }
+
+    #[test]
+    fn failures_go_to_stderr_with_the_address() {
+        let t1 = NtpTimestamp::from_parts(1_700_000_000 + 2_208_988_800, 0);
+        let s = summary(vec![report(t1, 0), report(t1, 3000)], SystemTime::now());
+        let (out, err) = text(&s, None);
+        assert_eq!(out.lines().count(), 2, "no ctime line without agreement");
+        assert!(err.contains("no majority"), "{err}");
+    }
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let t1 = NtpTimestamp::from_parts(1_700_000_000 + 2_208_988_800, 0);
+        let s = summary(vec![report(t1, 5)], SystemTime::now());
+        let v = to_json(&s, &ReplyLimits::default(), false, None, None);
+        assert!((v["offset"].as_f64().expect("offset") - 0.005).abs() < 1e-6);
+        let server = &v["servers"][0];
+        assert_eq!(server["address"], "10.0.0.0");
+        assert_eq!(server["port"], 123);
+        assert_eq!(server["selected"], true);
+        assert_eq!(server["ref_id"], "0.0.0.0");
+        assert!((server["orig_time"].as_f64().expect("t1") - 1_700_000_000.0).abs() < 1e-3);
+        assert_eq!(
+            server["ref_time"],
+            Value::Null,
+            "zero reference time is unknown"
+        );
+        assert!(v["error"].is_null());
+    }
+}

@@ -225,3 +225,81 @@ fn entry(
         report,
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ntp_proto::query::{AddressQuery, QueryConfig};
+    use ntp_proto::{Mode, NtpDuration, Packet, PollInterval, Stratum, Version};
+    use std::time::{Duration, Instant};
+
+    /// A report of one exchange with a server `offset_ms` ahead, T1 at `t1`, 1 ms each way.
+    pub(crate) fn report(t1: NtpTimestamp, offset_ms: i64) -> AddressReport {
+        let now = Instant::now();
+        let mut q = AddressQuery::new(QueryConfig::default(), now);
+        let cookie = NtpTimestamp::from_bits(0x0123_4567_89ab_cdef);
+        q.poll_transmit(now, cookie).expect("due");
+        q.on_sent(now, t1);
+        let ms = |n: i64| NtpDuration::from_nanos(i128::from(n) * 1_000_000);
+        let mut p =
+            Packet::client_request(Version::V4, PollInterval::new(6), t1 + ms(1 + offset_ms));
+        p.mode = Mode::SERVER;
+        p.stratum = Stratum::new(2);
+        p.origin_timestamp = cookie;
+        p.receive_timestamp = t1 + ms(1 + offset_ms);
+        q.handle_reply(&p.serialize(), t1 + ms(2));
+        q.finish()
+    }
+
+    /// A summary of `reports` for one name per report, with the local clock at `pivot`.
+    pub(crate) fn summary(reports: Vec<AddressReport>, pivot: SystemTime) -> Summary {
+        let resolutions = (0..reports.len())
+            .map(|i| Resolution {
+                name: format!("10.0.0.{i}"),
+                port: 123,
+                addresses: Ok(vec![SocketAddr::from(([10, 0, 0, i as u8], 123))]),
+            })
+            .collect();
+        let mut s = Summary::new(resolutions, reports, &ReplyLimits::default(), 1);
+        s.pivot = pivot;
+        s
+    }
+
+    #[test]
+    fn timestamps_are_placed_in_the_era_of_the_local_clock() {
+        // Local clock a day after the 2036 rollover; a server stamp 12 hours into era 1.
+        let era1 = SystemTime::UNIX_EPOCH + Duration::from_secs(2_085_978_496);
+        let s = summary(vec![], era1 + Duration::from_secs(86_400));
+        let stamp = NtpTimestamp::from_parts(43_200, 0);
+        let nanos = s.unix_nanos(stamp).expect("nonzero");
+        assert_eq!(nanos, (2_085_978_496 + 43_200) * 1_000_000_000);
+        assert_eq!(s.unix_nanos(NtpTimestamp::ZERO), None, "zero means unknown");
+    }
+
+    #[test]
+    fn status_follows_the_contract() {
+        let t1 = NtpTimestamp::from_parts(3_900_000_000, 0);
+        let now = SystemTime::now();
+        assert_eq!(summary(vec![report(t1, 0)], now).status(), Status::Ok);
+        let split = summary(vec![report(t1, 0), report(t1, 3000)], now);
+        assert_eq!(split.status(), Status::Disagree);
+        assert!(split.failure().is_some_and(|f| f.contains("no majority")));
+        let none = summary(vec![AddressReport::default()], now);
+        assert_eq!(none.status(), Status::NoUsableReply);
+        let unresolved = Summary::new(
+            vec![Resolution {
+                name: "x".into(),
+                port: 123,
+                addresses: Err(crate::net::ResolveError::NoAddressOfFamily(
+                    "IPv6",
+                    "1.2.3.4".into(),
+                )),
+            }],
+            vec![],
+            &ReplyLimits::default(),
+            1,
+        );
+        assert_eq!(unresolved.status(), Status::Unresolved);
+        assert_eq!(unresolved.entries.len(), 1);
+    }
+}
