@@ -28,9 +28,13 @@ struct Figures {
     max: Duration,
 }
 
-/// Runs `command` `runs` times; every run must succeed.
+/// Runs `command` `runs` times after 3 untimed warm-up runs (page cache, first-run effects);
+/// every run must succeed.
 fn measure(name: &str, runs: usize, mut command: impl FnMut() -> Command) -> Figures {
     let mut times = Vec::with_capacity(runs);
+    for _ in 0..3 {
+        let _ = command().stdin(Stdio::null()).output();
+    }
     for _ in 0..runs {
         let mut cmd = command();
         let start = Instant::now();
@@ -90,9 +94,6 @@ fn main() -> ExitCode {
         .map(|a| a.to_string())
         .collect();
 
-    let floor = measure("/bin/true (spawn floor)", runs, || {
-        Command::new("/bin/true")
-    });
     let mut figures = vec![measure("ntpdate-lite, 1 server", runs, || {
         let mut c = Command::new(&bin);
         c.arg(one.to_string());
@@ -116,6 +117,9 @@ fn main() -> ExitCode {
         }));
     }
 
+    let floor = measure("/bin/true (spawn floor)", runs, || {
+        Command::new("/bin/true")
+    });
     println!("\nmedian of {runs} runs, one query each against chronyd -x on 127.0.0.1:");
     println!(
         "{:28} {:>10} {:>10} {:>10}",
