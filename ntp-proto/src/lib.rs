@@ -11,20 +11,28 @@
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
 //! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
-//! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset and the system
-//!   peer (RFC 5905 section 11.2).
+//! - [`filter`]: the 8-stage clock filter of one source, with the popcorn spike gate (RFC 5905
+//!   section 10).
+//! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset
+//!   and the system peer (RFC 5905 section 11.2).
+//! - [`discipline`]: the clock discipline: step, slew or refuse, a least-squares frequency
+//!   estimate, poll adaptation (RFC 5905 sections 11.3 and 13).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod discipline;
+pub mod filter;
 pub mod packet;
 pub mod query;
 pub mod sample;
 pub mod select;
 pub mod time;
 
+pub use discipline::{ClockAction, Discipline, DisciplineConfig};
+pub use filter::{ClockFilter, FilterOutput};
 pub use packet::{
     ExtensionField, LeapIndicator, Mode, Packet, ParseError, PollInterval, Precision, ReferenceId,
     Stratum, Trailer, Version,

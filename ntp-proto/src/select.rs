@@ -14,7 +14,8 @@
 //!   the intersection interval (ntpd 4.2.8, chrony and ntpd-rs do the same); RFC 5905's reference
 //!   code asks for the offset itself to lie inside, which drops honest but imprecise sources.
 //! - With two sources that disagree there is no majority: nobody can tell which is right, so both
-//!   are falsetickers and nothing is combined. Three or more sources are needed to outvote one liar.
+//!   are falsetickers and nothing is combined. Three or more sources are needed to outvote one
+//!   liar.
 
 use crate::packet::Stratum;
 use crate::sample::MAX_DISTANCE;
@@ -507,7 +508,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn selection_is_consistent(all in prop::collection::vec(any_candidate(), 0..12), min_agree in 0usize..5, previous in prop::option::of(0usize..14)) {
+        fn selection_is_consistent(
+            all in prop::collection::vec(any_candidate(), 0..12),
+            min_agree in 0usize..5,
+            previous in prop::option::of(0usize..14),
+        ) {
             let sel = select(&all, min_agree, previous);
             prop_assert_eq!(sel.verdicts.len(), all.len());
             let truechimers = sel.truechimers();
@@ -520,8 +525,14 @@ mod tests {
                     prop_assert_eq!(sel.verdicts[c.system_peer], Verdict::SystemPeer);
                     prop_assert!(truechimers >= min_agree.max(1));
                     prop_assert!(sel.survivors() >= truechimers.min(MIN_CLUSTER_SURVIVORS));
-                    let offsets = || all.iter().zip(&sel.verdicts).filter(|(_, v)| v.is_survivor()).map(|(c, _)| c.offset);
-                    let (lo, hi) = (offsets().min().unwrap_or_default(), offsets().max().unwrap_or_default());
+                    let survivors: Vec<NtpDuration> = all
+                        .iter()
+                        .zip(&sel.verdicts)
+                        .filter(|(_, v)| v.is_survivor())
+                        .map(|(c, _)| c.offset)
+                        .collect();
+                    let lo = survivors.iter().min().copied().unwrap_or_default();
+                    let hi = survivors.iter().max().copied().unwrap_or_default();
                     prop_assert!(c.offset >= lo - s(1e-9) && c.offset <= hi + s(1e-9));
                 }
             }
