@@ -10,6 +10,7 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
+//! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
 //! - [`filter`]: the 8-stage clock filter of one source, with the popcorn spike gate (RFC 5905
 //!   section 10).
 //! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset
@@ -30,6 +31,7 @@
 pub mod discipline;
 pub mod filter;
 pub mod packet;
+pub mod query;
 pub mod sample;
 pub mod select;
 pub mod server;

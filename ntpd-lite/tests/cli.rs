@@ -1,6 +1,5 @@
 //! The command line: `check-config` on every shipped configuration, and a bad one rejected with
-//! its line number and exit status 2. (These tests also make `cargo test` build the binary that
-//! the end-to-end tests in the `tests` crate run.)
+//! its line number and exit status 2.
 
 use std::path::Path;
 use std::process::Command;

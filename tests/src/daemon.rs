@@ -27,7 +27,7 @@ impl Daemon {
     }
 
     /// Like [`Daemon::start`], inside the network namespace `netns` if given.
-    pub fn start_in(name: &str, config: &str, netns: Option<&crate::peers::Netns>) -> Self {
+    pub fn start_in(name: &str, config: &str, netns: Option<&crate::netns::Netns>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix(&format!("ntpd-lite-{name}-"))
             .tempdir()
@@ -37,8 +37,8 @@ impl Daemon {
         std::fs::write(&config_path, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("log")).expect("log file");
         let mut command = match netns {
-            Some(netns) => netns.command(crate::binary("ntpd-lite")),
-            None => Command::new(crate::binary("ntpd-lite")),
+            Some(netns) => netns.command(crate::bins::binary("ntpd-lite", "ntpd-lite")),
+            None => Command::new(crate::bins::binary("ntpd-lite", "ntpd-lite")),
         };
         let child = command
             .arg("--config")
@@ -104,7 +104,7 @@ impl Daemon {
 
     /// `ntpd-lite status --json` over the control socket, parsed.
     pub fn status(&self) -> Value {
-        let output = Command::new(crate::binary("ntpd-lite"))
+        let output = Command::new(crate::bins::binary("ntpd-lite", "ntpd-lite"))
             .args(["status", "--json", "--socket"])
             .arg(self.control_socket())
             .output()

@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ntp_lite_tests::chrony::ChronydClient;
 use ntp_lite_tests::client::Client;
 use ntp_lite_tests::daemon::Daemon;
-use ntp_lite_tests::free_udp_port;
-use ntp_lite_tests::peers::{self, Chronyd, Netns};
+use ntp_lite_tests::netns::Netns;
+use ntp_lite_tests::tools;
+use ntp_lite_tests::tools::free_udp_port;
 use ntp_proto::{LeapIndicator, Mode, NtpDuration, ReferenceId, Stratum, Version};
 
 fn local_server(
@@ -293,27 +295,43 @@ fn access_list_denies_with_kod_deny_or_ignores() {
 
 #[test]
 fn ntplib_accepts_our_server() {
+    if !tools::require(
+        "python3 ntplib",
+        tools::ntplib_installed(),
+        "ntplib_accepts_our_server",
+    ) {
+        return;
+    }
     let (_daemon, v4, v6) = local_server("ntplib", "", 2, "LOCL");
     for (address, version) in [(v4, 4), (v6, 3), (v4, 2)] {
         // The lowest-delay of three, as any NTP client filters samples.
-        let replies: Option<Vec<_>> = (0..3)
-            .map(|_| peers::ntplib_query(address, version))
-            .collect();
-        let Some(reply) =
-            replies.and_then(|r| r.into_iter().min_by(|a, b| a.delay.total_cmp(&b.delay)))
-        else {
-            return;
-        };
-        println!("ntplib via {address} v{version}: {reply:?}");
-        assert_eq!((reply.stratum, reply.leap, reply.version), (2, 0, version));
-        assert!(reply.offset.abs() < 0.001, "offset {}", reply.offset);
+        let reply = (0..3)
+            .map(|_| tools::ntplib_query_version(address, version))
+            .min_by(|a, b| {
+                a["delay"]
+                    .as_f64()
+                    .partial_cmp(&b["delay"].as_f64())
+                    .expect("numbers")
+            })
+            .expect("three replies");
+        println!("ntplib via {address} v{version}: {reply}");
+        assert_eq!(
+            (
+                reply["stratum"].as_u64(),
+                reply["leap"].as_u64(),
+                reply["version"].as_u64()
+            ),
+            (Some(2), Some(0), Some(u64::from(version)))
+        );
+        let offset = reply["offset"].as_f64().expect("offset");
+        assert!(offset.abs() < 0.001, "offset {offset}");
     }
 }
 
 #[test]
 fn chronyd_selects_our_server_and_reads_its_stratum() {
     let (_daemon, v4, _) = local_server("chrony-client", "", 1, "LOCL");
-    let Some(chronyd) = Chronyd::client_of(v4) else {
+    let Some(chronyd) = ChronydClient::client_of(v4) else {
         return;
     };
     let sources = chronyd.wait_sources(Duration::from_secs(30), |s| {
@@ -337,7 +355,7 @@ fn chronyd_selects_our_server_and_reads_its_stratum() {
 
 #[test]
 fn ntpdig_accepts_our_server_in_a_private_namespace() {
-    if !peers::available("ntpdig", &["--version"]) {
+    if !tools::require("ntpdig", tools::runs("ntpdig", &["--version"]), "ntpdig") {
         return;
     }
     let Some(netns) = Netns::create("ntpdig") else {

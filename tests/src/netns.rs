@@ -1,0 +1,54 @@
+//! Network namespaces of the test's own, with loopback up, for tools that only use port 123
+//! (ntpdig has no port option; ntpsec's ntpd listens only on 123). Traffic never leaves them.
+
+use std::path::Path;
+use std::process::Command;
+
+/// A network namespace of the test's own, with loopback up, deleted when dropped. Commands run
+/// in it through `ip netns exec`.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates the namespace; `None` outside CI when this machine cannot (not root).
+    pub fn create(tag: &str) -> Option<Self> {
+        let name = format!("ntplite-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !crate::tools::require("ip netns (needs root and iproute2)", ok, tag) {
+            return None;
+        }
+        let netns = Self { name };
+        let up = netns
+            .command("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+        assert!(
+            up.is_ok_and(|s| s.success()),
+            "bring loopback up in {}",
+            netns.name
+        );
+        Some(netns)
+    }
+
+    /// A command that will run inside the namespace.
+    pub fn command(&self, program: impl AsRef<Path>) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.name])
+            .arg(program.as_ref());
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
