@@ -1,1 +1,3 @@
 //! Test harness for the ntp-lite end-to-end tests.
+
+pub mod link;
