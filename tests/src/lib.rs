@@ -5,6 +5,8 @@
 //! - [`daemon`]: `ntpd-lite` daemons from generated TOML, their status and logs.
 //! - [`client`]: a minimal NTP client on ntp-proto.
 //! - [`fake_server`]: scriptable misbehaving NTP servers.
+//! - [`link`]: a link emulator (delay, jitter, loss, duplication, reordering) between a client
+//!   and a server, seeded so runs repeat.
 //! - [`chrony`]: chronyd (always `-x`) as a server or as a client.
 //! - [`netns`]: network namespaces of the test's own, for tools that only use port 123.
 //! - [`tools`]: the rule for missing peers (a failure under CI), ntplib, free ports.
@@ -14,5 +16,6 @@ pub mod chrony;
 pub mod client;
 pub mod daemon;
 pub mod fake_server;
+pub mod link;
 pub mod netns;
 pub mod tools;
