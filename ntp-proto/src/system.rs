@@ -7,7 +7,7 @@ use crate::discipline::{ClockAction, Discipline, DisciplineConfig};
 use crate::filter::FilterOutput;
 use crate::packet::{LeapIndicator, PollInterval, Precision, ReferenceId, Stratum};
 use crate::sample::{MIN_DISPERSION, PHI};
-use crate::select::{Candidate, Combined, Verdict, select};
+use crate::select::{Candidate, Combined, Selection, Verdict, select};
 use crate::source::{ReplyInfo, Source, Unfit};
 use crate::time::{NtpDuration, NtpShort, NtpTimestamp};
 
@@ -239,6 +239,38 @@ impl System {
     /// variables. After a step every source's filter is cleared.
     pub fn select(&mut self, sources: &mut [Source], now: NtpTimestamp) -> Update {
         let mut update = Update::default();
+        let (fit, selection) = self.judge(sources, now, &mut update);
+        let Some(combined) = selection.combined else {
+            // Sources that disagree (or too few agreeing) end synchronization at once; sources
+            // that merely have no usable samples (refilling after a step, unreachable) do not:
+            // the holdover decides that.
+            if !fit.is_empty() && self.peer.take().is_some() {
+                update.events.push(SystemEvent::SyncLost);
+                self.snapshot = SystemSnapshot::unsynchronized(self.precision);
+            }
+            return update;
+        };
+        let peer = fit[combined.system_peer].0;
+        self.apply(sources, peer, combined, now, &mut update);
+        update
+    }
+
+    /// Re-judges every source at `now` without touching the clock or the system variables, so
+    /// that a source that stopped answering shows as unreachable between selection rounds.
+    pub fn survey(&mut self, sources: &[Source], now: NtpTimestamp) -> Vec<SystemEvent> {
+        let mut update = Update::default();
+        self.judge(sources, now, &mut update);
+        update.events
+    }
+
+    /// Fit candidates (offsets brought up to now), the selection over them, and each source's
+    /// recorded state.
+    fn judge(
+        &mut self,
+        sources: &[Source],
+        now: NtpTimestamp,
+        update: &mut Update,
+    ) -> (Vec<(usize, Candidate)>, Selection) {
         let fit: Vec<(usize, Candidate)> = sources
             .iter()
             .enumerate()
@@ -253,20 +285,8 @@ impl System {
             .peer
             .and_then(|p| fit.iter().position(|(i, _)| *i == p));
         let selection = select(&candidates, self.config.min_sources, previous);
-        self.record_states(sources, now, &fit, &selection.verdicts, &mut update);
-        let Some(combined) = selection.combined else {
-            // Sources that disagree (or too few agreeing) end synchronization at once; sources
-            // that merely have no usable samples (refilling after a step, unreachable) do not:
-            // the holdover decides that.
-            if !fit.is_empty() && self.peer.take().is_some() {
-                update.events.push(SystemEvent::SyncLost);
-                self.snapshot = SystemSnapshot::unsynchronized(self.precision);
-            }
-            return update;
-        };
-        let peer = fit[combined.system_peer].0;
-        self.apply(sources, peer, combined, now, &mut update);
-        update
+        self.record_states(sources, now, &fit, &selection.verdicts, update);
+        (fit, selection)
     }
 
     /// An offset measured at the filter's sample time, less the corrections applied since.
@@ -612,6 +632,30 @@ mod tests {
                 "refilling filters is not a loss of sync: {after:?}"
             );
             assert!(system.snapshot().is_synchronized());
+        }
+
+        #[test]
+        fn a_survey_marks_a_silent_source_unreachable_without_acting() {
+            let (mut sources, now) = sources(&[0.001], 8);
+            let mut system = system();
+            system.select(&mut sources, now);
+            let mut poll_time = sources[0].poll_timeout().expect("active");
+            for i in 0..9 {
+                sources[0]
+                    .poll_transmit(poll_time, now, NtpTimestamp::from_bits(1000 + i))
+                    .expect("due");
+                poll_time = sources[0].poll_timeout().expect("active");
+            }
+            let events = system.survey(&sources, now);
+            assert_eq!(
+                events,
+                [SystemEvent::SourceChanged(0, SourceState::Unreachable)]
+            );
+            assert_eq!(system.source_states(), [SourceState::Unreachable]);
+            assert!(
+                system.snapshot().is_synchronized(),
+                "the holdover, not a survey, ends sync"
+            );
         }
 
         #[test]

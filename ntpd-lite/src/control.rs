@@ -61,6 +61,8 @@ pub struct SourceStatus {
     pub address: String,
     /// The 8-bit reach register.
     pub reach: u8,
+    /// The current poll interval, log2 seconds.
+    pub poll: i8,
     /// Its stratum.
     pub stratum: u8,
     /// Its offset, seconds.
@@ -199,14 +201,14 @@ pub fn format_status(status: &Status) -> String {
     if !status.sources.is_empty() {
         let _ = writeln!(
             out,
-            "\n{:<40} {:>3} {:>4} {:>12} {:>10} {:>10}  state",
-            "source", "st", "reach", "offset", "delay", "jitter"
+            "\n{:<40} {:>3} {:>4} {:>5} {:>12} {:>10} {:>10}  state",
+            "source", "st", "poll", "reach", "offset", "delay", "jitter"
         );
         for s in &status.sources {
             let _ = writeln!(
                 out,
-                "{:<40} {:>3} {:>4o} {:>+12.6} {:>10.6} {:>10.6}  {}",
-                s.address, s.stratum, s.reach, s.offset, s.delay, s.jitter, s.state
+                "{:<40} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
+                s.address, s.stratum, s.poll, s.reach, s.offset, s.delay, s.jitter, s.state
             );
         }
     }

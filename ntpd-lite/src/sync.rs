@@ -81,7 +81,7 @@ pub async fn run(config: Config, shared: Arc<Shared>) {
             () = sleep_until(deadline) => sync.poll_due(),
             Some(arrival) = incoming.recv() => sync.handle_arrival(arrival),
             _ = housekeeping.tick() => {
-                sync.check_holdover();
+                sync.housekeeping();
                 if last_resolve.elapsed() > RESOLVE_RETRY {
                     last_resolve = Instant::now();
                     sync.resolve_pending().await;
@@ -312,11 +312,16 @@ impl Sync {
         }
     }
 
-    fn check_holdover(&mut self) {
-        if let Some(event) = self.system.check_holdover(self.shared.clock.now()) {
+    /// Once a second: re-judge the sources (one may have stopped answering) and check the
+    /// holdover.
+    fn housekeeping(&mut self) {
+        let now = self.shared.clock.now();
+        let mut events = self.system.survey(&self.sources, now);
+        events.extend(self.system.check_holdover(now));
+        for event in events {
             self.log_event(event);
-            self.publish();
         }
+        self.publish();
     }
 
     /// Shares the system variables with the server workers and the status with the control socket.
@@ -343,6 +348,7 @@ impl Sync {
                 SourceStatus {
                     address: address.to_string(),
                     reach: source.reach(),
+                    poll: source.poll().get(),
                     stratum: source.last_reply().map_or(0, |r| r.stratum.get()),
                     offset: estimate.map_or(0.0, |e| e.offset.to_seconds_f64()),
                     delay: estimate.map_or(0.0, |e| e.delay.to_seconds_f64()),

@@ -4,6 +4,7 @@
 //! - [`bins`]: finds (and first builds) the workspace binaries a test runs.
 //! - [`daemon`]: `ntpd-lite` daemons from generated TOML, their status and logs.
 //! - [`client`]: a minimal NTP client on ntp-proto.
+//! - [`lab`]: nodes of a lab (each on its own 127.0.0.x, virtual clocks) and waiting on status.
 //! - [`fake_server`]: scriptable misbehaving NTP servers.
 //! - [`link`]: a link emulator (delay, jitter, loss, duplication, reordering) between a client
 //!   and a server, seeded so runs repeat.
@@ -16,6 +17,7 @@ pub mod chrony;
 pub mod client;
 pub mod daemon;
 pub mod fake_server;
+pub mod lab;
 pub mod link;
 pub mod netns;
 pub mod tools;
