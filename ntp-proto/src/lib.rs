@@ -48,6 +48,6 @@ pub use packet::{
 pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
 pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use server::{Decision, DropReason, Response, Server};
-pub use source::{ReplyInfo, ReplyOutcome, Source, SourceConfig, Unfit};
+pub use source::{ReplyInfo, ReplyOutcome, Source, SourceConfig, SourceCounters, Unfit};
 pub use system::{SourceState, SyncConfig, System, SystemEvent, SystemSnapshot, Update};
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};

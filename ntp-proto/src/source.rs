@@ -124,6 +124,21 @@ pub struct Source {
     last: Option<ReplyInfo>,
     last_error: Option<ReplyError>,
     denied: Option<ReferenceId>,
+    counters: SourceCounters,
+}
+
+/// What a source has sent and received. `accepted` never exceeds `sent`: each request is
+/// answered at most once, and duplicates count as `ignored`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct SourceCounters {
+    /// Requests sent.
+    pub sent: u64,
+    /// Valid replies used.
+    pub accepted: u64,
+    /// Replies that failed a check (including kiss-o'-death and forged origins).
+    pub rejected: u64,
+    /// Duplicates, stray and malformed datagrams, never used.
+    pub ignored: u64,
 }
 
 impl Source {
@@ -146,6 +161,7 @@ impl Source {
             last: None,
             last_error: None,
             denied: None,
+            counters: SourceCounters::default(),
         }
     }
 
@@ -174,6 +190,7 @@ impl Source {
         }
         self.reach <<= 1;
         self.outstanding = Some(cookie);
+        self.counters.sent += 1;
         let poll = self.poll();
         let interval = if self.burst_left > 0 {
             self.burst_left -= 1;
@@ -188,6 +205,23 @@ impl Source {
     /// Handles a datagram from the source: T1 is when our request really left, T4 when this
     /// arrived, both our clock's time.
     pub fn handle_reply(
+        &mut self,
+        t1: NtpTimestamp,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+        limits: &ReplyLimits,
+    ) -> ReplyOutcome {
+        let outcome = self.judge_reply(t1, t4, bytes, limits);
+        let counter = match outcome {
+            ReplyOutcome::Accepted { .. } => &mut self.counters.accepted,
+            ReplyOutcome::Rejected(_) => &mut self.counters.rejected,
+            ReplyOutcome::Malformed | ReplyOutcome::Unexpected => &mut self.counters.ignored,
+        };
+        *counter += 1;
+        outcome
+    }
+
+    fn judge_reply(
         &mut self,
         t1: NtpTimestamp,
         t4: NtpTimestamp,
@@ -341,6 +375,11 @@ impl Source {
     /// Why the last reply was rejected, if it was.
     pub fn last_error(&self) -> Option<ReplyError> {
         self.last_error
+    }
+
+    /// What this source has sent and received.
+    pub fn counters(&self) -> SourceCounters {
+        self.counters
     }
 
     /// True while a request waits for its reply.
@@ -527,6 +566,16 @@ mod tests {
             ReplyOutcome::Malformed
         );
         assert_eq!(source.reach(), 1);
+        let counters = source.counters();
+        assert_eq!(
+            (
+                counters.sent,
+                counters.accepted,
+                counters.rejected,
+                counters.ignored
+            ),
+            (1, 1, 1, 2)
+        );
     }
 
     fn kiss(request: &[u8; 48], code: ReferenceId) -> Vec<u8> {

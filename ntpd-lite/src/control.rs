@@ -73,6 +73,18 @@ pub struct SourceStatus {
     pub jitter: f64,
     /// `selected`, `candidate`, `falseticker`, `unreachable` or `rejected`.
     pub state: String,
+    /// Requests sent.
+    #[serde(default)]
+    pub sent: u64,
+    /// Valid replies used (never more than `sent`).
+    #[serde(default)]
+    pub accepted: u64,
+    /// Replies that failed a check.
+    #[serde(default)]
+    pub rejected: u64,
+    /// Duplicate, stray or malformed datagrams, never used.
+    #[serde(default)]
+    pub ignored: u64,
 }
 
 /// Binds the control socket, replacing a stale one, readable and writable by the owner only.

@@ -354,6 +354,10 @@ impl Sync {
                     delay: estimate.map_or(0.0, |e| e.delay.to_seconds_f64()),
                     jitter: estimate.map_or(0.0, |e| e.jitter.to_seconds_f64()),
                     state: states.get(i).map_or("rejected", |s| s.name()).to_owned(),
+                    sent: source.counters().sent,
+                    accepted: source.counters().accepted,
+                    rejected: source.counters().rejected,
+                    ignored: source.counters().ignored,
                 }
             })
             .collect();

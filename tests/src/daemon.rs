@@ -102,20 +102,27 @@ impl Daemon {
         }
     }
 
-    /// `ntpd-lite status --json` over the control socket, parsed.
+    /// The daemon's status, read from its control socket (the same JSON `ntpd-lite status
+    /// --json` prints), parsed.
     pub fn status(&self) -> Value {
-        let output = Command::new(crate::bins::binary("ntpd-lite", "ntpd-lite"))
-            .args(["status", "--json", "--socket"])
-            .arg(self.control_socket())
-            .output()
-            .expect("run ntpd-lite status");
-        assert!(
-            output.status.success(),
-            "status failed: {}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
-        serde_json::from_slice(&output.stdout).expect("status is JSON")
+        self.try_status()
+            .unwrap_or_else(|e| panic!("status of {}: {e}\n{}", self.name, self.log()))
+    }
+
+    /// The status, or why it could not be read.
+    pub fn try_status(&self) -> Result<Value, String> {
+        use std::io::{Read, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(self.control_socket())
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        stream.write_all(b"status\n").map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        stream
+            .read_to_string(&mut reply)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str(&reply).map_err(|e| format!("{e}: {reply}"))
     }
 
     /// Stops the daemon with SIGTERM and waits for it; returns its exit status code.
