@@ -320,7 +320,7 @@ impl Source {
         }
         if self
             .local_address
-            .is_some_and(|a| last.reference_id == ReferenceId::from_ip(a.to_canonical()))
+            .is_some_and(|a| is_our_reference(a, last.reference_id))
         {
             return Err(Unfit::Loop);
         }
@@ -386,6 +386,14 @@ impl Source {
     pub fn is_waiting(&self) -> bool {
         self.outstanding.is_some()
     }
+}
+
+/// True if `reference_id` names `local` (RFC 5905 appendix A.5.2: the source is synchronized to
+/// us). A loopback address names no particular host (every host is 127.0.0.1, and ntpd's orphan
+/// parents advertise it), so it never signals a loop.
+fn is_our_reference(local: IpAddr, reference_id: ReferenceId) -> bool {
+    let local = local.to_canonical();
+    !local.is_loopback() && reference_id == ReferenceId::from_ip(local)
 }
 
 /// 2^poll seconds as a [`Duration`] (at least 1/16 s).
@@ -674,13 +682,16 @@ mod tests {
             .expect("parses")
             .0;
         reply.stratum = Stratum::new(3);
-        reply.reference_id = ReferenceId::from_ip("127.0.0.7".parse().expect("ip"));
+        reply.reference_id = ReferenceId::from_ip("192.0.2.7".parse().expect("ip"));
         let t4 = local + NtpDuration::from_seconds_f64(0.002);
         source.handle_reply(local, t4, &reply.serialize(), &ReplyLimits::default());
-        source.set_local_address("127.0.0.8".parse().expect("ip"));
+        source.set_local_address("192.0.2.8".parse().expect("ip"));
         assert!(source.candidate(t4).is_ok());
-        source.set_local_address("127.0.0.7".parse().expect("ip"));
+        source.set_local_address("192.0.2.7".parse().expect("ip"));
         assert_eq!(source.candidate(t4), Err(Unfit::Loop));
+        // A loopback address names no host: an orphan parent's refid 127.0.0.1 is no loop.
+        let loopback = "127.0.0.1".parse().expect("ip");
+        assert!(!is_our_reference(loopback, ReferenceId::from_ip(loopback)));
     }
 
     #[test]

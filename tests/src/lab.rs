@@ -117,14 +117,17 @@ pub fn wait_for(
     let start = Instant::now();
     loop {
         daemon.assert_running();
-        let status = daemon.status();
-        if done(&status) {
+        // The control socket appears a moment after start: until then, keep waiting.
+        let status = daemon.try_status();
+        if let Ok(status) = &status
+            && done(status)
+        {
             println!("{what}: after {:.1} s", start.elapsed().as_secs_f64());
-            return status;
+            return status.clone();
         }
         assert!(
             start.elapsed() < timeout,
-            "{what}: not within {timeout:?}; last status {status}\n{}",
+            "{what}: not within {timeout:?}; last status {status:?}\n{}",
             daemon.log()
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -10,6 +10,7 @@
 //!   and a server, seeded so runs repeat.
 //! - [`chrony`]: chronyd (always `-x`) as a server or as a client.
 //! - [`netns`]: network namespaces of the test's own, for tools that only use port 123.
+//! - [`ntpsec`]: ntpsec's ntpd (unpacked from its .deb) as a server inside such a namespace.
 //! - [`scenario`], [`plot`]: lab scenarios from `config/lab/`, run and drawn (the `lab` binary).
 //! - [`tools`]: the rule for missing peers (a failure under CI), ntplib, free ports.
 
@@ -21,6 +22,7 @@ pub mod fake_server;
 pub mod lab;
 pub mod link;
 pub mod netns;
+pub mod ntpsec;
 pub mod plot;
 pub mod scenario;
 pub mod tools;

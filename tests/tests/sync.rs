@@ -328,3 +328,42 @@ fn syncs_to_a_real_chronyd_and_serves_a_real_chronyd_client() {
     assert_eq!((ours.state, ours.stratum), ('*', 2), "{}", client.log());
     assert!(ours.offset.abs() < 0.001);
 }
+
+#[test]
+fn syncs_to_ntpsec_ntpd_in_a_private_namespace() {
+    use ntp_lite_tests::netns::Netns;
+    use ntp_lite_tests::ntpsec::NtpsecNtpd;
+    if !ntp_lite_tests::tools::require(
+        "ntpsec ntpd (unpacked by .ci/run)",
+        NtpsecNtpd::installed(),
+        "ntpsec interop",
+    ) {
+        return;
+    }
+    let Some(netns) = Netns::create("ntpsec") else {
+        return;
+    };
+    let ntpd = NtpsecNtpd::orphan_server(&netns, 5);
+    // Our daemon inside the same namespace, a client of 127.0.0.1:123.
+    let config = "[clock]\nmode = \"virtual\"\ninitial-offset = 0.4\n\n[control]\nsocket = \"{dir}/control.sock\"\n\n\
+                  [[source]]\naddress = \"127.0.0.1:123\"\nminpoll = -2\nmaxpoll = 0\niburst = true\n";
+    let mut ours = ntp_lite_tests::daemon::Daemon::start_in("ntpsec-client", config, Some(&netns));
+    let status = wait_for(
+        &mut ours,
+        SYNC_TIMEOUT,
+        "synchronized to ntpsec ntpd",
+        synchronized_within(0.001),
+    );
+    println!(
+        "synchronized to ntpsec ntpd (orphan stratum 5): stratum {}, refid {}, error {:+.6} s",
+        status["stratum"],
+        status["refid"],
+        clock_error(&status)
+    );
+    assert_eq!(status["stratum"], 6);
+    assert_eq!(status["refid"], "127.0.0.1");
+    assert!(
+        ntpd.log().contains("ntp_adjtime: Operation not permitted"),
+        "ntpd ran without CAP_SYS_TIME"
+    );
+}
