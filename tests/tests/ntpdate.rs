@@ -664,3 +664,51 @@ fn forged_reply_that_fools_ntplib_does_not_fool_us() {
     let r = run(&["-t", "0.3", &server.arg()]);
     assert_eq!(r.code, 1, "we must not");
 }
+
+#[test]
+fn against_ntpd_lite_over_ipv4_and_ipv6() {
+    use ntp_lite_tests::lab::Node;
+    // A stratum-2 ntpd-lite (synchronized to a stratum-1 one) on its own address and on ::1.
+    let primary = Node::new("primary", 90).local(1);
+    let _primary = primary.start();
+    let secondary = Node::new("secondary", 91).sources(&[primary.address]);
+    let mut daemon = secondary.start();
+    ntp_lite_tests::lab::wait_for(&mut daemon, Duration::from_secs(30), "stratum 2", |s| {
+        s["stratum"] == 2
+    });
+    let (r, v) = run_json(&["-p", "3", "--gap", "0.1", &secondary.address.to_string()]);
+    assert_eq!(r.code, 0, "{v}");
+    let s = &servers(&v)[0];
+    assert_contract_fields(s);
+    let offset = f64_of(&v, "offset");
+    println!(
+        "ntpd-lite stratum 2: offset {offset:+.6} s, delay {:.6} s, ref_id {}",
+        f64_of(s, "delay"),
+        s["ref_id"]
+    );
+    assert!(offset.abs() < 0.001, "offset {offset}");
+    assert_eq!(s["stratum"], 2);
+    assert_eq!(
+        s["ref_id"],
+        primary.address.ip().to_string(),
+        "refid = the upstream's address"
+    );
+    assert_eq!(s["leap"], 0);
+    // The primary as the plain ntpdate line, over IPv6 too.
+    let v6 = Node::new("primary6", 92).local(1);
+    let mut v6_node = v6.clone();
+    v6_node.address = format!("[::1]:{}", v6.address.port())
+        .parse()
+        .expect("address");
+    let _v6 = v6_node.start();
+    let r = run(&["-p", "3", "--gap", "0.1", &v6_node.address.to_string()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (address, stratum, offset, _) =
+        parse_server_line(r.stdout.lines().next().expect("a server line"));
+    println!(
+        "ntpd-lite over ::1: {}",
+        r.stdout.lines().next().unwrap_or_default()
+    );
+    assert_eq!((address.as_str(), stratum), ("::1", 1));
+    assert!(offset.abs() < 0.001, "offset {offset}");
+}
