@@ -367,3 +367,55 @@ fn syncs_to_ntpsec_ntpd_in_a_private_namespace() {
         "ntpd ran without CAP_SYS_TIME"
     );
 }
+
+#[test]
+fn kiss_of_death_rate_slows_the_client_and_deny_stops_it() {
+    use ntp_lite_tests::daemon::Daemon;
+    let free = |host: u8| -> std::net::SocketAddr {
+        format!("127.0.0.{host}:{}", ntp_lite_tests::tools::free_udp_port())
+            .parse()
+            .expect("address")
+    };
+    let (rate_address, deny_address) = (free(55), free(56));
+    let server = |address: std::net::SocketAddr, policy: &str| {
+        let config = format!(
+            "[server]\nlisten = [\"{address}\"]\n{policy}\n[local]\nstratum = 1\n[clock]\nmode = \"virtual\"\n"
+        );
+        let mut daemon = Daemon::start(&format!("kod-{address}"), &config);
+        daemon.assert_running();
+        daemon
+    };
+    // One request every 4 s allowed, bursts of 2: a client polling every 0.25 s is over the limit.
+    let _rate = server(rate_address, "rate-limit = { interval = 4.0, burst = 2 }");
+    let _deny = server(deny_address, "deny = [\"127.0.0.0/8\"]");
+    let mut client = Node::new("kissed", 57)
+        .sources(&[rate_address, deny_address])
+        .start();
+    let status = wait_for(
+        &mut client,
+        SYNC_TIMEOUT,
+        "RATE raised the poll, DENY stopped polling",
+        |s| {
+            let by = |a: std::net::SocketAddr| {
+                s["sources"]
+                    .as_array()
+                    .and_then(|v| v.iter().find(|x| x["address"] == a.to_string()).cloned())
+            };
+            let (Some(rate), Some(deny)) = (by(rate_address), by(deny_address)) else {
+                return false;
+            };
+            rate["poll"].as_i64() >= Some(0) && deny["rejected"].as_u64() >= Some(1)
+        },
+    );
+    let deny_sent = |s: &Value| s["sources"][1]["sent"].as_u64().expect("sent");
+    let before = deny_sent(&status);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = client.status();
+    println!(
+        "KoD: rate-limited source now polls at 2^{} s; denied source sent {before} then {} requests",
+        after["sources"][0]["poll"],
+        deny_sent(&after)
+    );
+    assert_eq!(deny_sent(&after), before, "no request after a DENY");
+    assert!(client.log().contains("kiss-o'-death"), "the kiss is logged");
+}
