@@ -231,6 +231,10 @@ fn started_as_root_with_user_nobody_it_serves_as_nobody_with_no_capabilities() {
     let config = format!("{}[daemon]\nuser = \"nobody\"\n", server.toml());
     let mut daemon = Daemon::start("unprivileged", &config);
     daemon.wait_serving(server.address);
+    // The server workers answer from just before the switch; the control socket only once the
+    // runtime runs, which is built after it.
+    let status = daemon.status();
+    assert_eq!(status["stratum"], 1);
     let pid = pid_running(&daemon.dir().join("ntpd-lite.toml"));
     let threads = thread_credentials(pid);
     for (name, uid, effective, permitted) in &threads {
@@ -251,8 +255,6 @@ fn started_as_root_with_user_nobody_it_serves_as_nobody_with_no_capabilities() {
         "the control socket is handed to the user"
     );
     assert_eq!(socket.permissions().mode() & 0o777, 0o600);
-    let status = daemon.status();
-    assert_eq!(status["stratum"], 1);
     let answer = Client::connect(server.address)
         .expect("client")
         .query(4, 6)
