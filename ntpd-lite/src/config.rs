@@ -54,6 +54,12 @@ pub struct Config {
     pub sync: SyncConfig,
     /// The local control socket.
     pub control: Option<ControlConfig>,
+    /// Process settings: the user to run as.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Log level and the metrics endpoint.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
 }
 
 /// `[server]`: where and whom to serve.
@@ -213,6 +219,29 @@ pub struct ControlConfig {
     pub socket: PathBuf,
 }
 
+/// `[daemon]`: the process itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    /// After binding its sockets, switch to this user (and its group), keeping only
+    /// CAP_SYS_TIME and only for the system clock. Needs a start as root.
+    #[serde(default, deserialize_with = "user_name")]
+    pub user: Option<String>,
+}
+
+/// `[observability]`: logging and metrics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ObservabilityConfig {
+    /// Log filter (RUST_LOG syntax) when neither `RUST_LOG` nor `--log-level` is given; reread on
+    /// SIGHUP.
+    #[serde(default, deserialize_with = "log_filter")]
+    pub log_level: Option<String>,
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`); off if absent.
+    #[serde(default, deserialize_with = "metrics_address")]
+    pub metrics: Option<SocketAddr>,
+}
+
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -297,6 +326,29 @@ impl Config {
     }
 }
 
+/// The top-level tables whose settings differ between two configuration texts, as `[name]`,
+/// leaving out `[observability] log-level` (a reload applies it).
+pub fn changed_sections(running: &str, new: &str) -> Vec<String> {
+    let tables = |text: &str| {
+        let mut table = text.parse::<toml::Table>().unwrap_or_default();
+        if let Some(toml::Value::Table(observability)) = table.get_mut("observability") {
+            observability.remove("log-level");
+        }
+        table.retain(|_, v| !matches!(v, toml::Value::Table(t) if t.is_empty()));
+        table
+    };
+    let (running, new) = (tables(running), tables(new));
+    let names: std::collections::BTreeSet<&String> = running.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| running.get(*name) != new.get(*name))
+        .map(|name| match running.get(name).or_else(|| new.get(name)) {
+            Some(toml::Value::Array(_)) => format!("[[{name}]]"),
+            _ => format!("[{name}]"),
+        })
+        .collect()
+}
+
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -347,6 +399,42 @@ fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, 
             })
         })
         .collect()
+}
+
+fn user_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if valid {
+        Ok(Some(name))
+    } else {
+        Err(de::Error::custom(format!(
+            "user `{name}` is not a user name; write an existing system user such as \"ntpd-lite\""
+        )))
+    }
+}
+
+fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    match tracing_subscriber::EnvFilter::try_new(&text) {
+        Ok(_) => Ok(Some(text)),
+        Err(e) => Err(de::Error::custom(format!(
+            "log-level `{text}` is not a log filter ({e}); use error, warn, info, debug, trace or e.g. \"ntpd_lite=debug\""
+        ))),
+    }
+}
+
+fn metrics_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(|_| {
+        de::Error::custom(format!(
+            "metrics `{text}` is not an IP address with a port; write \"127.0.0.1:9975\""
+        ))
+    })
 }
 
 fn prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
@@ -497,9 +585,23 @@ panic-threshold = 1000.0
 min-sources = 1
 [control]
 socket = "/run/ntpd-lite/control.sock"
+[daemon]
+user = "ntpd-lite"
+[observability]
+log-level = "ntpd_lite=debug,info"
+metrics = "127.0.0.1:9975"
 "#,
         )
         .expect("valid");
+        assert_eq!(c.daemon.user.as_deref(), Some("ntpd-lite"));
+        assert_eq!(
+            c.observability.log_level.as_deref(),
+            Some("ntpd_lite=debug,info")
+        );
+        assert_eq!(
+            c.observability.metrics,
+            Some("127.0.0.1:9975".parse().expect("address"))
+        );
         let server = c.server.expect("server");
         assert_eq!(server.listen.len(), 2);
         assert_eq!(server.rate_limit.map(|r| r.burst), Some(8));
@@ -563,11 +665,39 @@ socket = "/run/ntpd-lite/control.sock"
                 "interval",
             ),
             ("# nothing\n", 1, "nothing to do"),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[daemon]\nuser = \"root; rm\"\n",
+                4,
+                "not a user name",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[observability]\nlog-level = \"info,=x=y\"\n",
+                4,
+                "not a log filter",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[observability]\nmetrics = \"localhost\"\n",
+                4,
+                "127.0.0.1:9975",
+            ),
         ];
         for (text, want_line, want) in cases {
             let (line, message) = error(text);
             assert!(message.contains(want), "{text:?}: {message}");
             assert_eq!(line, want_line, "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn changed_sections_ignore_the_log_level_and_name_the_rest() {
+        let running = "[server]\nlisten = [\"127.0.0.1:1\"]\n";
+        let louder = format!("{running}[observability]\nlog-level = \"debug\"\n");
+        assert!(changed_sections(running, &louder).is_empty());
+        let moved = "[server]\nlisten = [\"127.0.0.1:2\"]\n[sync]\nmin-sources = 2\n\
+                     [[source]]\naddress = \"127.0.0.1:3\"\n";
+        assert_eq!(
+            changed_sections(running, moved),
+            ["[server]", "[[source]]", "[sync]"]
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The local control socket: a Unix stream socket, owner-only, that answers one command per
-//! connection (`status`) with one JSON object. `ntpd-lite status` is its client.
+//! connection with one line of JSON: `status` (an object) or `sources` (an array of sources).
+//! `ntpd-lite status` and `ntpd-lite sources` are its clients.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +12,7 @@ use ntp_proto::LeapIndicator;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::daemon::Shared;
 use crate::serve::ServerTotals;
@@ -88,7 +89,8 @@ pub struct SourceStatus {
 }
 
 /// Binds the control socket, replacing a stale one, readable and writable by the owner only.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
+/// Bound before the runtime starts (and before privileges are dropped); see [`serve`].
+pub fn bind(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -96,13 +98,18 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
     Ok(listener)
 }
 
 /// Answers connections until the task is aborted.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+pub async fn serve(listener: std::os::unix::net::UnixListener, shared: Arc<Shared>) {
+    let listener = match UnixListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => return warn!(error = %e, "control socket unusable"),
+    };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -123,16 +130,23 @@ async fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
     tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
         .await
         .map_err(io::Error::other)??;
-    let reply = match line.trim() {
-        "status" => serde_json::to_string(&status(shared)).map_err(io::Error::other)?,
-        other => format!("{{\"error\":\"unknown command {other:?}; use status\"}}"),
-    };
+    let command = line.trim();
+    debug!(command, "control request");
+    let reply = match command {
+        "status" => serde_json::to_string(&status(shared)),
+        "sources" => serde_json::to_string(&shared.sync_status().sources),
+        other => Ok(format!(
+            "{{\"error\":\"unknown command {other:?}; use status or sources\"}}"
+        )),
+    }
+    .map_err(io::Error::other)?;
     write.write_all(reply.as_bytes()).await?;
     write.write_all(b"\n").await?;
     write.shutdown().await
 }
 
-fn status(shared: &Shared) -> Status {
+/// The daemon's state now, as `status` reports it (and the metrics endpoint exports it).
+pub fn status(shared: &Shared) -> Status {
     let snapshot = shared.snapshot();
     let now = shared.clock.now();
     let stratum = snapshot.stratum;
@@ -211,18 +225,70 @@ pub fn format_status(status: &Status) -> String {
         status.clock.mode, status.clock.error
     );
     if !status.sources.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{:<40} {:>3} {:>4} {:>5} {:>12} {:>10} {:>10}  state",
-            "source", "st", "poll", "reach", "offset", "delay", "jitter"
-        );
-        for s in &status.sources {
-            let _ = writeln!(
-                out,
-                "{:<40} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
-                s.address, s.stratum, s.poll, s.reach, s.offset, s.delay, s.jitter, s.state
-            );
-        }
+        out.push('\n');
+        out.push_str(&format_sources(&status.sources));
     }
     out
+}
+
+/// A table like `chronyc sources`: the state mark (`*` selected, `+` candidate, `x`
+/// falseticker, `?` unreachable, `-` rejected), then stratum, poll, reach (octal), offset,
+/// delay and jitter in seconds.
+pub fn format_sources(sources: &[SourceStatus]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:<40} {:>3} {:>4} {:>5} {:>12} {:>10} {:>10}  state",
+        "source", "st", "poll", "reach", "offset", "delay", "jitter"
+    );
+    for s in sources {
+        let mark = match s.state.as_str() {
+            "selected" => '*',
+            "candidate" => '+',
+            "falseticker" => 'x',
+            "unreachable" => '?',
+            _ => '-',
+        };
+        let _ = writeln!(
+            out,
+            "{mark} {:<40} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
+            s.address, s.stratum, s.poll, s.reach, s.offset, s.delay, s.jitter, s.state
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(address: &str, state: &str, reach: u8) -> SourceStatus {
+        SourceStatus {
+            address: address.to_owned(),
+            reach,
+            poll: 6,
+            stratum: 1,
+            offset: -0.000_123,
+            delay: 0.000_456,
+            jitter: 0.000_01,
+            state: state.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_sources_table_marks_states_like_chronyc() {
+        let table = format_sources(&[
+            source("127.0.0.1:123", "selected", 0o377),
+            source("127.0.0.2:123", "falseticker", 0o17),
+            source("[::1]:123", "unreachable", 0),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].contains("reach") && lines[0].contains("jitter"));
+        assert!(lines[1].starts_with("* 127.0.0.1:123"), "{table}");
+        assert!(lines[1].contains(" 377 ") && lines[1].contains("-0.000123"));
+        assert!(lines[2].starts_with("x 127.0.0.2:123") && lines[2].contains("  17 "));
+        assert!(lines[3].starts_with("? [::1]:123") && lines[3].ends_with("unreachable"));
+    }
 }

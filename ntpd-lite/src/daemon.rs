@@ -1,18 +1,25 @@
-//! The running daemon: shared state, start-up and shutdown. The server workers and the control
-//! socket read `Shared`; the reference-clock task (and the sync task) write it.
+//! The running daemon: shared state, start-up (bind, then drop privileges, then the runtime),
+//! signals (SIGTERM/SIGINT stop, SIGHUP rereads the configuration) and shutdown. The server
+//! workers, the control socket and the metrics endpoint read `Shared`; the reference-clock task
+//! (and the sync task) write it.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use ntp_proto::{Precision, SystemSnapshot};
 use tokio::sync::Notify;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::clock::{self, Clock};
-use crate::config::Config;
+use crate::config::{Config, LocalConfig};
 use crate::control::{self, SourceStatus};
+use crate::logging::Logger;
+use crate::metrics;
+use crate::privileges::Privileges;
 use crate::serve::{self, ServerStats, ServerTotals};
 use crate::sync;
 
@@ -119,8 +126,21 @@ impl Shared {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM. Returns an error message for a start-up failure.
-pub async fn run(config: Config) -> Result<(), String> {
+/// The daemon with every socket bound and privileges dropped, before any runtime thread exists.
+#[derive(Debug)]
+pub struct Prepared {
+    config: Config,
+    shared: Arc<Shared>,
+    control: Option<std::os::unix::net::UnixListener>,
+    metrics: Option<std::net::TcpListener>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Binds the control socket, the metrics endpoint and the server sockets (starting the server
+/// workers), then drops privileges. Runs before the async runtime is built, so that the
+/// runtime's threads inherit only what the clock needs. Returns a message for a failure.
+pub fn prepare(config: Config) -> Result<Prepared, String> {
+    let privileges = Privileges::plan(&config).map_err(|e| e.to_string())?;
     let clock = Clock::from_config(&config.clock, config.sync.max_slew_ppm);
     let shared = Arc::new(Shared::new(clock, config.local.is_some()));
     info!(
@@ -128,37 +148,118 @@ pub async fn run(config: Config) -> Result<(), String> {
         precision = shared.precision.get(),
         "clock ready"
     );
+    let control = config
+        .control_socket()
+        .map(|path| {
+            control::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))
+        })
+        .transpose()?;
+    let metrics = config
+        .observability
+        .metrics
+        .map(|address| {
+            metrics::bind(address).map_err(|e| format!("metrics endpoint {address}: {e}"))
+        })
+        .transpose()?;
+    if let Some(address) = config.observability.metrics {
+        info!(%address, "serving metrics at /metrics");
+    }
+    let workers = start_server(&config, &shared, &privileges)?;
+    let owned: Vec<&Path> = config.control_socket().into_iter().collect();
+    let capabilities = privileges
+        .drop_for_good(&owned)
+        .map_err(|e| format!("cannot drop privileges: {e}"))?;
+    info!(
+        uid = crate::privileges::effective_uid(),
+        capabilities, "privileges dropped"
+    );
+    if privileges.switches_user() {
+        check_drift_file_writable(&config);
+    }
+    Ok(Prepared {
+        config,
+        shared,
+        control,
+        metrics,
+        workers,
+    })
+}
 
+/// Starts the server workers from a thread narrowed to what binding needs, so that they
+/// inherit no more than that.
+fn start_server(
+    config: &Config,
+    shared: &Arc<Shared>,
+    privileges: &Privileges,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let Some(server) = &config.server else {
+        return Ok(Vec::new());
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                privileges
+                    .enter_server_thread()
+                    .map_err(|e| format!("cannot drop privileges: {e}"))?;
+                serve::start(server, shared).map_err(|e| e.to_string())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the server start-up thread panicked".to_owned()))
+    })
+}
+
+/// Warns at start if the drift file cannot be written as the configured user.
+fn check_drift_file_writable(config: &Config) {
+    let Some(path) = &config.sync.drift_file else {
+        return;
+    };
+    let probe = path.with_extension("tmp");
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe));
+    if let Err(e) = result {
+        warn!(
+            path = %path.display(),
+            user = config.daemon.user.as_deref().unwrap_or(""),
+            error = %e,
+            "the drift file's directory is not writable by this user: the frequency will not be saved"
+        );
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM; SIGHUP rereads the configuration. Returns an error
+/// message for a start-up failure.
+pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), String> {
+    let Prepared {
+        config,
+        shared,
+        control,
+        metrics,
+        workers,
+    } = prepared;
     let mut tasks = Vec::new();
     let sync_task = (!config.sources.is_empty())
         .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared))));
     if let Some(local) = config.local.clone().filter(|_| sync_task.is_none()) {
         info!(stratum = local.stratum.get(), refid = ?local.refid, "local reference clock");
-        let shared = Arc::clone(&shared);
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let now = shared.clock.now();
-                shared.publish(SystemSnapshot::local_reference(
-                    local.stratum,
-                    local.refid,
-                    shared.precision,
-                    now,
-                ));
-                tokio::time::sleep(LOCAL_REFRESH).await;
-            }
-        }));
+        tasks.push(tokio::spawn(local_reference(local, Arc::clone(&shared))));
     }
-    if let Some(path) = config.control_socket() {
-        let listener =
-            control::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    if let Some(listener) = control {
         tasks.push(tokio::spawn(control::serve(listener, Arc::clone(&shared))));
     }
-    let workers = match &config.server {
-        Some(server) => serve::start(server, &shared).map_err(|e| e.to_string())?,
-        None => Vec::new(),
-    };
+    if let Some(listener) = metrics {
+        let serving = config.server.is_some();
+        tasks.push(tokio::spawn(metrics::serve(
+            listener,
+            Arc::clone(&shared),
+            serving,
+        )));
+    }
 
-    wait_for_shutdown().await;
+    wait_for_shutdown(&mut reloader).await;
     info!("shutting down");
     shared.stop.store(true, Ordering::Relaxed);
     shared.shutdown.notify_waiters();
@@ -183,17 +284,78 @@ pub async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_shutdown() {
+/// A local reference clock: refreshes the reference time it advertises.
+async fn local_reference(local: LocalConfig, shared: Arc<Shared>) {
+    loop {
+        let now = shared.clock.now();
+        shared.publish(SystemSnapshot::local_reference(
+            local.stratum,
+            local.refid,
+            shared.precision,
+            now,
+        ));
+        tokio::time::sleep(LOCAL_REFRESH).await;
+    }
+}
+
+/// Returns on SIGTERM or SIGINT; rereads the configuration on every SIGHUP.
+async fn wait_for_shutdown(reloader: &mut Reloader) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reloader.reload(),
+        }
+    }
+}
+
+/// What SIGHUP needs: the configuration file, the text the daemon runs with, the logger.
+#[derive(Debug)]
+pub struct Reloader {
+    path: PathBuf,
+    running: String,
+    logger: Logger,
+}
+
+impl Reloader {
+    /// Reloads `path`, which the daemon started with `running` (its text).
+    pub fn new(path: PathBuf, running: String, logger: Logger) -> Self {
+        Self {
+            path,
+            running,
+            logger,
+        }
+    }
+
+    /// Rereads the file: applies the log level; names what else changed and needs a restart.
+    /// A file that no longer reads or validates changes nothing.
+    pub fn reload(&mut self) {
+        info!(path = %self.path.display(), "SIGHUP: rereading the configuration");
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) => return warn!(error = %e, "cannot read the configuration; nothing changed"),
+        };
+        let config = match Config::parse(&text, &self.path) {
+            Ok(config) => config,
+            Err(e) => return error!("{e}; nothing changed"),
+        };
+        self.logger
+            .reconfigure(config.observability.log_level.as_deref());
+        let changed = crate::config::changed_sections(&self.running, &text);
+        if !changed.is_empty() {
+            warn!(
+                sections = %changed.join(" "),
+                "changed in the configuration, applied only by a restart"
+            );
+        }
     }
 }

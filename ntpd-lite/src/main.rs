@@ -1,38 +1,53 @@
 //! `ntpd-lite`: an NTP server and client daemon on `ntp-proto`.
 //!
 //! `ntpd-lite --config FILE` runs in the foreground; `check-config FILE` validates a file;
-//! `status` asks a running daemon over its control socket.
+//! `status` and `sources` ask a running daemon over its control socket; the hidden `generate`
+//! writes man pages and shell completions.
 
 mod clock;
 mod config;
 mod control;
 mod daemon;
+mod generate;
+mod logging;
+mod metrics;
 mod net;
+mod privileges;
 mod serve;
 mod sync;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use clap::{Args, Parser, Subcommand};
 
 /// Exit status for a bad configuration or command line.
 const EXIT_USAGE: u8 = 2;
+/// Where `status` and `sources` look without `--socket` or `--config`.
+const DEFAULT_SOCKET: &str = "/run/ntpd-lite/control.sock";
 
 #[derive(Debug, Parser)]
 #[command(
+    name = "ntpd-lite",
     version,
     about = "NTP daemon: serves time and keeps a clock on time",
+    long_about = "NTP daemon: serves time (RFC 5905) and keeps a clock on time from upstream \
+                  servers. Runs in the foreground and logs to stderr; SIGTERM or SIGINT stop it \
+                  (saving the drift file), SIGHUP rereads the configuration.",
+    after_long_help = "Files: /etc/ntpd-lite/ntpd-lite.toml (configuration; see the README's \
+                       configuration reference), /run/ntpd-lite/control.sock (control socket), \
+                       /var/lib/ntpd-lite/drift (frequency). Environment: RUST_LOG overrides \
+                       --log-level and [observability] log-level.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
     /// Configuration file to run with.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log level or filter (RUST_LOG syntax), e.g. `info`, `debug`, `ntpd_lite=trace`.
-    #[arg(long, value_name = "FILTER", default_value = "info")]
-    log_level: String,
+    /// Log level or filter (RUST_LOG syntax), e.g. `info`, `debug`, `ntpd_lite=trace`; default
+    /// `[observability] log-level`, else `info`. RUST_LOG, if set, wins.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,28 +59,38 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
-    /// Show a running daemon's synchronization status.
-    Status {
-        /// The daemon's control socket.
-        #[arg(
-            long,
-            value_name = "PATH",
-            default_value = "/run/ntpd-lite/control.sock"
-        )]
-        socket: PathBuf,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show a running daemon's synchronization status (like `chronyc tracking` and `sources`).
+    Status(Ask),
+    /// Show a running daemon's sources (like `chronyc sources`).
+    Sources(Ask),
+    /// Write man pages or shell completions (for packaging).
+    #[command(hide = true, subcommand)]
+    Generate(generate::Target),
+}
+
+/// How `status` and `sources` reach the daemon.
+#[derive(Debug, Args)]
+struct Ask {
+    /// The daemon's control socket [default: the one in --config, else /run/ntpd-lite/control.sock].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Take the control socket from this configuration file.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "socket")]
+    config: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
-        Some(Command::Status { socket, json }) => status(&socket, json),
+        Some(Command::Status(ask)) => ask_daemon(&ask, "status"),
+        Some(Command::Sources(ask)) => ask_daemon(&ask, "sources"),
+        Some(Command::Generate(target)) => generate::run(&target),
         None => match cli.config {
-            Some(file) => run(&file, &cli.log_level),
+            Some(file) => run(&file, cli.log_level.as_deref()),
             None => {
                 eprintln!(
                     "ntpd-lite: give a configuration with --config FILE (see config/ for examples)"
@@ -76,7 +101,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
+/// The clap definition, for the generators.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+fn check_config(file: &Path) -> ExitCode {
     match config::Config::load(file) {
         Ok(_) => {
             println!("{}: ok", file.display());
@@ -89,27 +119,40 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(file: &std::path::Path, log_level: &str) -> ExitCode {
-    let config = match config::Config::load(file) {
-        Ok(config) => config,
+fn run(file: &Path, log_level: Option<&str>) -> ExitCode {
+    let (config, text) = match std::fs::read_to_string(file)
+        .map_err(|source| config::ConfigError::Read {
+            path: file.to_owned(),
+            source,
+        })
+        .and_then(|text| Ok((config::Config::parse(&text, file)?, text)))
+    {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let filter = match EnvFilter::try_new(log_level) {
-        Ok(filter) => filter,
+    let (filter, source) = logging::choose(
+        std::env::var("RUST_LOG").ok(),
+        log_level,
+        config.observability.log_level.as_deref(),
+    );
+    let logger = match logging::Logger::install(&filter, source) {
+        Ok(logger) => logger,
         Err(e) => {
-            eprintln!("ntpd-lite: --log-level {log_level:?}: {e}");
+            eprintln!("ntpd-lite: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+    // Sockets are bound and privileges dropped before the runtime's threads exist.
+    let prepared = match daemon::prepare(config) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -121,7 +164,8 @@ fn run(file: &std::path::Path, log_level: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(config)) {
+    let reloader = daemon::Reloader::new(file.to_owned(), text, logger);
+    match runtime.block_on(daemon::run(prepared, reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -130,8 +174,33 @@ fn run(file: &std::path::Path, log_level: &str) -> ExitCode {
     }
 }
 
-fn status(socket: &std::path::Path, json: bool) -> ExitCode {
-    let reply = match control::request(socket, "status") {
+/// The control socket `ask` names: `--socket`, else the one in `--config`, else the default.
+fn socket_of(ask: &Ask) -> Result<PathBuf, String> {
+    if let Some(socket) = &ask.socket {
+        return Ok(socket.clone());
+    }
+    let Some(file) = &ask.config else {
+        return Ok(PathBuf::from(DEFAULT_SOCKET));
+    };
+    let config = config::Config::load(file).map_err(|e| e.to_string())?;
+    config.control_socket().map(Path::to_owned).ok_or_else(|| {
+        format!(
+            "{}: no [control] socket configured; add one, or pass --socket",
+            file.display()
+        )
+    })
+}
+
+/// Sends `command` (`status` or `sources`) and prints the answer as a table or as JSON.
+fn ask_daemon(ask: &Ask, command: &str) -> ExitCode {
+    let socket = match socket_of(ask) {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("ntpd-lite: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let reply = match control::request(&socket, command) {
         Ok(reply) => reply,
         Err(e) => {
             eprintln!(
@@ -141,13 +210,19 @@ fn status(socket: &std::path::Path, json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if json {
+    if ask.json {
         print!("{reply}");
         return ExitCode::SUCCESS;
     }
-    match serde_json::from_str::<control::Status>(&reply) {
-        Ok(status) => {
-            print!("{}", control::format_status(&status));
+    let table = match command {
+        "sources" => serde_json::from_str::<Vec<control::SourceStatus>>(&reply)
+            .map(|sources| control::format_sources(&sources)),
+        _ => serde_json::from_str::<control::Status>(&reply)
+            .map(|status| control::format_status(&status)),
+    };
+    match table {
+        Ok(table) => {
+            print!("{table}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,5 +1,6 @@
-//! The command line: `check-config` on every shipped configuration, and a bad one rejected with
-//! its line number and exit status 2.
+//! The command line: `check-config` on every shipped configuration, a bad one rejected with its
+//! line number and exit status 2, `status`/`sources` finding the socket in `--config`, and the
+//! hidden `generate` writing man pages and completions.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,6 +65,71 @@ fn no_config_is_a_usage_error() {
     let output = ntpd_lite().output().expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--config"));
+}
+
+#[test]
+fn status_and_sources_take_the_socket_from_the_configuration() {
+    let dir = tempfile_dir();
+    let socket = dir.join("absent.sock");
+    let path = dir.join("with-socket.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:123\"]\n[control]\nsocket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .expect("write");
+    for command in ["status", "sources"] {
+        let output = ntpd_lite()
+            .args([command, "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(1), "no daemon there");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&socket.display().to_string()), "{stderr}");
+    }
+    let bare = dir.join("no-socket.toml");
+    std::fs::write(&bare, "[server]\nlisten = [\"127.0.0.1:123\"]\n").expect("write");
+    let output = ntpd_lite()
+        .args(["sources", "--config"])
+        .arg(&bare)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no [control] socket"));
+}
+
+#[test]
+fn generate_writes_man_pages_and_a_bash_completion() {
+    let dir = tempfile_dir().join("generated");
+    let man = ntpd_lite()
+        .args(["generate", "man"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(
+        man.status.success(),
+        "{}",
+        String::from_utf8_lossy(&man.stderr)
+    );
+    let page = std::fs::read_to_string(dir.join("ntpd-lite.8")).expect("ntpd-lite.8");
+    assert!(
+        page.len() > 500 && page.contains("check\\-config"),
+        "{page}"
+    );
+    let bash = ntpd_lite()
+        .args(["generate", "completions", "bash"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(bash.status.success());
+    let script = std::fs::read_to_string(dir.join("ntpd-lite.bash")).expect("ntpd-lite.bash");
+    assert!(script.contains("check-config") && script.contains("sources"));
+    // Hidden: not in --help.
+    let help = ntpd_lite().arg("--help").output().expect("run");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("generate"));
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

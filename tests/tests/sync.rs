@@ -55,6 +55,12 @@ fn clients_starting_off_by_seconds_converge_to_under_a_millisecond() {
             worst < 0.001,
             "client starting {offset:+} s drifted to {worst} s"
         );
+        let log = daemon.log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains("clock stepped offset=")),
+            "a start {offset:+} s off is stepped, with one log line:\n{log}"
+        );
     }
 }
 
@@ -209,6 +215,13 @@ fn a_falseticker_among_three_good_servers_never_moves_the_clock() {
             .map(|a| a.iter().map(|s| s["state"].clone()).collect::<Vec<_>>())
     );
     assert_eq!(source_state(&later, bad.address), "falseticker");
+    let log = client.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains(&format!("source={}", bad.address))
+            && l.contains("state=\"falseticker\"")),
+        "the falseticker gets a log line:\n{log}"
+    );
     assert_ne!(status["refid"], bad.address.ip().to_string());
     assert!(worst < 0.001, "the falseticker moved the clock: {worst}");
 }
@@ -255,6 +268,7 @@ fn upstream_loss_backs_off_then_unsynchronizes_and_recovers() {
         synchronized_within(0.001),
     );
 
+    let log_before_loss = client.log().len();
     server_daemon.stop();
     let lost = wait_for(
         &mut client,
@@ -283,6 +297,12 @@ fn upstream_loss_backs_off_then_unsynchronizes_and_recovers() {
     assert!(
         log.contains("lost synchronization") && log.matches("synchronized source=").count() >= 2,
         "{log}"
+    );
+    assert!(
+        log[log_before_loss..].lines().any(|l| l.contains("WARN")
+            && l.contains(&format!("source={}", server.address))
+            && l.contains("state=\"unreachable\"")),
+        "the silent source gets a log line:\n{log}"
     );
 }
 

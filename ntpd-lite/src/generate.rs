@@ -1,0 +1,99 @@
+//! `ntpd-lite generate`: man pages (clap_mangen) and shell completions (clap_complete), both from
+//! the clap definitions, so that they never disagree with `--help`. For packaging:
+//! `ntpd-lite generate man DIR`, `ntpd-lite generate completions bash DIR`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use clap_complete::Shell;
+
+/// What to write.
+#[derive(Debug, Subcommand)]
+pub enum Target {
+    /// Man pages: ntpd-lite.8 and one per subcommand.
+    Man {
+        /// Directory to write them to (created if missing).
+        dir: PathBuf,
+    },
+    /// A completion script for one shell.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: Shell,
+        /// Directory to write it to (created if missing).
+        dir: PathBuf,
+    },
+}
+
+/// Writes what `target` asks for and lists the files written.
+pub fn run(target: &Target) -> ExitCode {
+    let result = match target {
+        Target::Man { dir } => man_pages(dir),
+        Target::Completions { shell, dir } => completions(*shell, dir).map(|file| vec![file]),
+    };
+    match result {
+        Ok(files) => {
+            for file in files {
+                println!("{}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ntpd-lite: cannot generate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Section 8 (system administration) pages for the command and each visible subcommand.
+pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut command = crate::command().disable_help_subcommand(true);
+    command.build();
+    let mut written = vec![page(command.clone(), dir)?];
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // After `build`, a subcommand's display name is `ntpd-lite-<name>`: the file name.
+        written.push(page(sub.clone(), dir)?);
+    }
+    Ok(written)
+}
+
+fn page(command: clap::Command, dir: &Path) -> io::Result<PathBuf> {
+    clap_mangen::Man::new(command)
+        .section("8")
+        .manual("System Manager's Manual")
+        .generate_to(dir)
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: Shell, dir: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut command = crate::command();
+    clap_complete::generate_to(shell, &mut command, "ntpd-lite", dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn man_pages_and_bash_completions_describe_the_commands() {
+        let dir = std::env::temp_dir().join(format!("ntpd-lite-generate-{}", std::process::id()));
+        let pages = man_pages(&dir).expect("man pages");
+        let names: Vec<String> = pages
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect();
+        for want in ["ntpd-lite.8", "ntpd-lite-status.8", "ntpd-lite-sources.8"] {
+            assert!(names.iter().any(|n| n == want), "{names:?}");
+        }
+        assert!(!names.iter().any(|n| n.contains("generate")), "{names:?}");
+        let main = std::fs::read_to_string(dir.join("ntpd-lite.8")).expect("page");
+        assert!(main.contains(".TH ntpd-lite 8") && main.contains("check\\-config"));
+        let bash =
+            std::fs::read_to_string(completions(Shell::Bash, &dir).expect("bash")).expect("script");
+        assert!(bash.contains("check-config") && bash.contains("--log-level"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
