@@ -309,7 +309,14 @@ impl Source {
             return Err(Unfit::Denied(code));
         }
         if self.reach == 0 {
-            return Err(Unfit::Unreachable);
+            // A new source has had no chance to answer yet: it is not unreachable until it has
+            // ignored a whole reach register's worth of polls.
+            let new = self.last.is_none() && self.counters.sent < UNREACH_POLLS.into();
+            return Err(if new {
+                Unfit::NoSamples
+            } else {
+                Unfit::Unreachable
+            });
         }
         let (Some(last), Some(estimate)) = (self.last, self.filter.estimate()) else {
             return Err(Unfit::NoSamples);
@@ -663,6 +670,12 @@ mod tests {
         }
         assert_eq!(source.reach(), 0);
         assert_eq!(source.candidate(T0), Err(Unfit::Unreachable));
+        let fresh = Source::new("127.0.0.1".parse().expect("ip"), config, start);
+        assert_eq!(
+            fresh.candidate(T0),
+            Err(Unfit::NoSamples),
+            "not unreachable before it was asked"
+        );
         assert_eq!(polls[..9], [0; 9]);
         assert_eq!(
             polls[9..],

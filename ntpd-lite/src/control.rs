@@ -56,7 +56,7 @@ pub struct ClockStatus {
 }
 
 /// One upstream source in [`Status`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SourceStatus {
     /// Address and port.
     pub address: String,
@@ -273,6 +273,7 @@ mod tests {
             delay: 0.000_456,
             jitter: 0.000_01,
             state: state.to_owned(),
+            ..SourceStatus::default()
         }
     }
 

@@ -406,6 +406,7 @@ mod tests {
                 delay: 0.000_2,
                 jitter: 0.000_01,
                 state: "selected".to_owned(),
+                ..SourceStatus::default()
             }],
             server: Some(server),
         }
