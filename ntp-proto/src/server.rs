@@ -293,14 +293,16 @@ impl RateLimiter {
         let now_ms =
             (now.saturating_duration_since(self.epoch).as_millis() as u64) & ((1 << TAT_BITS) - 1);
         let interval_ms = (self.config.interval.as_millis() as u64).max(1);
-        let burst_ms = interval_ms.saturating_mul(u64::from(self.config.burst.max(1)));
+        // GCRA's tolerance: a request is within the limit if the theoretical arrival time is at
+        // most (burst - 1) intervals ahead of now.
+        let tolerance_ms = interval_ms.saturating_mul(u64::from(self.config.burst.max(1) - 1));
         let mut verdict = RateVerdict::Allow;
         // A lost race only means two requests were judged on the same state: harmless.
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |state| {
             let (old_tag, count, tat) = unpack(state);
             let tat = if old_tag == tag { tat } else { 0 };
             let count = if old_tag == tag { count } else { 0 };
-            if tat.saturating_sub(now_ms) < burst_ms {
+            if tat.saturating_sub(now_ms) <= tolerance_ms {
                 verdict = RateVerdict::Allow;
                 Some(pack(tag, 0, tat.max(now_ms) + interval_ms))
             } else {
@@ -674,6 +676,37 @@ mod tests {
         for bad in ["10.0.0.0/33", "banana", "::/129", "10.0.0.0/x"] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_burst_spread_over_milliseconds_is_still_one_burst() {
+        let epoch = Instant::now();
+        let config = RateLimitConfig {
+            interval: Duration::from_secs(1),
+            burst: 2,
+            ..RateLimitConfig::default()
+        };
+        let limiter = RateLimiter::new(config, epoch);
+        let verdicts: Vec<_> = (0..5)
+            .map(|ms| limiter.check(client(), epoch + Duration::from_millis(ms)))
+            .collect();
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|v| **v == RateVerdict::Allow)
+                .count(),
+            2,
+            "{verdicts:?}"
+        );
+        // One interval later exactly one more is allowed.
+        assert_eq!(
+            limiter.check(client(), epoch + Duration::from_millis(1005)),
+            RateVerdict::Allow
+        );
+        assert_ne!(
+            limiter.check(client(), epoch + Duration::from_millis(1006)),
+            RateVerdict::Allow
+        );
     }
 
     #[test]

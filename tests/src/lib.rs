@@ -26,3 +26,18 @@ pub mod ntpsec;
 pub mod plot;
 pub mod scenario;
 pub mod tools;
+
+/// Prints a line of figures that shows in the test output even when the test passes: it writes to
+/// the stderr handle directly, which the test harness does not capture (it captures `print!`).
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "FIGURES {line}");
+}
+
+/// `format!`-style [`report`].
+#[macro_export]
+macro_rules! figures {
+    ($($arg:tt)*) => {
+        $crate::report(&format!($($arg)*))
+    };
+}

@@ -171,7 +171,7 @@ fn honest_server_prints_the_ntpdate_line_and_the_ctime_line() {
     assert_eq!(ctime.len(), 5, "{}", lines[1]);
     assert_eq!(ctime[3].len(), 8);
     assert!(ctime[4].parse::<u32>().is_ok_and(|y| y >= 2024));
-    println!("honest server: offset {offset:+.6} s, delay {delay:.6} s");
+    ntp_lite_tests::figures!("honest server: offset {offset:+.6} s, delay {delay:.6} s");
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn silent_server_times_out_within_the_timeout() {
     assert_error_entry(&servers(&v)[0], "no reply within 0.5 s");
     assert!(r.elapsed >= Duration::from_millis(500), "{:?}", r.elapsed);
     assert!(r.elapsed < Duration::from_millis(1300), "{:?}", r.elapsed);
-    println!("silent server: gave up after {:?} with -t 0.5", r.elapsed);
+    ntp_lite_tests::figures!("silent server: gave up after {:?} with -t 0.5", r.elapsed);
 }
 
 #[test]
@@ -293,7 +293,7 @@ fn refused_port_fails_at_once() {
     assert_eq!(r.code, 1);
     assert_error_entry(&servers(&v)[0], "connection refused");
     assert!(r.elapsed < Duration::from_secs(1), "{:?}", r.elapsed);
-    println!("refused port: failed after {:?} with -t 5", r.elapsed);
+    ntp_lite_tests::figures!("refused port: failed after {:?} with -t 5", r.elapsed);
 }
 
 #[test]
@@ -333,7 +333,7 @@ fn several_servers_with_dead_ones_take_one_timeout() {
         "{}",
         r.stderr
     );
-    println!("4 servers, 3 dead, -t 0.6: {:?}", r.elapsed);
+    ntp_lite_tests::figures!("4 servers, 3 dead, -t 0.6: {:?}", r.elapsed);
 }
 
 #[test]
@@ -396,7 +396,7 @@ fn localhost_queries_every_address_it_resolves_to() {
         v6.requests().len(),
         usize::from(expected.contains(&IpAddr::from(Ipv6Addr::LOCALHOST)))
     );
-    println!("localhost resolves to {expected:?}; all were queried");
+    ntp_lite_tests::figures!("localhost resolves to {expected:?}; all were queried");
 }
 
 #[test]
@@ -614,7 +614,7 @@ fn chronyd_offset_stratum_refid() {
     let r = run(&[&chronyd.v4().to_string(), &chronyd.v6().to_string()]);
     assert_eq!(r.code, 0);
     assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
-    println!(
+    ntp_lite_tests::figures!(
         "chronyd: offset {:+.6} s, delay {:.6} s",
         offset,
         f64_of(s, "delay")
@@ -639,7 +639,7 @@ fn side_by_side_with_ntplib() {
     assert_eq!(ours["leap"], theirs["leap"]);
     let (a, b) = (f64_of(ours, "offset"), f64_of(&theirs, "offset"));
     assert!((a - b).abs() < 0.001, "ours {a} vs ntplib {b}");
-    println!("offset: ntpdate-lite {a:+.6} s, ntplib {b:+.6} s");
+    ntp_lite_tests::figures!("offset: ntpdate-lite {a:+.6} s, ntplib {b:+.6} s");
 }
 
 #[test]
@@ -677,7 +677,7 @@ fn against_ntpd_lite_over_ipv4_and_ipv6() {
     let s = &servers(&v)[0];
     assert_contract_fields(s);
     let offset = f64_of(&v, "offset");
-    println!(
+    ntp_lite_tests::figures!(
         "ntpd-lite stratum 2: offset {offset:+.6} s, delay {:.6} s, ref_id {}",
         f64_of(s, "delay"),
         s["ref_id"]
@@ -701,7 +701,7 @@ fn against_ntpd_lite_over_ipv4_and_ipv6() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let (address, stratum, offset, _) =
         parse_server_line(r.stdout.lines().next().expect("a server line"));
-    println!(
+    ntp_lite_tests::figures!(
         "ntpd-lite over ::1: {}",
         r.stdout.lines().next().unwrap_or_default()
     );

@@ -119,7 +119,7 @@ fn status_sources_and_metrics_agree_on_a_running_lab_daemon() {
     assert_eq!(code, 200, "{text}");
     let source = source_of(&status, server.address);
     let labels = format!("{{address=\"{}\"}}", server.address);
-    println!(
+    ntp_lite_tests::figures!(
         "status: stratum {}, offset {}, reach {}; metrics: stratum {}, offset {}, reach {}, \
          root distance {} s, requests {}",
         status["stratum"],
@@ -169,7 +169,7 @@ fn status_sources_and_metrics_agree_on_a_running_lab_daemon() {
         .output()
         .expect("run sources");
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
-    println!("{table}");
+    ntp_lite_tests::figures!("{table}");
     let line = table
         .lines()
         .find(|l| l.contains(&server.address.to_string()))
@@ -238,7 +238,9 @@ fn started_as_root_with_user_nobody_it_serves_as_nobody_with_no_capabilities() {
     let pid = pid_running(&daemon.dir().join("ntpd-lite.toml"));
     let threads = thread_credentials(pid);
     for (name, uid, effective, permitted) in &threads {
-        println!("pid {pid} thread {name}: Uid {uid}, CapEff {effective}, CapPrm {permitted}");
+        ntp_lite_tests::figures!(
+            "pid {pid} thread {name}: Uid {uid}, CapEff {effective}, CapPrm {permitted}"
+        );
     }
     assert!(threads.len() >= 3, "main, runtime and server threads");
     let everyone_nobody = format!("{nobody} {nobody} {nobody} {nobody}");
@@ -292,7 +294,9 @@ fn sigterm_saves_the_drift_file() {
     let text = std::fs::read_to_string(&drift_file).expect("drift file written on SIGTERM");
     let saved: f64 = text.trim().parse().expect("the drift file holds a number");
     let running = learned["frequency_ppm"].as_f64().expect("frequency");
-    println!("drift 40 ppm: frequency {running:+.3} ppm while running, {saved:+.3} ppm saved");
+    ntp_lite_tests::figures!(
+        "drift 40 ppm: frequency {running:+.3} ppm while running, {saved:+.3} ppm saved"
+    );
     assert!((saved + 40.0).abs() < 5.0, "saved {saved}");
     assert!(
         (saved - running).abs() < 1.0,
@@ -408,7 +412,7 @@ fn sighup_applies_a_new_log_level_and_the_daemon_keeps_serving() {
     signal(daemon.child.id(), "HUP");
     daemon.wait_log("nothing changed");
     assert!(serves(), "serving after a failed reload");
-    println!(
+    ntp_lite_tests::figures!(
         "SIGHUP log lines:\n{}",
         daemon
             .log()
@@ -453,7 +457,7 @@ fn an_offset_beyond_the_panic_threshold_is_refused_with_one_clear_line() {
         .find(|l| l.contains("panic-threshold"))
         .map(str::to_owned)
         .expect("the line");
-    println!(
+    ntp_lite_tests::figures!(
         "after {:.1} s: {line}\nclock error {:+.6} s",
         start.elapsed().as_secs_f64(),
         clock_error(&status)

@@ -14,7 +14,9 @@ use ntp_lite_tests::scenario::{self, RunResult, Scenario};
 
 fn run(file: &str) -> RunResult {
     let result = scenario::run(&Scenario::shipped(file));
-    print!("{}", result.summary());
+    for line in result.summary().lines() {
+        ntp_lite_tests::figures!("{line}");
+    }
     result
 }
 
@@ -29,7 +31,7 @@ fn s1_clients_seconds_off_converge_under_a_millisecond() {
     let result = run("01-converge.toml");
     for client in ["client+2.5", "client-1.8", "client+0.5"] {
         let (t, polls) = settled(&result, client, 0.001);
-        println!("{client}: within 1 ms after {t:.1} s, {polls} polls");
+        ntp_lite_tests::figures!("{client}: within 1 ms after {t:.1} s, {polls} polls");
         assert!(result.worst(client, 10.0, f64::MAX) < 0.001);
         assert_eq!(result.status(client)["stratum"], 2);
     }
@@ -43,7 +45,7 @@ fn s2_latency_changes_the_noise_not_the_time() {
         let (t, polls) = settled(&result, client, 0.010);
         let rms = result.rms(client, 15.0);
         figures.push((client, rms));
-        println!(
+        ntp_lite_tests::figures!(
             "{client}: within 10 ms after {t:.1} s ({polls} polls), RMS over the last half {:.3} ms",
             rms * 1e3
         );
@@ -63,7 +65,7 @@ fn s3_asymmetry_errs_by_exactly_half_the_difference() {
     let believed = result.status("asymmetric")["offset"]
         .as_f64()
         .expect("an offset");
-    println!(
+    ntp_lite_tests::figures!(
         "0.1 s out, 0.5 s back: clock error {mean:+.4} s (expected -0.2000), offset the client believes {believed:+.6} s"
     );
     assert!((mean + 0.2).abs() < 0.005, "mean error {mean}");
@@ -84,13 +86,13 @@ fn s4_a_1000_ppm_drift_is_held_within_50_ms_between_polls() {
         .as_f64()
         .expect("frequency");
     let residual = (frequency + 1000.0).abs().max(0.01);
-    println!(
+    ntp_lite_tests::figures!(
         "drift 1000 ppm: with frequency correction ({frequency:+.1} ppm learned, residual {residual:.2} ppm) worst {:.3} ms at polls up to 4 s; \
          without it, slewing alone at poll 4 s: worst {:.3} ms",
         with * 1e3,
         without * 1e3
     );
-    println!(
+    ntp_lite_tests::figures!(
         "  longest poll holding 50 ms: without frequency correction 50 ms / 1000 ppm = 50 s -> 2^5 = 32 s; \
          with it 50 ms / {residual:.2} ppm = {:.0} s -> capped by maxpoll (2^10 = 1024 s by default)",
         0.05 / (residual * 1e-6)
@@ -127,7 +129,7 @@ fn s5_a_primary_restarted_10_s_off_is_followed_by_one_source_and_refused_by_the_
         followed_at("follower"),
         followed_at("follower-client"),
     );
-    println!(
+    ntp_lite_tests::figures!(
         "server +10 s at t={server:?}: follower followed at t={follower:?}, its client at t={client:?}; guarded worst {:.6} s, its client {:.6} s",
         result.worst("guarded", 0.0, f64::MAX),
         result.worst("guarded-client", 5.0, f64::MAX)
@@ -171,7 +173,7 @@ fn s6_two_sources_cannot_outvote_a_liar_but_three_honest_ones_can() {
         .map(|s| s["offset"].as_f64().expect("offset"))
         .collect();
     let lowest = if delays[0] <= delays[1] { 0 } else { 1 };
-    println!(
+    ntp_lite_tests::figures!(
         "2 sources: delays {:.3} ms and {:.3} ms: the min-delay rule picks source {lowest} (offset {:+.3} s) by a hair; ntpd-lite trusts neither: synchronized {}",
         delays[0] * 1e3,
         delays[1] * 1e3,
@@ -196,7 +198,7 @@ fn s6_two_sources_cannot_outvote_a_liar_but_three_honest_ones_can() {
         .iter()
         .map(|s| s["state"].as_str().unwrap_or("?"))
         .collect();
-    println!("4 sources: states {states:?}");
+    ntp_lite_tests::figures!("4 sources: states {states:?}");
     assert_eq!(states[3], "falseticker");
     assert_eq!(four["synchronized"], true);
     assert!(result.worst("four-sources", 0.0, f64::MAX) < LINK_BOUND);
@@ -208,7 +210,7 @@ fn s7_loss_duplicates_and_reordering_still_converge_and_no_duplicate_counts() {
     let (t, polls) = settled(&result, "lossy", LINK_BOUND);
     let source = &result.status("lossy")["sources"][0];
     let link = &result.links["lossy"];
-    println!(
+    ntp_lite_tests::figures!(
         "33% loss: within 1 ms after {t:.1} s ({polls} polls); requests {}, replies used {}, ignored {} (duplicates/strays), rejected {}; link dropped {}+{}, duplicated {}+{}, reordered {}+{}",
         source["sent"],
         source["accepted"],
@@ -239,7 +241,7 @@ fn s7_loss_duplicates_and_reordering_still_converge_and_no_duplicate_counts() {
 fn s8_a_lab_started_before_the_2036_rollover_syncs_across_it() {
     let result = run("08-era.toml");
     let (t, _) = settled(&result, "client", 0.001);
-    println!(
+    ntp_lite_tests::figures!(
         "era rollover at t = 10 s: client within 1 ms after {t:.1} s and stayed there across it"
     );
     assert!(t < 10.0, "synchronized before the rollover");

@@ -67,9 +67,10 @@ fn serves_its_stratum_refid_and_the_right_time_over_ipv4_and_ipv6() {
                 "offset {}",
                 sample.offset
             );
-            println!(
+            ntp_lite_tests::figures!(
                 "{address} v{version}: offset {} delay {}",
-                sample.offset, sample.delay
+                sample.offset,
+                sample.delay
             );
         }
         // Poll is clamped to the server's limits (4..17).
@@ -143,7 +144,7 @@ fn drops_silently_and_counts_every_reason() {
     malformed.extend_from_slice(&[0u8; 7]);
     no_reply(&client, &malformed);
     let dropped = &daemon.status()["server"]["dropped"];
-    println!("dropped by reason: {dropped}");
+    ntp_lite_tests::figures!("dropped by reason: {dropped}");
     assert_eq!(dropped["not_a_request"], 2);
     assert_eq!(dropped["control"], 2);
     assert_eq!(dropped["unsupported_mode"], 1);
@@ -197,7 +198,7 @@ fn never_answers_with_more_bytes_than_it_received() {
         }
     }
     let server = &daemon.status()["server"];
-    println!(
+    ntp_lite_tests::figures!(
         "sent {sent} random datagrams, {answered} answered (each no longer than its request); server: {server}"
     );
     assert_eq!(server["received"].as_u64(), Some(received_before + sent));
@@ -237,7 +238,7 @@ fn rate_limit_sends_kod_rate_then_drops() {
             c.as_ascii().unwrap_or("?").to_owned()
         }));
     }
-    println!("10 back-to-back requests with burst 2: {kinds:?}");
+    ntp_lite_tests::figures!("10 back-to-back requests with burst 2: {kinds:?}");
     let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
     // 2 within the burst; of the 8 over the limit, 1 in 4 gets a KoD RATE, the rest nothing.
     assert_eq!(
@@ -314,7 +315,7 @@ fn ntplib_accepts_our_server() {
                     .expect("numbers")
             })
             .expect("three replies");
-        println!("ntplib via {address} v{version}: {reply}");
+        ntp_lite_tests::figures!("ntplib via {address} v{version}: {reply}");
         assert_eq!(
             (
                 reply["stratum"].as_u64(),
@@ -337,7 +338,7 @@ fn chronyd_selects_our_server_and_reads_its_stratum() {
     let sources = chronyd.wait_sources(Duration::from_secs(30), |s| {
         s.iter().any(|s| s.state == '*')
     });
-    println!("chronyc sources: {sources:?}");
+    ntp_lite_tests::figures!("chronyc sources: {sources:?}");
     let ours = sources
         .iter()
         .find(|s| s.address == "127.0.0.1")
@@ -378,7 +379,7 @@ fn ntpdig_accepts_our_server_in_a_private_namespace() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let output = output.expect("ntpdig got an answer");
-    println!("ntpdig: {output}");
+    ntp_lite_tests::figures!("ntpdig: {output}");
     // e.g. "2026-11-21 20:30:01.123456 (+0000) +0.000012 +/- 0.000123 127.0.0.1 s2 no-leap"
     let fields: Vec<&str> = output.split_whitespace().collect();
     assert!(fields.contains(&"s2"), "stratum 2 in {output}");

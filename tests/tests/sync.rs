@@ -47,7 +47,7 @@ fn clients_starting_off_by_seconds_converge_to_under_a_millisecond() {
         assert_eq!(status["stratum"], 2);
         assert_eq!(status["refid"], "127.0.0.10");
         let worst = worst_error_over(daemon, Duration::from_secs(2));
-        println!(
+        ntp_lite_tests::figures!(
             "client starting {offset:+} s: error now {:+.6} s, worst over 2 s {worst:.6} s",
             clock_error(&status)
         );
@@ -116,7 +116,7 @@ fn a_stratum_hierarchy_reports_the_right_stratum_refid_and_root_distance() {
             );
         }
         let distance = root_distance(&status);
-        println!(
+        ntp_lite_tests::figures!(
             "stratum {level}: refid {refid}, root delay {:.6} s, root distance {distance:.6} s, error {:+.6} s",
             status["root_delay"],
             clock_error(&status)
@@ -179,7 +179,7 @@ fn a_100_ppm_drift_is_learned_and_held_by_slewing_alone() {
     });
     let worst = worst_error_over(&mut daemon, Duration::from_secs(5));
     let frequency = status["frequency_ppm"].as_f64().expect("frequency");
-    println!(
+    ntp_lite_tests::figures!(
         "drift 100 ppm: frequency correction {frequency:+.3} ppm (error {:+.3} ppm), worst clock error over 5 s {worst:.6} s",
         frequency + 100.0
     );
@@ -208,7 +208,7 @@ fn a_falseticker_among_three_good_servers_never_moves_the_clock() {
     );
     let worst = worst_error_over(&mut client, Duration::from_secs(3));
     let later = client.status();
-    println!(
+    ntp_lite_tests::figures!(
         "4 sources, one +5 s: states {:?}, worst error {worst:.6} s",
         later["sources"]
             .as_array()
@@ -243,7 +243,7 @@ fn two_servers_that_disagree_leave_the_client_unsynchronized() {
     });
     let worst = worst_error_over(&mut client, Duration::from_secs(3));
     let status = client.status();
-    println!(
+    ntp_lite_tests::figures!(
         "2 sources, one +5 s: synchronized {}, worst error {worst:.6} s",
         status["synchronized"]
     );
@@ -322,7 +322,7 @@ fn syncs_to_a_real_chronyd_and_serves_a_real_chronyd_client() {
         "synchronized to chronyd",
         synchronized_within(0.001),
     );
-    println!(
+    ntp_lite_tests::figures!(
         "synchronized to chronyd: stratum {}, refid {}, error {:+.6} s",
         status["stratum"],
         status["refid"],
@@ -343,7 +343,7 @@ fn syncs_to_a_real_chronyd_and_serves_a_real_chronyd_client() {
         return;
     };
     let sources = client.wait_sources(SYNC_TIMEOUT, |s| s.iter().any(|s| s.state == '*'));
-    println!("chronyc sources: {sources:?}");
+    ntp_lite_tests::figures!("chronyc sources: {sources:?}");
     let ours = sources.first().expect("chronyd lists our daemon");
     assert_eq!((ours.state, ours.stratum), ('*', 2), "{}", client.log());
     assert!(ours.offset.abs() < 0.001);
@@ -374,7 +374,7 @@ fn syncs_to_ntpsec_ntpd_in_a_private_namespace() {
         "synchronized to ntpsec ntpd",
         synchronized_within(0.001),
     );
-    println!(
+    ntp_lite_tests::figures!(
         "synchronized to ntpsec ntpd (orphan stratum 5): stratum {}, refid {}, error {:+.6} s",
         status["stratum"],
         status["refid"],
@@ -431,7 +431,7 @@ fn kiss_of_death_rate_slows_the_client_and_deny_stops_it() {
     let before = deny_sent(&status);
     std::thread::sleep(Duration::from_secs(2));
     let after = client.status();
-    println!(
+    ntp_lite_tests::figures!(
         "KoD: rate-limited source now polls at 2^{} s; denied source sent {before} then {} requests",
         after["sources"][0]["poll"],
         deny_sent(&after)
