@@ -358,9 +358,12 @@ impl System {
         if matches!(action, Some(ClockAction::Ignored)) {
             return;
         }
+        let mut estimate = estimate;
         if let Some(ClockAction::Step { offset, .. }) = action {
             update.events.push(SystemEvent::Step(offset));
             sources.iter_mut().for_each(Source::clear_filter);
+            // The step corrected the offset at once: what is left is the error to advertise.
+            estimate.offset -= offset;
         }
         match self.peer.replace(peer) {
             None => update.events.push(SystemEvent::SyncGained(peer)),
@@ -622,6 +625,11 @@ mod tests {
             };
             assert!((offset.to_seconds_f64() - 2.5).abs() < 0.001);
             assert!(update.events.contains(&SystemEvent::Step(offset)));
+            assert!(
+                system.snapshot().root_dispersion < NtpDuration::from_seconds_f64(0.01),
+                "a corrected offset is not advertised as error: {:?}",
+                system.snapshot().root_dispersion
+            );
             assert!(
                 sources.iter().all(|s| s.estimate().is_none()),
                 "filters cleared after a step"
