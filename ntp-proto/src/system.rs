@@ -216,6 +216,7 @@ pub struct System {
     peer: Option<usize>,
     last_offset: Option<NtpDuration>,
     last_update: Option<NtpTimestamp>,
+    refusing: bool,
 }
 
 impl System {
@@ -231,6 +232,7 @@ impl System {
             peer: None,
             last_offset: None,
             last_update: None,
+            refusing: false,
         }
     }
 
@@ -351,10 +353,14 @@ impl System {
             Some(self.discipline.update(now, offset, combined.jitter))
         };
         if let Some(ClockAction::Refused { offset }) = action {
-            update.events.push(SystemEvent::Refused(offset));
+            // One event per episode of refusals, not one per refused update.
+            if !std::mem::replace(&mut self.refusing, true) {
+                update.events.push(SystemEvent::Refused(offset));
+            }
             update.action = action;
             return;
         }
+        self.refusing = false;
         if matches!(action, Some(ClockAction::Ignored)) {
             return;
         }
@@ -664,6 +670,28 @@ mod tests {
                 system.snapshot().is_synchronized(),
                 "the holdover, not a survey, ends sync"
             );
+        }
+
+        #[test]
+        fn a_panic_refusal_is_reported_once_per_episode() {
+            let (mut sources_ok, now) = sources(&[0.001], 8);
+            let mut system = system();
+            system.select(&mut sources_ok, now);
+            let mut events = Vec::new();
+            for k in 1..=3 {
+                // Sources whose every sample says +2000 s, judged k seconds later.
+                let (mut wrong, t) = sources(&[2000.0], 8);
+                events.extend(
+                    system
+                        .select(&mut wrong, t + NtpDuration::from_seconds(k))
+                        .events,
+                );
+            }
+            let refusals = events
+                .iter()
+                .filter(|e| matches!(e, SystemEvent::Refused(_)))
+                .count();
+            assert_eq!(refusals, 1, "{events:?}");
         }
 
         #[test]
