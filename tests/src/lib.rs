@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod load;
 pub mod peers;
 
 use std::path::PathBuf;
