@@ -13,7 +13,8 @@
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5, per server per round),
 # BENCH_SOCKETS (4), BENCH_WINDOW (32), BENCH_THREADS (generator threads, 1), BENCH_WORKERS
-# (ntpd-lite's `workers`; unset = its default), BENCH_SKIP_BUILD=1 to use the binaries as built.
+# (ntpd-lite's `workers`; unset = its default), BENCH_LOAD_ARGS (more ntp-load flags, e.g. --gso),
+# BENCH_SKIP_BUILD=1 to use the binaries as built.
 set -euo pipefail
 
 seconds=${BENCH_SECONDS:-5}
@@ -22,6 +23,7 @@ sockets=${BENCH_SOCKETS:-4}
 window=${BENCH_WINDOW:-32}
 threads=${BENCH_THREADS:-1}
 workers=${BENCH_WORKERS:-}
+read -r -a load_args <<<"${BENCH_LOAD_ARGS:-}"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
@@ -100,7 +102,7 @@ measure() {
     # No warm-up: the server has just answered the probe, and the CPU time below then covers
     # exactly the replies counted.
     report=$(load "$port" --seconds "$seconds" --sockets "$sockets" --window "$window" \
-        --threads "$threads" --warmup-ms 0)
+        --threads "$threads" --warmup-ms 0 "${load_args[@]}")
     cpu1=$(cpu_ticks "$server_pid")
     rss_kb=$(status_kb "$server_pid" VmRSS)
     hwm_kb=$(status_kb "$server_pid" VmHWM)

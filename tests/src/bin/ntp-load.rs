@@ -1,7 +1,8 @@
 //! `ntp-load`: a closed-loop NTP load generator for a server on loopback.
 //!
 //! Several sockets (source ports), each with a bounded window of requests in flight; requests go
-//! out and replies come in in batches (sendmmsg/recvmmsg). Every request is a mode 3 v4 packet with
+//! out and replies come in in batches (sendmmsg/recvmmsg; one datagram per request, as from real
+//! clients, unless `--gso`). Every request is a mode 3 v4 packet with
 //! a transmit timestamp unique to the run; a reply counts only if its origin names a request still
 //! in flight (which it then closes, so duplicates count once) and it passes the client checks.
 //! Requests unanswered after the timeout are counted lost and their slots reused. Because the
@@ -56,9 +57,10 @@ struct Args {
     /// Milliseconds of load before counting starts (0 to 5000).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=5000))]
     warmup_ms: u64,
-    /// Send each request with its own sendmmsg entry instead of one UDP GSO buffer per batch.
+    /// Send each batch as one buffer that the kernel cuts into datagrams (UDP GSO): cheaper for
+    /// the generator, but the server then sees requests arrive in bursts, unlike real clients.
     #[arg(long)]
-    no_gso: bool,
+    gso: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -114,7 +116,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> io::Result<Report> {
     let start = Instant::now();
     let mut flows = (0..args.sockets)
-        .map(|_| open_flow(args.server, args.window as usize, !args.no_gso, start))
+        .map(|_| open_flow(args.server, args.window as usize, args.gso, start))
         .collect::<io::Result<Vec<_>>>()?;
     let counting_from = start + Duration::from_millis(args.warmup_ms);
     let plan = Plan {
@@ -180,8 +182,8 @@ fn open_flow(server: SocketAddr, window: usize, gso: bool, now: Instant) -> io::
 }
 
 /// Asks the kernel to cut every buffer sent on `socket` into 48-byte datagrams (UDP generic
-/// segmentation offload, Linux 4.18): one pass through the stack for a whole batch of requests,
-/// which leaves more of the machine to the server. False if the kernel cannot.
+/// segmentation offload, Linux 4.18): one pass through the stack for a whole batch of requests.
+/// False if the kernel cannot.
 fn enable_gso(socket: &UdpSocket) -> bool {
     let size: libc::c_int = 48;
     // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
