@@ -250,6 +250,8 @@ pub struct Report {
     pub errors: u64,
     /// Valid replies per second.
     pub replies_per_second: f64,
+    /// CPU time (user + system) the generator itself used, whole run, seconds.
+    pub cpu_seconds: f64,
     /// Median round trip, microseconds.
     pub p50_us: Option<u64>,
     /// 99th percentile round trip, microseconds.
@@ -264,7 +266,8 @@ impl Report {
             "ntp-load: {} for {:.1} s, {} sockets x window {}, {} thread(s)\n  \
              sent       {:>10}\n  valid      {:>10}  ({:.0} replies/s)\n  \
              invalid    {:>10}\n  unmatched  {:>10}\n  lost       {:>10}\n  \
-             in flight  {:>10}\n  errors     {:>10}\n  latency    p50 {}, p99 {}\n",
+             in flight  {:>10}\n  errors     {:>10}\n  latency    p50 {}, p99 {}\n  \
+             generator  {:.2} s CPU\n",
             self.server,
             self.seconds,
             self.sockets,
@@ -280,6 +283,7 @@ impl Report {
             self.errors,
             quantile(self.p50_us),
             quantile(self.p99_us),
+            self.cpu_seconds,
         )
     }
 }

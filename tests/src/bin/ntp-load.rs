@@ -159,9 +159,22 @@ fn report(args: &Args, total: &Tally, in_flight: u64) -> Report {
         in_flight,
         errors: total.errors,
         replies_per_second: total.valid as f64 / seconds,
+        cpu_seconds: own_cpu_seconds(),
         p50_us: total.latency.quantile_micros(0.5),
         p99_us: total.latency.quantile_micros(0.99),
     }
+}
+
+/// User plus system CPU time of this process so far (all threads), seconds.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage(2) fills the rusage struct it is given; all-zero is a valid start value.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn open_flow(server: SocketAddr, window: usize, gso: bool, now: Instant) -> io::Result<Flow> {
