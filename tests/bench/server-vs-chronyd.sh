@@ -13,14 +13,14 @@
 # (bg%: above a few %, the rates are noisy), round-trip p50/p99, and the server's RSS idle, after
 # the load, and at its peak (VmHWM).
 #
-# Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5, per server per round),
+# Settings (environment): BENCH_ROUNDS (5), BENCH_SECONDS (4, per server per round),
 # BENCH_SOCKETS (4), BENCH_WINDOW (32), BENCH_THREADS (generator threads, 1), BENCH_WORKERS
 # (ntpd-lite's `workers`; unset = its default), BENCH_LOAD_ARGS (more ntp-load flags, e.g. --gso),
 # BENCH_SKIP_BUILD=1 to use the binaries as built.
 set -euo pipefail
 
-seconds=${BENCH_SECONDS:-5}
-rounds=${BENCH_ROUNDS:-3}
+seconds=${BENCH_SECONDS:-4}
+rounds=${BENCH_ROUNDS:-5}
 sockets=${BENCH_SOCKETS:-4}
 window=${BENCH_WINDOW:-32}
 threads=${BENCH_THREADS:-1}
@@ -31,9 +31,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=$target/release
 
-if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
-    (cd "$root" && cargo build --release -p ntpd-lite -p ntp-lite-tests --bins)
-fi
 for tool in chronyd jq ss; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install chrony jq iproute2)" >&2; exit 1; }
 done
@@ -49,6 +46,12 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
+    echo "building release binaries (cargo build --release -p ntpd-lite -p ntp-lite-tests --bins)"
+    (cd "$root" && cargo build --release -p ntpd-lite -p ntp-lite-tests --bins) >"$work/build.log" 2>&1 ||
+        { cat "$work/build.log" >&2; echo "build failed" >&2; exit 1; }
+fi
 
 # A UDP port nobody on 127.0.0.1 is bound to.
 free_port() {
@@ -197,3 +200,8 @@ awk -v a="$(column_median ntpd_lite 1)" -v b="$(column_median chronyd 1)" \
     printf "median CPU per reply: ntpd-lite %.2f us, chronyd %.2f us, chronyd/ntpd-lite %.2fx\n", ca, cb, ca ? cb / ca : 0
     printf "peak RSS:             ntpd-lite %d kB, chronyd %d kB (goal: ntpd-lite <= chronyd)\n", ra, rb
 }'
+# The two runs of a round are back to back, so their ratio is the least moved by load that comes
+# and goes.
+ratios=$(paste -d' ' <(cut -d' ' -f1 "$work/ntpd_lite.results") <(cut -d' ' -f1 "$work/chronyd.results") |
+    awk '{ printf "%.2f\n", $2 ? $1 / $2 : 0 }')
+echo "per-round ratios:     $(echo $ratios), median $(median <<<"$ratios")x"
