@@ -15,7 +15,7 @@
 #
 # Settings (environment): BENCH_ROUNDS (5), BENCH_SECONDS (4, per server per round),
 # BENCH_SOCKETS (4), BENCH_WINDOW (32), BENCH_THREADS (generator threads, 1), BENCH_WORKERS
-# (ntpd-lite's `workers`; unset = its default), BENCH_LOAD_ARGS (more ntp-load flags, e.g. --gso),
+# (ntpd-lite's `workers`; unset = its default), BENCH_LOAD_ARGS (more ntp-load flags, e.g. --no-gso),
 # BENCH_SKIP_BUILD=1 to use the binaries as built.
 set -euo pipefail
 
@@ -99,7 +99,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 machine_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 
 # Runs the load against the server just started as $server_pid on port $1, stops the server,
-# prints one table row and appends "rate peak_rss_kb cpu_us_per_reply" to $work/$2.results.
+# prints one table row and appends "rate peak_rss_kb cpu_us_per_reply bg%" to $work/$2.results.
 measure() {
     local port=$1 name=$2 round=$3 report
     wait_serving "$port" "$name"
@@ -141,7 +141,7 @@ measure() {
         "$(awk -v v="$valid" -v s="$sent" 'BEGIN { printf "%.2f", s ? 100 * v / s : 0 }')" \
         "$rate" "$us_per_reply" "$gen_us" "$background" "$(field "$report" p50_us)" "$(field "$report" p99_us)" \
         "$idle_kb" "$rss_kb" "$hwm_kb"
-    echo "$rate $hwm_kb $us_per_reply" >>"$work/$name.results"
+    echo "$rate $hwm_kb $us_per_reply $background" >>"$work/$name.results"
     if ((valid < sent * 999 / 1000)); then
         echo "note: $name answered fewer than 99.9% of the requests sent (lost $(field "$report" lost))" >&2
     fi
@@ -201,7 +201,14 @@ awk -v a="$(column_median ntpd_lite 1)" -v b="$(column_median chronyd 1)" \
     printf "peak RSS:             ntpd-lite %d kB, chronyd %d kB (goal: ntpd-lite <= chronyd)\n", ra, rb
 }'
 # The two runs of a round are back to back, so their ratio is the least moved by load that comes
-# and goes.
-ratios=$(paste -d' ' <(cut -d' ' -f1 "$work/ntpd_lite.results") <(cut -d' ' -f1 "$work/chronyd.results") |
-    awk '{ printf "%.2f\n", $2 ? $1 / $2 : 0 }')
-echo "per-round ratios:     $(echo $ratios), median $(median <<<"$ratios")x"
+# and goes; rounds in which other processes took at most 5% of the machine in both runs are the
+# ones to trust.
+paste -d' ' "$work/ntpd_lite.results" "$work/chronyd.results" >"$work/rounds"
+ratios=$(awk '{ printf "%.2f\n", $5 ? $1 / $5 : 0 }' "$work/rounds")
+quiet=$(awk '$4 <= 5 && $8 <= 5 { printf "%.2f\n", $5 ? $1 / $5 : 0 }' "$work/rounds")
+echo "per-round ratios:     $(echo $ratios), median $(median <<<"$ratios" | xargs printf %.2f)x"
+if [[ -n $quiet ]]; then
+    echo "quiet rounds (bg <= 5% in both runs): $(echo $quiet), median $(median <<<"$quiet" | xargs printf %.2f)x"
+else
+    echo "quiet rounds (bg <= 5% in both runs): none; the machine was busy, rates are noisy"
+fi

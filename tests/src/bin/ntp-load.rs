@@ -1,12 +1,15 @@
 //! `ntp-load`: a closed-loop NTP load generator for a server on loopback.
 //!
-//! Several sockets (source ports), each with a bounded window of requests in flight; requests go
-//! out and replies come in in batches (sendmmsg/recvmmsg; one datagram per request, as from real
-//! clients, unless `--gso`). Every request is a mode 3 v4 packet with
-//! a transmit timestamp unique to the run; a reply counts only if its origin names a request still
-//! in flight (which it then closes, so duplicates count once) and it passes the client checks.
-//! Requests unanswered after the timeout are counted lost and their slots reused. Because the
-//! window is closed, the rate measured is what the server answers, not what the kernel drops.
+//! Several sockets (source ports), each with a bounded window of requests in flight. Requests go
+//! out in batches, each batch as one buffer that the kernel cuts into 48-byte datagrams (UDP GSO;
+//! `--no-gso` sends them with sendmmsg instead), and replies come in with recvmmsg. The server
+//! sees ordinary single datagrams either way; GSO only makes the generator cheaper, which matters
+//! when it shares a small machine with the server it measures. Every request is a mode 3 v4
+//! packet with a transmit timestamp unique to the run; a reply counts only if its origin names a
+//! request still in flight (which it then closes, so duplicates count once) and it passes the
+//! client checks. Requests unanswered after the timeout are counted lost and their slots reused.
+//! Because the window is closed, the rate measured is what the server answers, not what the
+//! kernel drops.
 //!
 //! Only 127.0.0.0/8 and ::1 are accepted as targets.
 
@@ -57,10 +60,11 @@ struct Args {
     /// Milliseconds of load before counting starts (0 to 5000).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=5000))]
     warmup_ms: u64,
-    /// Send each batch as one buffer that the kernel cuts into datagrams (UDP GSO): cheaper for
-    /// the generator, but the server then sees requests arrive in bursts, unlike real clients.
+    /// Send each request with its own sendmmsg entry rather than each batch as one UDP GSO
+    /// buffer: dearer for the generator; the datagrams are the same, but they reach the server
+    /// spread over the system call rather than all at once.
     #[arg(long)]
-    gso: bool,
+    no_gso: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -116,7 +120,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> io::Result<Report> {
     let start = Instant::now();
     let mut flows = (0..args.sockets)
-        .map(|_| open_flow(args.server, args.window as usize, args.gso, start))
+        .map(|_| open_flow(args.server, args.window as usize, !args.no_gso, start))
         .collect::<io::Result<Vec<_>>>()?;
     let counting_from = start + Duration::from_millis(args.warmup_ms);
     let plan = Plan {
