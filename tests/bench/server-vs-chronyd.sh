@@ -9,9 +9,9 @@
 # else the machine is doing. The table has, per run: requests sent, valid replies, lost (no reply
 # in 200 ms), invalid/unmatched replies, valid/sent in %, valid replies per second, the server's
 # CPU time per valid reply (user + system, from /proc/PID/stat: the figure least moved by other
-# load), the generator's, the share of the machine's CPU that other processes took meanwhile
-# (bg%: above a few %, the rates are noisy), round-trip p50/p99, and the server's RSS idle, after
-# the load, and at its peak (VmHWM).
+# load), the generator's, the share of the machine's CPU that other processes and the hypervisor
+# took meanwhile (bg%: above a few %, the rates are noisy) and of that the hypervisor's steal
+# (st%), round-trip p50/p99, and the server's RSS idle, after the load, and at its peak (VmHWM).
 #
 # Settings (environment): BENCH_ROUNDS (5), BENCH_SECONDS (4, per server per round),
 # BENCH_SOCKETS (4), BENCH_WINDOW (32), BENCH_THREADS (generator threads, 1), BENCH_WORKERS
@@ -95,8 +95,9 @@ status_kb() {
 }
 # User + system CPU time of process $1 in clock ticks (fields 14 and 15 of /proc/PID/stat).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# Busy and total clock ticks of the whole machine (/proc/stat; idle and iowait are not busy).
-machine_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+# Busy, total and stolen clock ticks of the whole machine (/proc/stat; idle and iowait are not
+# busy; steal, time the hypervisor gave to other guests, is).
+machine_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t, $9 }' /proc/stat; }
 
 # Runs the load against the server just started as $server_pid on port $1, stops the server,
 # prints one table row and appends "rate peak_rss_kb cpu_us_per_reply bg%" to $work/$2.results.
@@ -124,7 +125,8 @@ measure() {
     valid=$(field "$report" valid)
     rate=$(printf %.0f "$(field "$report" replies_per_second)")
     # Server and generator CPU time per valid reply, microseconds, and the share of the machine
-    # that neither used (other processes: the background that makes rates noisy).
+    # that neither used (other processes and the hypervisor: the background that makes rates
+    # noisy), with the hypervisor's part of it.
     local hz us_per_reply gen_us background
     hz=$(getconf CLK_TCK)
     us_per_reply=$(awk -v t="$((cpu1 - cpu0))" -v hz="$hz" -v v="$valid" \
@@ -134,12 +136,17 @@ measure() {
         -v g="$(field "$report" cpu_seconds)" -v hz="$hz" 'BEGIN {
             split(m0, a, " "); split(m1, b, " ")
             other = (b[1] - a[1]) - s - g * hz
-            printf "%.0f", (b[2] > a[2] && other > 0) ? 100 * other / (b[2] - a[2]) : 0
+            total = b[2] - a[2]
+            busy = (total > 0 && other > 0) ? 100 * other / total : 0
+            stolen = (total > 0) ? 100 * (b[3] - a[3]) / total : 0
+            printf "%.0f %.0f", busy, stolen
         }')
+    local steal=${background#* }
+    background=${background% *}
     printf "$row" "$name" "$round" "$sent" "$valid" "$(field "$report" lost)" \
         "$(field "$report" invalid)/$(field "$report" unmatched)" \
         "$(awk -v v="$valid" -v s="$sent" 'BEGIN { printf "%.2f", s ? 100 * v / s : 0 }')" \
-        "$rate" "$us_per_reply" "$gen_us" "$background" "$(field "$report" p50_us)" "$(field "$report" p99_us)" \
+        "$rate" "$us_per_reply" "$gen_us" "$background" "$steal" "$(field "$report" p50_us)" "$(field "$report" p99_us)" \
         "$idle_kb" "$rss_kb" "$hwm_kb"
     echo "$rate $hwm_kb $us_per_reply $background" >>"$work/$name.results"
     if ((valid < sent * 999 / 1000)); then
@@ -174,10 +181,10 @@ EOF
     server_pid=$!
 }
 
-row='%-9s %2s %9s %9s %5s %7s %6s %8s %5s %5s %4s %6s %6s %7s %7s %7s\n'
+row='%-9s %2s %9s %9s %5s %7s %6s %8s %5s %5s %4s %4s %6s %6s %7s %7s %7s\n'
 echo "ntp-load: ${rounds} rounds of ${seconds} s per server, $sockets sockets x window $window, $threads thread(s)"
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) before the run"
-printf "$row" server rnd sent valid lost inv/unm 'ok%' 'replies/s' 'cpuus' genus 'bg%' 'p50us' 'p99us' idleKB rssKB peakKB
+printf "$row" server rnd sent valid lost inv/unm 'ok%' 'replies/s' 'cpuus' genus 'bg%' 'st%' 'p50us' 'p99us' idleKB rssKB peakKB
 for round in $(seq "$rounds"); do
     # Alternate who goes first, so that a change in background load hits both alike.
     order=(ntpd_lite chronyd)
