@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Datagrams taken or sent per system call.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;
 /// Receive buffer per datagram; longer datagrams are flagged truncated and dropped.
 pub const MAX_DATAGRAM: usize = 2048;
 /// Control-message space per datagram: one timespec timestamp with its header, 8-byte aligned.

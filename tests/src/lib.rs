@@ -6,6 +6,7 @@
 //! - [`client`]: a minimal NTP client on ntp-proto.
 //! - [`lab`]: nodes of a lab (each on its own 127.0.0.x, virtual clocks) and waiting on status.
 //! - [`fake_server`]: scriptable misbehaving NTP servers.
+//! - [`load`]: the request bookkeeping of the `ntp-load` load generator.
 //! - [`link`]: a link emulator (delay, jitter, loss, duplication, reordering) between a client
 //!   and a server, seeded so runs repeat.
 //! - [`chrony`]: chronyd (always `-x`) as a server or as a client.
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod fake_server;
 pub mod lab;
 pub mod link;
+pub mod load;
 pub mod netns;
 pub mod ntpsec;
 pub mod plot;
