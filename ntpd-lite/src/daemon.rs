@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ pub struct Shared {
     stop: AtomicBool,
     shutdown: Notify,
     server_stats: Mutex<Vec<Arc<ServerStats>>>,
+    /// Closed until the daemon's privileges are settled; server workers wait at it.
+    serving_gate: (Mutex<bool>, Condvar),
     sync_status: Mutex<SyncStatus>,
 }
 
@@ -64,6 +66,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             shutdown: Notify::new(),
             server_stats: Mutex::new(Vec::new()),
+            serving_gate: (Mutex::new(false), Condvar::new()),
             sync_status: Mutex::new(SyncStatus::default()),
         }
     }
@@ -105,6 +108,22 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Lets the server workers answer: called once privileges are settled.
+    pub fn open_serving_gate(&self) {
+        let (open, changed) = &self.serving_gate;
+        *open.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        changed.notify_all();
+    }
+
+    /// Blocks a server worker until the gate opens (requests wait in the socket's buffer).
+    pub fn wait_for_serving_gate(&self) {
+        let (open, changed) = &self.serving_gate;
+        let guard = open.lock().unwrap_or_else(PoisonError::into_inner);
+        let _open = changed
+            .wait_while(guard, |open| !*open)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 
     /// Adds a server worker's counters to the totals.
@@ -173,6 +192,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
         uid = crate::privileges::effective_uid(),
         capabilities, "privileges dropped"
     );
+    shared.open_serving_gate();
     if privileges.switches_user() {
         check_drift_file_writable(&config);
     }

@@ -231,6 +231,12 @@ fn set_keep_caps(keep: bool) -> Result<(), PrivilegeError> {
 }
 
 /// Reduces this thread's capabilities to `wanted` (those of them it has); returns what it kept.
+/// Drops every capability the calling thread still holds (the server workers, once the daemon's
+/// privileges are settled).
+pub fn drop_all_in_this_thread() -> Result<(), PrivilegeError> {
+    keep_only(&[]).map(drop)
+}
+
 fn keep_only(wanted: &[Capability]) -> Result<CapsHashSet, PrivilegeError> {
     let error = |e: caps::errors::CapsError| PrivilegeError::Capabilities(e.to_string());
     let permitted = caps::read(None, CapSet::Permitted).map_err(error)?;

@@ -144,6 +144,12 @@ fn worker(
     stats: &ServerStats,
     address: SocketAddr,
 ) {
+    // Answer nothing until the daemon's privileges are settled, then keep no capability at all:
+    // this thread only moves datagrams on a socket that is already bound.
+    shared.wait_for_serving_gate();
+    if let Err(error) = crate::privileges::drop_all_in_this_thread() {
+        warn!(%address, %error, "a server worker could not drop its capabilities");
+    }
     let fd = socket.as_raw_fd();
     let mut received = RecvBatch::default();
     let mut outgoing = SendBatch::default();

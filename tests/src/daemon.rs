@@ -57,6 +57,34 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process ID (also inside a network namespace: `ip netns exec` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The effective capabilities of each of its threads, from /proc (hex, as the kernel prints).
+    pub fn thread_capabilities(&self) -> Vec<(String, String)> {
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(Result::ok)
+            .filter_map(|task| {
+                let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+                let field = |name: &str| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_owned())
+                };
+                Some((field("Name:")?, field("CapEff:")?))
+            })
+            .collect()
+    }
+
     /// The daemon's temporary directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

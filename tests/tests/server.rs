@@ -386,4 +386,17 @@ fn ntpdig_accepts_our_server_in_a_private_namespace() {
     assert!(fields.contains(&"no-leap"), "{output}");
     let offset: f64 = fields[3].parse().expect("offset field");
     assert!(offset.abs() < 0.001, "offset {offset}");
+    // Started as root on port 123 without [daemon] user: once serving, no thread keeps any
+    // capability (the clock is virtual; binding is done).
+    let capabilities = daemon.thread_capabilities();
+    ntp_lite_tests::figures!(
+        "threads and CapEff of ntpd-lite on port 123 as root: {capabilities:?}"
+    );
+    assert!(!capabilities.is_empty());
+    assert!(
+        capabilities
+            .iter()
+            .all(|(_, cap)| cap == "0000000000000000"),
+        "{capabilities:?}"
+    );
 }
