@@ -172,13 +172,15 @@ fn step_all(queries: &mut [AddressQuery], sockets: &[Option<UdpSocket>]) -> Opti
     earliest
 }
 
-/// Reads every datagram waiting on `socket`, each stamped with T4 right after it is read.
+/// Reads every datagram waiting on `socket`, each stamped with T4: the kernel's receive time
+/// (SO_TIMESTAMPNS), so that the scheduling delay before this thread runs does not count; the
+/// clock read right after the read if the kernel gave none.
 fn drain(socket: &UdpSocket, query: &mut AddressQuery) {
     let mut buf = [0u8; 1024];
     loop {
-        match socket.recv(&mut buf) {
-            Ok(len) => {
-                let t4 = clock::now();
+        match receive_timestamped(socket, &mut buf) {
+            Ok((len, kernel_t4)) => {
+                let t4 = kernel_t4.unwrap_or_else(clock::now);
                 query.handle_reply(&buf[..len], t4);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -186,6 +188,39 @@ fn drain(socket: &UdpSocket, query: &mut AddressQuery) {
             Err(e) => return query.handle_network_error(e.kind()),
         }
     }
+}
+
+/// One datagram and its kernel receive timestamp, if any.
+fn receive_timestamped(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<NtpTimestamp>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    let kernel_time = message
+        .cmsgs()
+        .map_err(io::Error::from)?
+        .find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampns(ts) => {
+                let since_epoch = std::time::Duration::new(
+                    u64::try_from(ts.tv_sec()).ok()?,
+                    u32::try_from(ts.tv_nsec()).ok()?,
+                );
+                Some(NtpTimestamp::from_system_time(
+                    std::time::UNIX_EPOCH + since_epoch,
+                ))
+            }
+            _ => None,
+        });
+    Ok((message.bytes, kernel_time))
 }
 
 /// Waits until `deadline` or until a socket of a running query is readable (or has an error);
@@ -242,6 +277,12 @@ fn connect(server: SocketAddr) -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
     socket.connect(server)?;
     socket.set_nonblocking(true)?;
+    nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::ReceiveTimestampns,
+        &true,
+    )
+    .map_err(io::Error::from)?;
     Ok(socket)
 }
 
