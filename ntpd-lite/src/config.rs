@@ -81,7 +81,8 @@ pub struct ServerConfig {
     /// What a refused client gets: `"kiss"` (a kiss-o'-death DENY) or `"ignore"`.
     #[serde(default, deserialize_with = "deny_action")]
     pub deny_action: DenyAction,
-    /// Threads that answer requests per listen address; default: one per two CPUs, 1 to 4.
+    /// Threads that answer requests per listen address, each with its own socket; default: one
+    /// per CPU, 1 to 4.
     #[serde(default, deserialize_with = "workers")]
     pub workers: Option<usize>,
 }

@@ -22,6 +22,7 @@ pub fn bind_server_socket(
     address: SocketAddr,
     v6_only: bool,
     read_timeout: Duration,
+    reuse_port: bool,
 ) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
@@ -34,6 +35,7 @@ pub fn bind_server_socket(
     // Best effort: a small buffer only means drops under a flood.
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.set_read_timeout(Some(read_timeout))?;
+    socket.set_reuse_port(reuse_port)?;
     enable_timestamps(socket2::SockRef::from(&socket))?;
     socket.bind(&address.into())?;
     Ok(socket)

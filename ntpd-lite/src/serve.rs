@@ -1,9 +1,10 @@
 //! Server workers: threads that take datagrams in batches, ask `ntp_proto::Server` what to do,
 //! stamp the responses just before sending, and count everything. No protocol decisions here.
 //!
-//! Each listen address has one socket read by several threads (the kernel hands each datagram to
-//! one of them). This is used instead of SO_REUSEPORT so that a second daemon on the same port
-//! fails to bind rather than silently sharing the traffic.
+//! Each worker has its own socket on the listen address, in an SO_REUSEPORT group (the kernel
+//! spreads clients over the workers' queues by address and port), so workers never wake each
+//! other. The group only forms on a port nobody holds (see `bind_group`): a second daemon on the
+//! same port fails to bind rather than silently sharing the traffic.
 
 use std::io;
 use std::net::SocketAddr;
@@ -111,15 +112,13 @@ pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<Join
                 .listen
                 .iter()
                 .any(|a| a.is_ipv4() && a.ip().is_unspecified() && a.port() == address.port());
-        let socket = net::bind_server_socket(address, v6_only, SHUTDOWN_POLL)
+        let sockets = bind_group(address, v6_only, workers)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
         info!(%address, workers, "serving NTP");
-        let socket = Arc::new(socket);
-        for index in 0..workers {
+        for (index, socket) in sockets.into_iter().enumerate() {
             let stats = Arc::new(ServerStats::default());
             shared.register_server_stats(Arc::clone(&stats));
-            let (socket, server, shared) =
-                (Arc::clone(&socket), Arc::clone(&server), Arc::clone(shared));
+            let (server, shared) = (Arc::clone(&server), Arc::clone(shared));
             let handle = std::thread::Builder::new()
                 .name(format!("ntp-serve-{index}"))
                 .spawn(move || worker(&socket, &server, &shared, &stats, address))?;
@@ -129,12 +128,32 @@ pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<Join
     Ok(handles)
 }
 
-/// Workers per listen address when the config does not say: one per two CPUs, 1 to 4. The
-/// workers share one socket, so each extra one adds wake-ups and contention on its queue, and the
-/// kernel needs CPU of its own to move the datagrams: on 2 CPUs one worker answers more requests
-/// per CPU second than two (see tests/bench/README.md).
+/// One socket per worker on `address`: with several workers, an SO_REUSEPORT group, so that each
+/// worker has its own receive queue. The group only forms on a free port: a plain bind first
+/// proves no one (another daemon included) holds it, and a second ntpd-lite's plain bind then
+/// fails on ours, so two daemons never silently share a port.
+fn bind_group(address: SocketAddr, v6_only: bool, workers: usize) -> io::Result<Vec<Socket>> {
+    if workers <= 1 {
+        return Ok(vec![net::bind_server_socket(
+            address,
+            v6_only,
+            SHUTDOWN_POLL,
+            false,
+        )?]);
+    }
+    let probe = net::bind_server_socket(address, v6_only, SHUTDOWN_POLL, false)?;
+    let address = probe.local_addr()?.as_socket().unwrap_or(address);
+    drop(probe);
+    (0..workers)
+        .map(|_| net::bind_server_socket(address, v6_only, SHUTDOWN_POLL, true))
+        .collect()
+}
+
+/// Workers per listen address when the config does not say: one per CPU, 1 to 4. With a socket
+/// each they do not contend; on 2 CPUs two workers answered 1.7 times chronyd's rate where one
+/// worker answered 1.27 times (see tests/bench/README.md).
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 fn worker(

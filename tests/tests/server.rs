@@ -400,3 +400,37 @@ fn ntpdig_accepts_our_server_in_a_private_namespace() {
         "{capabilities:?}"
     );
 }
+
+#[test]
+fn a_second_daemon_cannot_take_a_port_in_use() {
+    // The first daemon's workers form an SO_REUSEPORT group; a second ntpd-lite must not join it.
+    let (mut first, v4, _) = local_server("first", "workers = 2", 1, "LOCL");
+    let config = format!(
+        "[server]\nlisten = [\"{v4}\"]\nworkers = 2\n[local]\nstratum = 1\n[clock]\nmode = \"virtual\"\n"
+    );
+    let output = std::process::Command::new(ntp_lite_tests::bins::binary("ntpd-lite", "ntpd-lite"))
+        .arg("--config")
+        .arg({
+            let path = first.dir().join("second.toml");
+            std::fs::write(&path, config).expect("write config");
+            path
+        })
+        .output()
+        .expect("run a second ntpd-lite");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ntp_lite_tests::figures!("second daemon on {v4}: exit {:?}", output.status.code());
+    assert!(!output.status.success(), "the second daemon must not start");
+    assert!(
+        stderr.contains(&format!("cannot listen on {v4}")),
+        "{stderr}"
+    );
+    first.assert_running();
+    assert!(
+        Client::connect(v4)
+            .expect("connect")
+            .query(4, 6)
+            .expect("the first still answers")
+            .sample
+            .is_ok()
+    );
+}
