@@ -61,7 +61,7 @@ fn s2_latency_changes_the_noise_not_the_time() {
 #[test]
 fn s3_asymmetry_errs_by_exactly_half_the_difference() {
     let result = run("03-asymmetry.toml");
-    let mean = result.mean("asymmetric", 8.0, f64::MAX);
+    let mean = result.mean("asymmetric", 15.0, f64::MAX);
     let believed = result.status("asymmetric")["offset"]
         .as_f64()
         .expect("an offset");
