@@ -98,12 +98,6 @@ impl SystemSnapshot {
         }
     }
 
-    /// Root distance as advertised at `now`: half the root delay plus the root dispersion
-    /// (RFC 5905 section 11.2, what a client of ours computes).
-    pub fn root_distance_at(&self, now: NtpTimestamp) -> NtpDuration {
-        self.root_delay.half() + self.root_dispersion_at(now).to_duration()
-    }
-
     /// True when clients may synchronize to us.
     pub fn is_synchronized(&self) -> bool {
         self.leap != LeapIndicator::Unsynchronized && self.stratum.is_synchronized()
@@ -422,11 +416,6 @@ impl System {
     /// The frequency correction to keep in a drift file, ppm.
     pub fn frequency_ppm(&self) -> f64 {
         self.discipline.frequency_ppm()
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &SyncConfig {
-        &self.config
     }
 
     /// The index of the system peer.

@@ -200,11 +200,6 @@ impl NtpDuration {
         Self::from_nanos(duration.as_nanos() as i128)
     }
 
-    /// The magnitude as a [`Duration`].
-    pub fn abs_std(self) -> Duration {
-        Duration::from_nanos(self.as_nanos().unsigned_abs().min(u128::from(u64::MAX)) as u64)
-    }
-
     /// The absolute value, saturating at [`NtpDuration::MAX`].
     pub const fn abs(self) -> Self {
         Self(self.0.saturating_abs())
