@@ -131,6 +131,9 @@ pub struct SyncConfig {
     pub monitor_only: bool,
     /// Step, slew and panic thresholds and poll limits.
     pub discipline: DisciplineConfig,
+    /// A local reference clock (stratum, reference ID) to serve while no source is selected,
+    /// like chrony's `local stratum N`.
+    pub local_reference: Option<(Stratum, ReferenceId)>,
 }
 
 impl Default for SyncConfig {
@@ -140,6 +143,7 @@ impl Default for SyncConfig {
             holdover: NtpDuration::from_seconds(3600),
             monitor_only: false,
             discipline: DisciplineConfig::default(),
+            local_reference: None,
         }
     }
 }
@@ -401,6 +405,17 @@ impl System {
     /// The system variables to serve.
     pub fn snapshot(&self) -> SystemSnapshot {
         self.snapshot
+    }
+
+    /// The system variables to serve at `now`: the synchronized ones, else the local reference
+    /// clock if one is configured, else unsynchronized.
+    pub fn serving_snapshot(&self, now: NtpTimestamp) -> SystemSnapshot {
+        match self.config.local_reference {
+            Some((stratum, reference_id)) if !self.snapshot.is_synchronized() => {
+                SystemSnapshot::local_reference(stratum, reference_id, self.precision, now)
+            }
+            _ => self.snapshot,
+        }
     }
 
     /// How the last round saw each source, in source order.
@@ -681,6 +696,27 @@ mod tests {
                 .filter(|e| matches!(e, SystemEvent::Refused(_)))
                 .count();
             assert_eq!(refusals, 1, "{events:?}");
+        }
+
+        #[test]
+        fn a_local_reference_is_served_only_while_no_source_is_selected() {
+            let config = SyncConfig {
+                local_reference: Some((Stratum::new(10), ReferenceId::LOCL)),
+                ..SyncConfig::default()
+            };
+            let mut system = System::new(config, Precision::new(-20), None);
+            let (mut sources, now) = sources(&[0.001], 8);
+            let before = system.serving_snapshot(now);
+            assert_eq!(
+                (before.stratum, before.reference_id),
+                (Stratum::new(10), ReferenceId::LOCL)
+            );
+            system.select(&mut sources, now);
+            assert_eq!(
+                system.serving_snapshot(now).stratum,
+                Stratum::new(2),
+                "a selected source wins"
+            );
         }
 
         #[test]

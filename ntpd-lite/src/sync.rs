@@ -12,14 +12,14 @@ use ntp_proto::sample::ReplyLimits;
 use ntp_proto::system::{SourceState, SyncConfig, System, SystemEvent};
 use ntp_proto::{
     ClockAction, DisciplineConfig, NtpDuration, NtpTimestamp, PollInterval, ReplyOutcome, Source,
-    SourceConfig, SystemSnapshot, Version,
+    SourceConfig, Version,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{ClockMode, Config, LocalConfig, SourceKind};
+use crate::config::{ClockMode, Config, SourceKind};
 use crate::control::SourceStatus;
 use crate::daemon::Shared;
 use crate::net;
@@ -60,7 +60,6 @@ struct Sync {
     sources: Vec<Source>,
     addresses: Vec<SocketAddr>,
     system: System,
-    local: Option<LocalConfig>,
     limits: ReplyLimits,
     drift_file: Option<std::path::PathBuf>,
     arrivals: mpsc::Sender<Arrival>,
@@ -140,6 +139,7 @@ impl Sync {
             min_sources: config.sync.min_sources,
             holdover: NtpDuration::from_seconds_f64(config.sync.holdover),
             monitor_only: config.clock.mode == ClockMode::Monitor,
+            local_reference: config.local.as_ref().map(|l| (l.stratum, l.refid)),
             discipline: DisciplineConfig {
                 step_threshold: NtpDuration::from_seconds_f64(config.sync.step_threshold),
                 panic_threshold: Some(NtpDuration::from_seconds_f64(config.sync.panic_threshold)),
@@ -165,7 +165,6 @@ impl Sync {
             sources: Vec::new(),
             addresses: Vec::new(),
             system,
-            local: config.local.clone(),
             limits,
             drift_file: config.sync.drift_file.clone(),
             arrivals,
@@ -326,17 +325,8 @@ impl Sync {
 
     /// Shares the system variables with the server workers and the status with the control socket.
     fn publish(&self) {
-        let snapshot = self.system.snapshot();
-        let snapshot = match (&self.local, snapshot.is_synchronized()) {
-            (Some(local), false) => SystemSnapshot::local_reference(
-                local.stratum,
-                local.refid,
-                self.shared.precision,
-                self.shared.clock.now(),
-            ),
-            _ => snapshot,
-        };
-        self.shared.publish(snapshot);
+        self.shared
+            .publish(self.system.serving_snapshot(self.shared.clock.now()));
         let states = self.system.source_states();
         let sources = self
             .sources
