@@ -14,8 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
-use crate::daemon::Shared;
-use crate::serve::ServerTotals;
+use crate::state::{ServerTotals, Shared, SourceStatus};
 
 /// What `status --json` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,39 +52,6 @@ pub struct ClockStatus {
     pub mode: String,
     /// This clock minus the system clock, seconds.
     pub error: f64,
-}
-
-/// One upstream source in [`Status`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SourceStatus {
-    /// Address and port.
-    pub address: String,
-    /// The 8-bit reach register.
-    pub reach: u8,
-    /// The current poll interval, log2 seconds.
-    pub poll: i8,
-    /// Its stratum.
-    pub stratum: u8,
-    /// Its offset, seconds.
-    pub offset: f64,
-    /// Its round-trip delay, seconds.
-    pub delay: f64,
-    /// Its jitter, seconds.
-    pub jitter: f64,
-    /// `selected`, `candidate`, `falseticker`, `unreachable` or `rejected`.
-    pub state: String,
-    /// Requests sent.
-    #[serde(default)]
-    pub sent: u64,
-    /// Valid replies used (never more than `sent`).
-    #[serde(default)]
-    pub accepted: u64,
-    /// Replies that failed a check.
-    #[serde(default)]
-    pub rejected: u64,
-    /// Duplicate, stray or malformed datagrams, never used.
-    #[serde(default)]
-    pub ignored: u64,
 }
 
 /// Binds the control socket, replacing a stale one, readable and writable by the owner only.

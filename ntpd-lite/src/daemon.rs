@@ -1,149 +1,28 @@
-//! The running daemon: shared state, start-up (bind, then drop privileges, then the runtime),
-//! signals (SIGTERM/SIGINT stop, SIGHUP rereads the configuration) and shutdown. The server
-//! workers, the control socket and the metrics endpoint read `Shared`; the reference-clock task
-//! (and the sync task) write it.
+//! The running daemon, and the composition root: the one module that knows every task. Start-up
+//! (bind, then drop privileges, then the runtime), signals (SIGTERM/SIGINT stop, SIGHUP rereads
+//! the configuration) and shutdown. The tasks share only [`Shared`] (in `state`); the local
+//! reference clock, the one task small enough to live here, writes it too.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
-use ntp_proto::{Precision, SystemSnapshot};
-use tokio::sync::Notify;
+use ntp_proto::SystemSnapshot;
 use tracing::{error, info, warn};
 
-use crate::clock::{self, Clock};
+use crate::clock::Clock;
 use crate::config::{Config, LocalConfig};
-use crate::control::{self, SourceStatus};
+use crate::control;
 use crate::logging::Logger;
 use crate::metrics;
 use crate::privileges::Privileges;
-use crate::serve::{self, ServerStats, ServerTotals};
+use crate::serve;
+use crate::state::Shared;
 use crate::sync;
 
 /// How often a local reference clock refreshes the reference time it advertises.
 const LOCAL_REFRESH: Duration = Duration::from_secs(1);
-
-/// State shared between the daemon's tasks and threads.
-#[derive(Debug)]
-pub struct Shared {
-    /// The clock served and disciplined.
-    pub clock: Clock,
-    /// Its measured precision.
-    pub precision: Precision,
-    /// True when a local reference clock, not an upstream source, is the reference: the
-    /// reference ID is then a name, whatever the stratum.
-    pub local_reference: bool,
-    snapshot: ArcSwap<SystemSnapshot>,
-    stop: AtomicBool,
-    shutdown: Notify,
-    server_stats: Mutex<Vec<Arc<ServerStats>>>,
-    /// Closed until the daemon's privileges are settled; server workers wait at it.
-    serving_gate: (Mutex<bool>, Condvar),
-    sync_status: Mutex<SyncStatus>,
-}
-
-/// What the sync task last reported, for the control socket.
-#[derive(Debug, Clone, Default)]
-pub struct SyncStatus {
-    /// The last combined offset, seconds.
-    pub offset: Option<f64>,
-    /// Every source.
-    pub sources: Vec<SourceStatus>,
-}
-
-impl Shared {
-    /// Shared state for `clock`, unsynchronized until something says otherwise.
-    pub fn new(clock: Clock, local_reference: bool) -> Self {
-        let precision = clock::measure_precision(&clock);
-        Self {
-            clock,
-            precision,
-            local_reference,
-            snapshot: ArcSwap::from_pointee(SystemSnapshot::unsynchronized(precision)),
-            stop: AtomicBool::new(false),
-            shutdown: Notify::new(),
-            server_stats: Mutex::new(Vec::new()),
-            serving_gate: (Mutex::new(false), Condvar::new()),
-            sync_status: Mutex::new(SyncStatus::default()),
-        }
-    }
-
-    /// The current system variables (lock-free).
-    pub fn snapshot(&self) -> Guard<Arc<SystemSnapshot>> {
-        self.snapshot.load()
-    }
-
-    /// Replaces the system variables.
-    pub fn publish(&self, snapshot: SystemSnapshot) {
-        self.snapshot.store(Arc::new(snapshot));
-    }
-
-    /// True once shutdown has begun.
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    /// Resolves when shutdown is requested.
-    pub async fn shutdown_requested(&self) {
-        let notified = self.shutdown.notified();
-        if !self.stopping() {
-            notified.await;
-        }
-    }
-
-    /// Records what the sync task knows for `status`.
-    pub fn set_sync_status(&self, offset: Option<f64>, sources: Vec<SourceStatus>) {
-        *self
-            .sync_status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = SyncStatus { offset, sources };
-    }
-
-    /// What the sync task last reported.
-    pub fn sync_status(&self) -> SyncStatus {
-        self.sync_status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Lets the server workers answer: called once privileges are settled.
-    pub fn open_serving_gate(&self) {
-        let (open, changed) = &self.serving_gate;
-        *open.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        changed.notify_all();
-    }
-
-    /// Blocks a server worker until the gate opens (requests wait in the socket's buffer).
-    pub fn wait_for_serving_gate(&self) {
-        let (open, changed) = &self.serving_gate;
-        let guard = open.lock().unwrap_or_else(PoisonError::into_inner);
-        let _open = changed
-            .wait_while(guard, |open| !*open)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
-
-    /// Adds a server worker's counters to the totals.
-    pub fn register_server_stats(&self, stats: Arc<ServerStats>) {
-        self.server_stats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(stats);
-    }
-
-    /// The server counters summed over workers.
-    pub fn server_totals(&self) -> ServerTotals {
-        ServerTotals::sum(
-            &self
-                .server_stats
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-    }
-}
 
 /// The daemon with every socket bound and privileges dropped, before any runtime thread exists.
 #[derive(Debug)]
@@ -281,8 +160,7 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
 
     wait_for_shutdown(&mut reloader).await;
     info!("shutting down");
-    shared.stop.store(true, Ordering::Relaxed);
-    shared.shutdown.notify_waiters();
+    shared.request_shutdown();
     if let Some(sync_task) = sync_task
         && tokio::time::timeout(Duration::from_secs(5), sync_task)
             .await

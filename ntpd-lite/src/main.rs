@@ -14,6 +14,7 @@ mod metrics;
 mod net;
 mod privileges;
 mod serve;
+mod state;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -215,7 +216,7 @@ fn ask_daemon(ask: &Ask, command: &str) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let table = match command {
-        "sources" => serde_json::from_str::<Vec<control::SourceStatus>>(&reply)
+        "sources" => serde_json::from_str::<Vec<state::SourceStatus>>(&reply)
             .map(|sources| control::format_sources(&sources)),
         _ => serde_json::from_str::<control::Status>(&reply)
             .map(|status| control::format_status(&status)),

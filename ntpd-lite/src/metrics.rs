@@ -27,9 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use crate::control::{self, SourceStatus, Status};
-use crate::daemon::Shared;
-use crate::serve::ServerTotals;
+use crate::control::{self, Status};
+use crate::state::{ServerTotals, Shared, SourceStatus};
 
 /// Scrapes answered at once; more connections are closed at once.
 const MAX_CONNECTIONS: usize = 8;

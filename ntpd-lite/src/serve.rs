@@ -10,87 +10,19 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use ntp_proto::ReferenceId;
 use ntp_proto::server::{AccessList, Decision, DropReason, RateLimiter, Response, Server};
-use serde::Serialize;
 use socket2::Socket;
 use tracing::{info, warn};
 
 use crate::config::ServerConfig;
-use crate::daemon::Shared;
 use crate::net::{self, BATCH, RecvBatch, SendBatch};
+use crate::state::{ServerStats, Shared};
 
 /// How long a blocked worker waits before checking for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
-
-/// Counters of one worker, written only by it.
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    received: AtomicU64,
-    responses: AtomicU64,
-    kod_rate: AtomicU64,
-    kod_deny: AtomicU64,
-    send_errors: AtomicU64,
-    drops: [AtomicU64; DropReason::ALL.len()],
-}
-
-/// Counters summed over all workers.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct ServerTotals {
-    /// Datagrams received.
-    pub received: u64,
-    /// Responses sent (kiss-o'-death included).
-    pub responses: u64,
-    /// Kiss-o'-death RATE sent.
-    pub kod_rate: u64,
-    /// Kiss-o'-death DENY sent.
-    pub kod_deny: u64,
-    /// Responses the kernel would not send.
-    pub send_errors: u64,
-    /// Datagrams dropped, by reason.
-    pub dropped: std::collections::BTreeMap<&'static str, u64>,
-}
-
-impl ServerTotals {
-    /// Sums the counters of every worker.
-    pub fn sum(stats: &[Arc<ServerStats>]) -> Self {
-        let mut totals = Self::default();
-        for reason in DropReason::ALL {
-            totals.dropped.insert(reason.name(), 0);
-        }
-        for s in stats {
-            totals.received += s.received.load(Relaxed);
-            totals.responses += s.responses.load(Relaxed);
-            totals.kod_rate += s.kod_rate.load(Relaxed);
-            totals.kod_deny += s.kod_deny.load(Relaxed);
-            totals.send_errors += s.send_errors.load(Relaxed);
-            for reason in DropReason::ALL {
-                *totals.dropped.entry(reason.name()).or_default() +=
-                    s.drops[reason.index()].load(Relaxed);
-            }
-        }
-        totals
-    }
-}
-
-impl ServerStats {
-    fn count_drop(&self, reason: DropReason) {
-        self.drops[reason.index()].fetch_add(1, Relaxed);
-    }
-
-    fn count_response(&self, response: &Response) {
-        self.responses.fetch_add(1, Relaxed);
-        match response.kiss_code() {
-            Some(ReferenceId::RATE) => self.kod_rate.fetch_add(1, Relaxed),
-            Some(_) => self.kod_deny.fetch_add(1, Relaxed),
-            None => 0,
-        };
-    }
-}
 
 /// Binds every listen address and starts its workers. Fails if any address cannot be bound.
 pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
@@ -196,7 +128,7 @@ fn worker(
         let now = Instant::now();
         let mut responses = 0;
         for i in 0..count {
-            stats.received.fetch_add(1, Relaxed);
+            stats.count_received();
             let Some(datagram) = received.get(i).filter(|d| !d.truncated) else {
                 stats.count_drop(DropReason::Malformed);
                 continue;
@@ -220,7 +152,7 @@ fn worker(
         }
         let (_, error) = outgoing.flush(fd);
         if let Some(error) = error {
-            stats.send_errors.fetch_add(1, Relaxed);
+            stats.count_send_error();
             warn!(%address, %error, "send failed");
         }
     }

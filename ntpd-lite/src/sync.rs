@@ -20,9 +20,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{ClockMode, Config, SourceKind};
-use crate::control::SourceStatus;
-use crate::daemon::Shared;
 use crate::net;
+use crate::state::{Shared, SourceStatus};
 
 /// How often unresolved source names are looked up again, and the holdover checked.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);

@@ -1,0 +1,282 @@
+//! What the daemon's tasks share: the clock, the served system variables, the server counters,
+//! the sync task's status, and the shutdown and serving signals. A leaf module: it knows the
+//! clock and `ntp_proto`, and none of the tasks, so every task can import it and none imports
+//! another through it. The sync task and the local reference clock write it; the server workers,
+//! the control socket and the metrics endpoint read it; `daemon` (start-up) creates it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, Guard};
+use ntp_proto::server::{DropReason, Response};
+use ntp_proto::{Precision, ReferenceId, SystemSnapshot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::clock::{self, Clock};
+
+/// State shared between the daemon's tasks and threads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The clock served and disciplined.
+    pub clock: Clock,
+    /// Its measured precision.
+    pub precision: Precision,
+    /// True when a local reference clock, not an upstream source, is the reference: the
+    /// reference ID is then a name, whatever the stratum.
+    pub local_reference: bool,
+    snapshot: ArcSwap<SystemSnapshot>,
+    stop: AtomicBool,
+    shutdown: Notify,
+    server_stats: Mutex<Vec<Arc<ServerStats>>>,
+    /// Closed until the daemon's privileges are settled; server workers wait at it.
+    serving_gate: (Mutex<bool>, Condvar),
+    sync_status: Mutex<SyncStatus>,
+}
+
+/// What the sync task last reported, for the control socket.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    /// The last combined offset, seconds.
+    pub offset: Option<f64>,
+    /// Every source.
+    pub sources: Vec<SourceStatus>,
+}
+
+impl Shared {
+    /// Shared state for `clock`, unsynchronized until something says otherwise.
+    pub fn new(clock: Clock, local_reference: bool) -> Self {
+        let precision = clock::measure_precision(&clock);
+        Self {
+            clock,
+            precision,
+            local_reference,
+            snapshot: ArcSwap::from_pointee(SystemSnapshot::unsynchronized(precision)),
+            stop: AtomicBool::new(false),
+            shutdown: Notify::new(),
+            server_stats: Mutex::new(Vec::new()),
+            serving_gate: (Mutex::new(false), Condvar::new()),
+            sync_status: Mutex::new(SyncStatus::default()),
+        }
+    }
+
+    /// The current system variables (lock-free).
+    pub fn snapshot(&self) -> Guard<Arc<SystemSnapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Replaces the system variables.
+    pub fn publish(&self, snapshot: SystemSnapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Begins shutdown: [`stopping`](Self::stopping) turns true and every
+    /// [`shutdown_requested`](Self::shutdown_requested) resolves.
+    pub fn request_shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.notify_waiters();
+    }
+
+    /// True once shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when shutdown is requested.
+    pub async fn shutdown_requested(&self) {
+        let notified = self.shutdown.notified();
+        if !self.stopping() {
+            notified.await;
+        }
+    }
+
+    /// Records what the sync task knows for `status`.
+    pub fn set_sync_status(&self, offset: Option<f64>, sources: Vec<SourceStatus>) {
+        *self
+            .sync_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = SyncStatus { offset, sources };
+    }
+
+    /// What the sync task last reported.
+    pub fn sync_status(&self) -> SyncStatus {
+        self.sync_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets the server workers answer: called once privileges are settled.
+    pub fn open_serving_gate(&self) {
+        let (open, changed) = &self.serving_gate;
+        *open.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        changed.notify_all();
+    }
+
+    /// Blocks a server worker until the gate opens (requests wait in the socket's buffer).
+    pub fn wait_for_serving_gate(&self) {
+        let (open, changed) = &self.serving_gate;
+        let guard = open.lock().unwrap_or_else(PoisonError::into_inner);
+        let _open = changed
+            .wait_while(guard, |open| !*open)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// Adds a server worker's counters to the totals.
+    pub fn register_server_stats(&self, stats: Arc<ServerStats>) {
+        self.server_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stats);
+    }
+
+    /// The server counters summed over workers.
+    pub fn server_totals(&self) -> ServerTotals {
+        ServerTotals::sum(
+            &self
+                .server_stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+/// One upstream source, as the sync task reports it (in `status` and `sources`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// Address and port.
+    pub address: String,
+    /// The 8-bit reach register.
+    pub reach: u8,
+    /// The current poll interval, log2 seconds.
+    pub poll: i8,
+    /// Its stratum.
+    pub stratum: u8,
+    /// Its offset, seconds.
+    pub offset: f64,
+    /// Its round-trip delay, seconds.
+    pub delay: f64,
+    /// Its jitter, seconds.
+    pub jitter: f64,
+    /// `selected`, `candidate`, `falseticker`, `unreachable` or `rejected`.
+    pub state: String,
+    /// Requests sent.
+    #[serde(default)]
+    pub sent: u64,
+    /// Valid replies used (never more than `sent`).
+    #[serde(default)]
+    pub accepted: u64,
+    /// Replies that failed a check.
+    #[serde(default)]
+    pub rejected: u64,
+    /// Duplicate, stray or malformed datagrams, never used.
+    #[serde(default)]
+    pub ignored: u64,
+}
+
+/// Counters of one server worker, written only by it.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    received: AtomicU64,
+    responses: AtomicU64,
+    kod_rate: AtomicU64,
+    kod_deny: AtomicU64,
+    send_errors: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl ServerStats {
+    /// Counts a datagram received.
+    pub fn count_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a datagram dropped for `reason`.
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a response sent, and which kiss-o'-death it is, if one.
+    pub fn count_response(&self, response: &Response) {
+        self.responses.fetch_add(1, Ordering::Relaxed);
+        match response.kiss_code() {
+            Some(ReferenceId::RATE) => self.kod_rate.fetch_add(1, Ordering::Relaxed),
+            Some(_) => self.kod_deny.fetch_add(1, Ordering::Relaxed),
+            None => 0,
+        };
+    }
+
+    /// Counts a batch the kernel would not send.
+    pub fn count_send_error(&self) {
+        self.send_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counters summed over all server workers.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ServerTotals {
+    /// Datagrams received.
+    pub received: u64,
+    /// Responses sent (kiss-o'-death included).
+    pub responses: u64,
+    /// Kiss-o'-death RATE sent.
+    pub kod_rate: u64,
+    /// Kiss-o'-death DENY sent.
+    pub kod_deny: u64,
+    /// Responses the kernel would not send.
+    pub send_errors: u64,
+    /// Datagrams dropped, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+impl ServerTotals {
+    /// Sums the counters of every worker.
+    pub fn sum(stats: &[Arc<ServerStats>]) -> Self {
+        let mut totals = Self::default();
+        for reason in DropReason::ALL {
+            totals.dropped.insert(reason.name(), 0);
+        }
+        for s in stats {
+            totals.received += s.received.load(Ordering::Relaxed);
+            totals.responses += s.responses.load(Ordering::Relaxed);
+            totals.kod_rate += s.kod_rate.load(Ordering::Relaxed);
+            totals.kod_deny += s.kod_deny.load(Ordering::Relaxed);
+            totals.send_errors += s.send_errors.load(Ordering::Relaxed);
+            for reason in DropReason::ALL {
+                *totals.dropped.entry(reason.name()).or_default() +=
+                    s.drops[reason.index()].load(Ordering::Relaxed);
+            }
+        }
+        totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_every_worker_and_name_every_drop_reason() {
+        let (a, b) = (
+            Arc::new(ServerStats::default()),
+            Arc::new(ServerStats::default()),
+        );
+        a.count_received();
+        a.count_drop(DropReason::RateLimited);
+        b.count_received();
+        b.count_received();
+        b.count_drop(DropReason::RateLimited);
+        b.count_send_error();
+        let totals = ServerTotals::sum(&[a, b]);
+        assert_eq!(totals.received, 3);
+        assert_eq!(totals.send_errors, 1);
+        assert_eq!(totals.dropped["rate_limited"], 2);
+        assert_eq!(totals.dropped.len(), DropReason::ALL.len());
+        assert!(
+            DropReason::ALL
+                .iter()
+                .all(|r| totals.dropped.contains_key(r.name()))
+        );
+    }
+}
