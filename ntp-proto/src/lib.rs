@@ -11,16 +11,21 @@
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
 //! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
-//! - [`filter`]: the 8-stage clock filter of one source, with the popcorn spike gate (RFC 5905
-//!   section 10).
+//! - [`stats`]: one source's samples in the uncorrected timescale and the weighted line through
+//!   them: offset now, frequency, and their errors (the clock filter of RFC 5905 section 10, done
+//!   as chrony does).
 //! - [`select`](mod@select): which sources agree, which survive clustering, the combined offset
 //!   and the system peer (RFC 5905 section 11.2).
-//! - [`discipline`]: the clock discipline: step, slew or refuse, a least-squares frequency
-//!   estimate, poll adaptation (RFC 5905 sections 11.3 and 13).
-//! - [`source`]: one upstream association: poll timer, reach register, kiss-o'-death, reply
-//!   checks, its clock filter and its fitness for selection (RFC 5905 sections 9 and 13).
+//! - [`soft_clock`]: the model of a disciplined clock (steps, frequency, slews that end by
+//!   themselves), shared by the discipline's record, the daemon's virtual clock and the simulator.
+//! - [`discipline`]: the clock discipline: step, slew or refuse, and the exact record of every
+//!   correction (RFC 5905 section 11.3).
+//! - [`source`]: one upstream association: poll timer and its adaptation, reply deadline, reach
+//!   register, kiss-o'-death, its statistics and its fitness for selection (sections 9 and 13).
 //! - [`system`]: the system process: a selection round over all sources, the discipline, and
 //!   the system variables a server answers with (RFC 5905 section 11).
+//! - [`client`]: the client core: sources by stable id, names to resolve, the system process,
+//!   timers as data; datagrams, deadlines and clock actions out (quinn-proto's shape).
 //! - [`server`]: request in, response, kiss-o'-death or counted drop out (RFC 5905 section 9.2).
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -28,19 +33,21 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod client;
 pub mod discipline;
-pub mod filter;
 pub mod packet;
 pub mod query;
 pub mod sample;
 pub mod select;
 pub mod server;
+pub mod soft_clock;
 pub mod source;
+pub mod stats;
 pub mod system;
 pub mod time;
 
-pub use discipline::{ClockAction, Discipline, DisciplineConfig};
-pub use filter::{ClockFilter, FilterOutput};
+pub use client::{Client, ClientConfig, Event, NameId, NameKind, SourceReport, Transmit};
+pub use discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
 pub use packet::{
     ExtensionField, LeapIndicator, Mode, Packet, ParseError, PollInterval, Precision, ReferenceId,
     Stratum, Trailer, Version,
@@ -48,6 +55,10 @@ pub use packet::{
 pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
 pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use server::{Decision, DropReason, Response, Server};
-pub use source::{ReplyInfo, ReplyOutcome, Source, SourceConfig, SourceCounters, Unfit};
+pub use soft_clock::SoftClock;
+pub use source::{
+    ReplyInfo, ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId, Unfit,
+};
+pub use stats::{Fit, RawSample, SourceStats};
 pub use system::{SourceState, SyncConfig, System, SystemEvent, SystemSnapshot, Update};
 pub use time::{NtpDuration, NtpShort, NtpTimestamp};

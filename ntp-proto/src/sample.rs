@@ -82,7 +82,7 @@ impl Sample {
 /// Why a reply was not used. Each is a misbehaving or unsuitable server, never a crash.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum ReplyError {
-    /// Not a server (4) or broadcast (5) packet.
+    /// Not a server (4) packet: nothing else answers a client's request.
     #[error("not a server reply (mode {})", .0.get())]
     WrongMode(Mode),
     /// Version outside 1-4.
@@ -101,9 +101,25 @@ pub enum ReplyError {
     /// The server's receive or transmit timestamp is zero.
     #[error("server sent a zero timestamp")]
     ZeroTimestamp,
+    /// The server claims to have held the request longer than the whole round trip took
+    /// (T3 - T2 > T4 - T1): impossible, so the timestamps are wrong or forged.
+    #[error("server processing time exceeds the round trip (impossible timestamps)")]
+    ImpossibleDelay,
     /// The server is too far from its reference to be trusted.
     #[error("root distance {0} exceeds the limit")]
     RootDistance(NtpDuration),
+}
+
+impl ReplyError {
+    /// True when the packet does not provably answer our request (wrong mode, bad version, wrong
+    /// origin): it may be forged by anyone, so it must change no state and the request stays
+    /// outstanding for the genuine reply (RFC 5905 section 8: bogus packets are dropped).
+    pub const fn is_unmatched(self) -> bool {
+        matches!(
+            self,
+            Self::WrongMode(_) | Self::BadVersion(_) | Self::BogusOrigin
+        )
+    }
 }
 
 fn kiss_text(code: &ReferenceId) -> String {
@@ -140,14 +156,13 @@ impl Default for ReplyLimits {
 /// Checks the reply header against the request it should answer, in the order RFC 4330 section 5
 /// lists: mode, version, origin (bogus), kiss-o'-death, unsynchronized, zero timestamps.
 pub fn check_header(reply: &Packet, sent: &SentRequest) -> Result<(), ReplyError> {
-    if reply.mode != Mode::SERVER && reply.mode != Mode::BROADCAST {
+    if reply.mode != Mode::SERVER {
         return Err(ReplyError::WrongMode(reply.mode));
     }
     if !reply.version.is_supported() {
         return Err(ReplyError::BadVersion(reply.version));
     }
-    // Broadcast packets answer no request; only a server reply must echo our cookie.
-    if reply.mode == Mode::SERVER && reply.origin_timestamp != sent.cookie {
+    if reply.origin_timestamp != sent.cookie {
         return Err(ReplyError::BogusOrigin);
     }
     if let Some(code) = reply.kiss_code() {
@@ -162,8 +177,9 @@ pub fn check_header(reply: &Packet, sent: &SentRequest) -> Result<(), ReplyError
     Ok(())
 }
 
-/// Every check a client makes on a reply received at `t4`, then the sample it gives; the last check
-/// is the root distance (RFC 5905 section 11.2, the "distance" test of the peer process).
+/// The one reply judge of a client association and of the one-shot query: every check a client
+/// makes on a reply received at `t4`, then the sample it gives; the last checks are the
+/// impossible delay and the root distance (RFC 5905 section 11.2, the peer process's tests).
 pub fn process_reply(
     reply: &Packet,
     sent: &SentRequest,
@@ -177,6 +193,10 @@ pub fn process_reply(
         t3: reply.transmit_timestamp,
         t4,
     };
+    let tolerance = reply.precision.to_duration() + limits.local_precision.to_duration();
+    if (exchange.t3 - exchange.t2) > (exchange.t4 - exchange.t1) + tolerance {
+        return Err(ReplyError::ImpossibleDelay);
+    }
     let sample = exchange.sample(reply.precision, limits.local_precision);
     let distance = sample.root_distance(
         reply.root_delay.to_duration(),
@@ -392,18 +412,41 @@ mod tests {
     }
 
     #[test]
-    fn broadcast_needs_no_origin_and_messages_are_readable() {
+    fn only_a_server_reply_answers_and_messages_are_readable() {
         let sent = SentRequest {
             cookie: NtpTimestamp::from_bits(7),
             t1: at_ms(0),
         };
+        // A broadcast packet answers no request: forged ones must not move a client's clock.
         let mut b = good_reply(&sent);
         b.mode = Mode::BROADCAST;
-        b.origin_timestamp = NtpTimestamp::ZERO;
-        assert!(check_header(&b, &sent).is_ok());
+        assert_eq!(
+            check_header(&b, &sent),
+            Err(ReplyError::WrongMode(Mode::BROADCAST))
+        );
+        assert!(ReplyError::WrongMode(Mode::BROADCAST).is_unmatched());
+        assert!(ReplyError::BogusOrigin.is_unmatched());
+        assert!(!ReplyError::Kiss(ReferenceId::RATE).is_unmatched());
         assert_eq!(
             ReplyError::Kiss(ReferenceId::RATE).to_string(),
             "kiss-o'-death RATE"
         );
+    }
+
+    #[test]
+    fn a_server_that_held_the_request_longer_than_the_round_trip_is_impossible() {
+        let sent = SentRequest {
+            cookie: NtpTimestamp::from_bits(7),
+            t1: at_ms(0),
+        };
+        let mut reply = good_reply(&sent);
+        reply.receive_timestamp = at_ms(1);
+        reply.transmit_timestamp = at_ms(50);
+        let limits = ReplyLimits::default();
+        assert_eq!(
+            process_reply(&reply, &sent, at_ms(10), &limits),
+            Err(ReplyError::ImpossibleDelay)
+        );
+        assert!(process_reply(&reply, &sent, at_ms(60), &limits).is_ok());
     }
 }

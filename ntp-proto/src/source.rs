@@ -1,17 +1,16 @@
 //! One upstream association (RFC 5905 sections 9 and 13, RFC 4330 section 5): when to poll, the
-//! request to send, what a reply means, the reach register, kiss-o'-death handling, the clock
-//! filter, and whether the source is fit to be selected.
+//! request to send, how long to wait for its reply, what a reply means, the reach register,
+//! kiss-o'-death handling, the source's statistics, and whether it is fit to be selected.
 //!
-//! Call order, quinn-style: [`Source::poll_timeout`] says when to wake; at or after that instant
-//! [`Source::poll_transmit`] gives the request to send (from a fresh socket with a random source
-//! port, RFC 9109), carrying a random cookie in its transmit timestamp; the IO layer records the
-//! real send time T1 and the arrival time T4 and hands the reply to [`Source::handle_reply`].
-//! Waking early is harmless: `poll_transmit` returns `None` until the deadline.
+//! The [`crate::client::Client`] drives it: [`Source::poll_timeout`] says when it next needs
+//! attention, [`Source::handle_timeout`] ends a request whose reply did not come,
+//! [`Source::poll_transmit`] gives the request to send once the poll is due, and
+//! [`Source::handle_reply`] takes a datagram with its T1 and T4. Waking early is harmless.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::filter::{ClockFilter, FilterOutput};
+use crate::discipline::Discipline;
 use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
 };
@@ -19,15 +18,32 @@ use crate::sample::{
     self, MAX_DISTANCE, MIN_DISPERSION, PHI, ReplyError, ReplyLimits, SentRequest,
 };
 use crate::select::Candidate;
+use crate::stats::{RawSample, SourceStats};
 use crate::time::{NtpDuration, NtpTimestamp};
 
 /// Requests in an initial burst (chrony's iburst sends four; RFC 5905 sends eight).
 pub const IBURST_COUNT: u8 = 4;
 /// Longest spacing of burst requests (RFC 5905 appendix A.5.7.3: 2 s).
 pub const BURST_SPACING: Duration = Duration::from_secs(2);
+/// Longest wait for one reply; never longer than the poll interval.
+pub const MAX_REPLY_WAIT: Duration = Duration::from_secs(4);
 /// Polls without a reply after which the source counts as unreachable and its poll interval
 /// backs off, one step per further unanswered poll, up to maxpoll (RFC 5905 section 13).
 pub const UNREACH_POLLS: u32 = 8;
+/// Samples the regression should hold: fewer shorten the poll, more lengthen it (chrony's
+/// `polltarget`).
+pub const DEFAULT_POLL_TARGET: u8 = 8;
+
+/// A source's stable identity within a client: never reused, so that removing one source cannot
+/// shift another's state.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SourceId(pub u64);
+
+impl std::fmt::Display for SourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// How a source is configured.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,6 +56,8 @@ pub struct SourceConfig {
     pub iburst: bool,
     /// The protocol version of requests.
     pub version: Version,
+    /// Samples the statistics should hold at the adapted poll interval.
+    pub poll_target: u8,
 }
 
 impl Default for SourceConfig {
@@ -49,6 +67,7 @@ impl Default for SourceConfig {
             max_poll: PollInterval::new(10),
             iburst: false,
             version: Version::V4,
+            poll_target: DEFAULT_POLL_TARGET,
         }
     }
 }
@@ -73,17 +92,17 @@ pub struct ReplyInfo {
 /// What a datagram from the source turned out to be.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum ReplyOutcome {
-    /// A valid reply; `released` is set when the clock filter produced a new estimate.
-    Accepted {
-        /// The new filter output, if any.
-        released: Option<FilterOutput>,
-    },
-    /// A reply that failed a check. For [`ReplyError::BogusOrigin`] the request stays
-    /// outstanding, since the genuine reply may still come.
+    /// A valid reply; its sample is in the statistics.
+    Accepted,
+    /// A reply that failed a check. When [`ReplyError::is_unmatched`], it did not answer our
+    /// request and changed nothing: the request stays outstanding for the genuine reply.
     Rejected(ReplyError),
+    /// A valid reply to a request that was sent before the clock was stepped and answered after:
+    /// its timestamps straddle the step, so it is no sample.
+    Straddled,
     /// Not an NTP packet.
     Malformed,
-    /// No request is outstanding: a duplicate or a stray packet. Never used twice.
+    /// No request is outstanding: a duplicate, a late or a stray packet. Never used.
     Unexpected,
 }
 
@@ -107,26 +126,6 @@ pub enum Unfit {
     Loop,
 }
 
-/// One upstream server.
-#[derive(Clone, Debug)]
-pub struct Source {
-    address: IpAddr,
-    local_address: Option<IpAddr>,
-    config: SourceConfig,
-    reach: u8,
-    system_poll: PollInterval,
-    kiss_poll: PollInterval,
-    next_poll: Instant,
-    burst_left: u8,
-    outstanding: Option<NtpTimestamp>,
-    unanswered: u32,
-    filter: ClockFilter,
-    last: Option<ReplyInfo>,
-    last_error: Option<ReplyError>,
-    denied: Option<ReferenceId>,
-    counters: SourceCounters,
-}
-
 /// What a source has sent and received. `accepted` never exceeds `sent`: each request is
 /// answered at most once, and duplicates count as `ignored`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -137,27 +136,55 @@ pub struct SourceCounters {
     pub accepted: u64,
     /// Replies that failed a check (including kiss-o'-death and forged origins).
     pub rejected: u64,
-    /// Duplicates, stray and malformed datagrams, never used.
+    /// Duplicates, stray, late, straddling and malformed datagrams, never used.
     pub ignored: u64,
+}
+
+/// The request in flight.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Outstanding {
+    cookie: NtpTimestamp,
+    deadline: Instant,
+    straddled: bool,
+}
+
+/// One upstream server.
+#[derive(Clone, Debug)]
+pub struct Source {
+    address: SocketAddr,
+    local_address: Option<IpAddr>,
+    config: SourceConfig,
+    reach: u8,
+    poll: PollInterval,
+    poll_score: f64,
+    kiss_poll: PollInterval,
+    next_poll: Instant,
+    burst_left: u8,
+    outstanding: Option<Outstanding>,
+    unanswered: u32,
+    stats: SourceStats,
+    last: Option<ReplyInfo>,
+    last_error: Option<ReplyError>,
+    denied: Option<ReferenceId>,
+    counters: SourceCounters,
 }
 
 impl Source {
     /// A source at `address`, polled first at `now`.
-    pub fn new(address: IpAddr, config: SourceConfig, now: Instant) -> Self {
-        let mut filter = ClockFilter::new();
-        filter.set_poll(config.min_poll);
+    pub fn new(address: SocketAddr, config: SourceConfig, now: Instant) -> Self {
         Self {
             address,
             local_address: None,
             config,
             reach: 0,
-            system_poll: config.min_poll,
+            poll: config.min_poll,
+            poll_score: 0.0,
             kiss_poll: config.min_poll,
             next_poll: now,
             burst_left: if config.iburst { IBURST_COUNT } else { 0 },
             outstanding: None,
             unanswered: 0,
-            filter,
+            stats: SourceStats::new(),
             last: None,
             last_error: None,
             denied: None,
@@ -165,31 +192,43 @@ impl Source {
         }
     }
 
-    /// When [`Source::poll_transmit`] next has a request; `None` once the server denied us.
+    /// When the source next needs [`Source::handle_timeout`] or [`Source::poll_transmit`];
+    /// `None` once the server denied us.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.denied.is_none().then_some(self.next_poll)
+        let reply = self.outstanding.map(|o| o.deadline);
+        let poll = self.denied.is_none().then_some(self.next_poll);
+        reply.into_iter().chain(poll).min()
     }
 
-    /// The request to send now, if the poll deadline has come. `local` is our clock's time, and
-    /// `cookie` 64 random bits for the transmit timestamp (RFC 9109, and chrony's practice).
+    /// True when a poll is due at `now`.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.denied.is_none() && now >= self.next_poll
+    }
+
+    /// Gives up on a request whose reply is overdue at `now`. Returns true if one was.
+    pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        if self.outstanding.is_some_and(|o| now >= o.deadline) {
+            self.outstanding = None;
+            self.unanswered = self.unanswered.saturating_add(1);
+            return true;
+        }
+        false
+    }
+
+    /// The request to send now, if the poll is due, and how long to wait for its reply. `cookie`
+    /// is 64 random bits for the transmit timestamp (RFC 9109, and chrony's practice).
     pub fn poll_transmit(
         &mut self,
         now: Instant,
-        local: NtpTimestamp,
         cookie: NtpTimestamp,
-    ) -> Option<[u8; 48]> {
+    ) -> Option<([u8; 48], Duration)> {
         if self.denied.is_some() || now < self.next_poll {
             return None;
         }
         if self.outstanding.take().is_some() {
             self.unanswered = self.unanswered.saturating_add(1);
         }
-        // Three polls in a row unanswered: age the filter with a dummy stage (RFC 5905 A.5.7.3).
-        if self.reach & 0b111 == 0 && self.filter.valid_stages() > 0 {
-            self.filter.add_missing(local);
-        }
         self.reach <<= 1;
-        self.outstanding = Some(cookie);
         self.counters.sent += 1;
         let poll = self.poll();
         let interval = if self.burst_left > 0 {
@@ -199,23 +238,42 @@ impl Source {
             duration_of(poll)
         };
         self.next_poll = now + interval;
-        Some(Packet::client_request(self.config.version, poll, cookie).serialize())
+        let wait = interval.min(MAX_REPLY_WAIT);
+        self.outstanding = Some(Outstanding {
+            cookie,
+            deadline: now + wait,
+            straddled: false,
+        });
+        Some((
+            Packet::client_request(self.config.version, poll, cookie).serialize(),
+            wait,
+        ))
+    }
+
+    /// The clock was stepped: a request in flight cannot give a sample any more.
+    pub fn clock_stepped(&mut self) {
+        if let Some(o) = &mut self.outstanding {
+            o.straddled = true;
+        }
     }
 
     /// Handles a datagram from the source: T1 is when our request really left, T4 when this
-    /// arrived, both our clock's time.
+    /// arrived, both our clock's time; `discipline` says what had been corrected by then.
     pub fn handle_reply(
         &mut self,
         t1: NtpTimestamp,
         t4: NtpTimestamp,
         bytes: &[u8],
         limits: &ReplyLimits,
+        discipline: &Discipline,
     ) -> ReplyOutcome {
-        let outcome = self.judge_reply(t1, t4, bytes, limits);
+        let outcome = self.judge_reply(t1, t4, bytes, limits, discipline);
         let counter = match outcome {
-            ReplyOutcome::Accepted { .. } => &mut self.counters.accepted,
+            ReplyOutcome::Accepted => &mut self.counters.accepted,
             ReplyOutcome::Rejected(_) => &mut self.counters.rejected,
-            ReplyOutcome::Malformed | ReplyOutcome::Unexpected => &mut self.counters.ignored,
+            ReplyOutcome::Straddled | ReplyOutcome::Malformed | ReplyOutcome::Unexpected => {
+                &mut self.counters.ignored
+            }
         };
         *counter += 1;
         outcome
@@ -227,18 +285,35 @@ impl Source {
         t4: NtpTimestamp,
         bytes: &[u8],
         limits: &ReplyLimits,
+        discipline: &Discipline,
     ) -> ReplyOutcome {
         let Ok((reply, _)) = Packet::parse(bytes) else {
             return ReplyOutcome::Malformed;
         };
-        let Some(cookie) = self.outstanding else {
+        let Some(outstanding) = self.outstanding else {
             return ReplyOutcome::Unexpected;
         };
-        match sample::process_reply(&reply, &SentRequest { cookie, t1 }, t4, limits) {
+        let sent = SentRequest {
+            cookie: outstanding.cookie,
+            t1,
+        };
+        match sample::process_reply(&reply, &sent, t4, limits) {
+            Err(error) if error.is_unmatched() => ReplyOutcome::Rejected(error),
+            Err(error) => {
+                self.answered();
+                self.last_error = Some(error);
+                if let ReplyError::Kiss(code) = error {
+                    self.handle_kiss(code, reply.poll);
+                }
+                ReplyOutcome::Rejected(error)
+            }
+            Ok(_) if outstanding.straddled => {
+                self.answered();
+                ReplyOutcome::Straddled
+            }
             Ok(sample) => {
-                self.outstanding = None;
+                self.answered();
                 self.reach |= 1;
-                self.unanswered = 0;
                 self.last_error = None;
                 self.last = Some(ReplyInfo {
                     leap: reply.leap,
@@ -248,20 +323,66 @@ impl Source {
                     root_delay: reply.root_delay.to_duration(),
                     root_dispersion: reply.root_dispersion.to_duration(),
                 });
-                ReplyOutcome::Accepted {
-                    released: self.filter.add(sample, t4),
-                }
-            }
-            Err(error @ ReplyError::BogusOrigin) => ReplyOutcome::Rejected(error),
-            Err(error) => {
-                self.outstanding = None;
-                self.last_error = Some(error);
-                if let ReplyError::Kiss(code) = error {
-                    self.handle_kiss(code, reply.poll);
-                }
-                ReplyOutcome::Rejected(error)
+                // The offset is the mean of the clock's errors at T1 and T4, so the corrections
+                // to add back are the mean of those at T1 and T4, exactly, whatever the slew.
+                let correction = discipline
+                    .correction(t1)
+                    .midpoint(discipline.correction(t4));
+                let middle = t1 + (t4 - t1).half();
+                let raw = RawSample {
+                    time: middle - correction,
+                    offset: sample.offset + correction,
+                    delay: sample.delay,
+                    dispersion: sample.dispersion,
+                };
+                let surprise = self.stats.add(raw);
+                self.adapt_poll(surprise, raw);
+                ReplyOutcome::Accepted
             }
         }
+    }
+
+    fn answered(&mut self) {
+        self.outstanding = None;
+        self.unanswered = 0;
+    }
+
+    /// chrony's poll adaptation: a sample the line did not predict within its peer distance
+    /// shortens the poll by how badly it missed; otherwise the poll follows the number of samples
+    /// the line rests on, towards the poll target (RFC 5905 section 13 leaves the rule open).
+    fn adapt_poll(&mut self, surprise: Option<NtpDuration>, raw: RawSample) {
+        let distance =
+            (raw.delay.to_seconds_f64() / 2.0 + raw.dispersion.to_seconds_f64()).max(1e-9);
+        let target = f64::from(self.config.poll_target.max(1));
+        let adjust = match surprise.map(NtpDuration::to_seconds_f64) {
+            Some(error) if error > distance => -(error / distance).log2(),
+            _ => {
+                let ratio = (self.stats.len() as f64 / target - 1.0) / target;
+                if ratio < 0.0 { 2.0 * ratio } else { ratio }
+            }
+        };
+        self.poll_score += adjust;
+        let mut poll = i32::from(self.poll.get());
+        if self.poll_score >= 1.0 {
+            poll += self.poll_score.floor() as i32;
+            self.poll_score -= self.poll_score.floor();
+        } else if self.poll_score < 0.0 {
+            let down = (-self.poll_score).ceil();
+            poll -= down as i32;
+            self.poll_score += down;
+        }
+        let (min, max) = (
+            i32::from(self.config.min_poll.get()),
+            i32::from(self.config.max_poll.get()),
+        );
+        if poll <= min {
+            poll = min;
+            self.poll_score = self.poll_score.min(0.5);
+        } else if poll >= max {
+            poll = max;
+            self.poll_score = self.poll_score.max(0.5);
+        }
+        self.poll = PollInterval::new(poll as i8);
     }
 
     /// RATE: poll less often (at least one step more, or what the server asked); DENY and RSTR:
@@ -279,18 +400,11 @@ impl Source {
         }
     }
 
-    /// The poll interval the system (the discipline) would like; the source keeps within its own
-    /// limits.
-    pub fn set_system_poll(&mut self, poll: PollInterval) {
-        self.system_poll = poll;
-        self.filter.set_poll(self.poll());
-    }
-
-    /// The current poll interval: the system's, within minpoll..maxpoll, raised by a rate kiss and
-    /// backing off while unreachable.
+    /// The current poll interval: the adapted one, raised by a rate kiss and backing off while
+    /// unreachable, within minpoll..maxpoll.
     pub fn poll(&self) -> PollInterval {
         let base = self
-            .system_poll
+            .poll
             .max(self.kiss_poll)
             .clamp(self.config.min_poll, self.config.max_poll);
         let backoff = self.unanswered.saturating_sub(UNREACH_POLLS).min(32) as i8;
@@ -303,8 +417,13 @@ impl Source {
         self.local_address = Some(address);
     }
 
-    /// Whether the source may be selected, and as what (RFC 5905 appendix A.5.2, fit()).
-    pub fn candidate(&self, now: NtpTimestamp) -> Result<Candidate, Unfit> {
+    /// Whether the source may be selected at local time `now`, and as what (RFC 5905 appendix
+    /// A.5.2, fit()): its offset now, from the line through its samples.
+    pub fn candidate(
+        &self,
+        now: NtpTimestamp,
+        discipline: &Discipline,
+    ) -> Result<Candidate, Unfit> {
         if let Some(code) = self.denied {
             return Err(Unfit::Denied(code));
         }
@@ -318,12 +437,12 @@ impl Source {
                 Unfit::Unreachable
             });
         }
-        let (Some(last), Some(estimate)) = (self.last, self.filter.estimate()) else {
+        let (Some(last), Some(estimate)) = (self.last, self.estimate(now, discipline)) else {
             return Err(Unfit::NoSamples);
         };
-        let distance = self.root_distance(now).unwrap_or(NtpDuration::MAX);
-        if distance > MAX_DISTANCE + self.poll().to_duration().mul_f64(PHI) {
-            return Err(Unfit::TooFar(distance));
+        let limit = MAX_DISTANCE + self.poll().to_duration().mul_f64(PHI);
+        if estimate.root_distance > limit {
+            return Err(Unfit::TooFar(estimate.root_distance));
         }
         if self
             .local_address
@@ -333,45 +452,45 @@ impl Source {
         }
         Ok(Candidate {
             offset: estimate.offset,
-            root_distance: distance,
+            root_distance: estimate.root_distance,
             jitter: estimate.jitter,
             stratum: last.stratum,
         })
     }
 
-    /// Root distance through this source at `now` (RFC 5905 appendix A.5.5.2, root_dist()).
-    pub fn root_distance(&self, now: NtpTimestamp) -> Option<NtpDuration> {
-        let (last, estimate) = (self.last?, self.filter.estimate()?);
-        let age = (now - estimate.time).max(NtpDuration::ZERO);
-        Some(
-            (last.root_delay + estimate.delay)
-                .max(MIN_DISPERSION)
-                .half()
-                + last.root_dispersion
-                + self.filter.dispersion(now)
-                + age.mul_f64(PHI)
-                + estimate.jitter,
-        )
-    }
-
-    /// Forgets every sample, after the clock was stepped and they are all wrong.
-    pub fn clear_filter(&mut self) {
-        self.filter.clear();
+    /// What the source's samples say at local time `now`.
+    pub fn estimate(&self, now: NtpTimestamp, discipline: &Discipline) -> Option<SourceEstimate> {
+        let (last, fit, newest) = (self.last?, self.stats.fit()?, self.stats.newest()?);
+        let raw_now = discipline.uncorrected(now);
+        let (raw_offset, offset_sd) = fit.predict(raw_now);
+        let offset = raw_offset - discipline.correction(now);
+        let min_delay = self.stats.min_delay().unwrap_or(newest.delay);
+        let age = (raw_now - newest.time).max(NtpDuration::ZERO);
+        let sd = NtpDuration::from_seconds_f64(offset_sd.min(1e6));
+        let root_distance = (last.root_delay + min_delay).max(MIN_DISPERSION).half()
+            + last.root_dispersion
+            + newest.dispersion
+            + age.mul_f64(PHI)
+            + sd;
+        Some(SourceEstimate {
+            offset,
+            offset_sd,
+            frequency: (fit.frequency_sd.is_finite()).then_some((fit.frequency, fit.frequency_sd)),
+            delay: min_delay,
+            jitter: NtpDuration::from_seconds_f64(fit.residual_sd.min(1e6)),
+            root_distance,
+            samples: fit.samples,
+        })
     }
 
     /// The source's address.
-    pub fn address(&self) -> IpAddr {
+    pub fn address(&self) -> SocketAddr {
         self.address
     }
 
     /// The 8-bit reach register: bit 0 is the latest poll, 1 if it was answered.
     pub fn reach(&self) -> u8 {
         self.reach
-    }
-
-    /// The clock filter's current estimate.
-    pub fn estimate(&self) -> Option<FilterOutput> {
-        self.filter.estimate()
     }
 
     /// The server-side facts of the last valid reply.
@@ -393,6 +512,30 @@ impl Source {
     pub fn is_waiting(&self) -> bool {
         self.outstanding.is_some()
     }
+
+    /// How many samples the statistics hold.
+    pub fn samples(&self) -> usize {
+        self.stats.len()
+    }
+}
+
+/// One source's view of the clock at some instant.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct SourceEstimate {
+    /// Server minus local clock now, from the line through the samples.
+    pub offset: NtpDuration,
+    /// Its standard error, seconds.
+    pub offset_sd: f64,
+    /// The clock's frequency error (s/s) and its standard error, once the line has a slope.
+    pub frequency: Option<(f64, f64)>,
+    /// The lowest round-trip delay of the samples.
+    pub delay: NtpDuration,
+    /// The samples' scatter around the line.
+    pub jitter: NtpDuration,
+    /// Root distance through this source now (RFC 5905 appendix A.5.5.2, root_dist()).
+    pub root_distance: NtpDuration,
+    /// Samples the line rests on.
+    pub samples: usize,
 }
 
 /// True if `reference_id` names `local` (RFC 5905 appendix A.5.2: the source is synchronized to
@@ -406,319 +549,4 @@ fn is_our_reference(local: IpAddr, reference_id: ReferenceId) -> bool {
 /// 2^poll seconds as a [`Duration`] (at least 1/16 s).
 pub fn duration_of(poll: PollInterval) -> Duration {
     Duration::from_secs_f64(2f64.powi(i32::from(poll.get().max(-4))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::packet::Mode;
-
-    const T0: NtpTimestamp = NtpTimestamp::from_parts(3_900_000_000, 0);
-
-    fn lab_config() -> SourceConfig {
-        SourceConfig {
-            min_poll: PollInterval::new(-2),
-            max_poll: PollInterval::new(2),
-            iburst: true,
-            version: Version::V4,
-        }
-    }
-
-    fn reply_to(request: &[u8; 48], server_offset_s: f64, t1: NtpTimestamp) -> Vec<u8> {
-        let (req, _) = Packet::parse(request).expect("our request parses");
-        let server_time = t1 + NtpDuration::from_seconds_f64(server_offset_s + 0.001);
-        let mut reply = Packet::client_request(Version::V4, req.poll, server_time);
-        reply.mode = Mode::SERVER;
-        reply.stratum = Stratum::new(1);
-        reply.reference_id = ReferenceId::LOCL;
-        reply.precision = Precision::new(-20);
-        reply.origin_timestamp = req.transmit_timestamp;
-        reply.receive_timestamp = server_time;
-        reply.serialize().to_vec()
-    }
-
-    /// Runs one poll: request at `local`, a reply 2 ms later from a server `offset` ahead.
-    fn exchange(
-        source: &mut Source,
-        now: Instant,
-        local: NtpTimestamp,
-        cookie: u64,
-        offset: f64,
-    ) -> ReplyOutcome {
-        let request = source
-            .poll_transmit(now, local, NtpTimestamp::from_bits(cookie))
-            .expect("due");
-        let reply = reply_to(&request, offset, local);
-        source.handle_reply(
-            local,
-            local + NtpDuration::from_seconds_f64(0.002),
-            &reply,
-            &ReplyLimits::default(),
-        )
-    }
-
-    #[test]
-    fn iburst_then_regular_polls() {
-        let start = Instant::now();
-        let mut source = Source::new(
-            "127.0.0.1".parse().expect("ip"),
-            SourceConfig {
-                min_poll: PollInterval::new(4),
-                max_poll: PollInterval::new(6),
-                ..lab_config()
-            },
-            start,
-        );
-        assert_eq!(source.poll_timeout(), Some(start));
-        let mut now = start;
-        let mut gaps = Vec::new();
-        for i in 0..6 {
-            let request = source
-                .poll_transmit(now, T0, NtpTimestamp::from_bits(i + 1))
-                .expect("due");
-            assert_eq!(
-                Packet::parse(&request)
-                    .expect("parses")
-                    .0
-                    .transmit_timestamp,
-                NtpTimestamp::from_bits(i + 1)
-            );
-            let next = source.poll_timeout().expect("active");
-            gaps.push(next - now);
-            now = next;
-        }
-        let expected = [2, 2, 2, 2, 16, 16].map(Duration::from_secs);
-        assert_eq!(
-            gaps, expected,
-            "four burst requests 2 s apart, then 2^minpoll"
-        );
-        assert_eq!(
-            source.poll_transmit(
-                now - Duration::from_millis(1),
-                T0,
-                NtpTimestamp::from_bits(9)
-            ),
-            None,
-            "early wake-up is harmless"
-        );
-    }
-
-    /// A source that has answered `polls` polls from a server 0.25 s ahead; returns it and the
-    /// local time after the last poll.
-    fn answered(polls: u64) -> (Source, NtpTimestamp) {
-        let start = Instant::now();
-        let mut source = Source::new("127.0.0.1".parse().expect("ip"), lab_config(), start);
-        let (mut local, mut now) = (T0, start);
-        for i in 0..polls {
-            let outcome = exchange(&mut source, now, local, 100 + i, 0.25);
-            assert!(
-                matches!(outcome, ReplyOutcome::Accepted { .. }),
-                "{outcome:?}"
-            );
-            now = source.poll_timeout().expect("active");
-            local += NtpDuration::from_seconds(1);
-        }
-        (source, local)
-    }
-
-    #[test]
-    fn replies_fill_the_reach_register_and_the_filter() {
-        let (source, local) = answered(8);
-        assert_eq!(source.reach(), 0xff);
-        let estimate = source.estimate().expect("filter has output");
-        assert!(
-            (estimate.offset.to_seconds_f64() - 0.25).abs() < 1e-6,
-            "{:?}",
-            estimate.offset
-        );
-        let candidate = source.candidate(local).expect("fit");
-        assert_eq!(candidate.stratum, Stratum::PRIMARY);
-        assert!(
-            candidate.root_distance < NtpDuration::from_seconds_f64(0.01),
-            "{:?}",
-            candidate.root_distance
-        );
-    }
-
-    #[test]
-    fn a_new_source_needs_a_few_samples_before_it_is_fit() {
-        // Empty filter stages count as MAXDISP (RFC 5905 section 10), so one sample is far from
-        // trustworthy; iburst's four fill enough stages to bring the distance under MAXDIST.
-        let (one, local) = answered(1);
-        assert!(matches!(one.candidate(local), Err(Unfit::TooFar(_))));
-        let (four, local) = answered(4);
-        assert!(four.candidate(local).is_ok());
-    }
-
-    #[test]
-    fn duplicates_and_forgeries_are_never_used() {
-        let start = Instant::now();
-        let mut source = Source::new("127.0.0.1".parse().expect("ip"), lab_config(), start);
-        let request = source
-            .poll_transmit(start, T0, NtpTimestamp::from_bits(77))
-            .expect("due");
-        let reply = reply_to(&request, 0.0, T0);
-        let mut forged = reply.clone();
-        forged[24..32].copy_from_slice(&5u64.to_be_bytes());
-        let t4 = T0 + NtpDuration::from_seconds_f64(0.002);
-        let limits = ReplyLimits::default();
-        assert_eq!(
-            source.handle_reply(T0, t4, &forged, &limits),
-            ReplyOutcome::Rejected(ReplyError::BogusOrigin)
-        );
-        assert!(source.is_waiting(), "a forgery does not cancel the request");
-        assert!(matches!(
-            source.handle_reply(T0, t4, &reply, &limits),
-            ReplyOutcome::Accepted { .. }
-        ));
-        assert_eq!(
-            source.handle_reply(T0, t4, &reply, &limits),
-            ReplyOutcome::Unexpected,
-            "the duplicate"
-        );
-        assert_eq!(
-            source.handle_reply(T0, t4, &[1, 2, 3], &limits),
-            ReplyOutcome::Malformed
-        );
-        assert_eq!(source.reach(), 1);
-        let counters = source.counters();
-        assert_eq!(
-            (
-                counters.sent,
-                counters.accepted,
-                counters.rejected,
-                counters.ignored
-            ),
-            (1, 1, 1, 2)
-        );
-    }
-
-    fn kiss(request: &[u8; 48], code: ReferenceId) -> Vec<u8> {
-        let mut reply = Packet::parse(&reply_to(request, 0.0, T0))
-            .expect("parses")
-            .0;
-        reply.stratum = Stratum::UNSPECIFIED;
-        reply.leap = LeapIndicator::Unsynchronized;
-        reply.reference_id = code;
-        reply.serialize().to_vec()
-    }
-
-    #[test]
-    fn kiss_rate_raises_the_poll_and_deny_stops() {
-        let start = Instant::now();
-        let mut source = Source::new(
-            "127.0.0.1".parse().expect("ip"),
-            SourceConfig {
-                iburst: false,
-                ..lab_config()
-            },
-            start,
-        );
-        let request = source
-            .poll_transmit(start, T0, NtpTimestamp::from_bits(1))
-            .expect("due");
-        let before = source.poll();
-        let outcome = source.handle_reply(
-            T0,
-            T0,
-            &kiss(&request, ReferenceId::RATE),
-            &ReplyLimits::default(),
-        );
-        assert_eq!(
-            outcome,
-            ReplyOutcome::Rejected(ReplyError::Kiss(ReferenceId::RATE))
-        );
-        assert!(
-            source.poll() > before,
-            "{:?} -> {:?}",
-            before,
-            source.poll()
-        );
-
-        let now = source.poll_timeout().expect("still polling");
-        let request = source
-            .poll_transmit(now, T0, NtpTimestamp::from_bits(2))
-            .expect("due");
-        source.handle_reply(
-            T0,
-            T0,
-            &kiss(&request, ReferenceId::DENY),
-            &ReplyLimits::default(),
-        );
-        assert_eq!(source.poll_timeout(), None, "DENY: never poll again");
-        assert_eq!(source.candidate(T0), Err(Unfit::Denied(ReferenceId::DENY)));
-    }
-
-    #[test]
-    fn unreachable_source_backs_off_to_maxpoll() {
-        let start = Instant::now();
-        let config = SourceConfig {
-            min_poll: PollInterval::new(0),
-            max_poll: PollInterval::new(4),
-            iburst: false,
-            version: Version::V4,
-        };
-        let mut source = Source::new("127.0.0.1".parse().expect("ip"), config, start);
-        let mut now = start;
-        let mut polls = Vec::new();
-        for i in 0..16 {
-            source
-                .poll_transmit(now, T0, NtpTimestamp::from_bits(i + 1))
-                .expect("due");
-            polls.push(source.poll().get());
-            now = source.poll_timeout().expect("active");
-        }
-        assert_eq!(source.reach(), 0);
-        assert_eq!(source.candidate(T0), Err(Unfit::Unreachable));
-        let fresh = Source::new("127.0.0.1".parse().expect("ip"), config, start);
-        assert_eq!(
-            fresh.candidate(T0),
-            Err(Unfit::NoSamples),
-            "not unreachable before it was asked"
-        );
-        assert_eq!(polls[..9], [0; 9]);
-        assert_eq!(
-            polls[9..],
-            [1, 2, 3, 4, 4, 4, 4],
-            "backs off one step per unanswered poll"
-        );
-    }
-
-    #[test]
-    fn a_source_synchronized_to_us_is_a_loop() {
-        let (mut source, local) = answered(8);
-        let now = source.poll_timeout().expect("active");
-        let request = source
-            .poll_transmit(now, local, NtpTimestamp::from_bits(5))
-            .expect("due");
-        let mut reply = Packet::parse(&reply_to(&request, 0.25, local))
-            .expect("parses")
-            .0;
-        reply.stratum = Stratum::new(3);
-        reply.reference_id = ReferenceId::from_ip("192.0.2.7".parse().expect("ip"));
-        let t4 = local + NtpDuration::from_seconds_f64(0.002);
-        source.handle_reply(local, t4, &reply.serialize(), &ReplyLimits::default());
-        source.set_local_address("192.0.2.8".parse().expect("ip"));
-        assert!(source.candidate(t4).is_ok());
-        source.set_local_address("192.0.2.7".parse().expect("ip"));
-        assert_eq!(source.candidate(t4), Err(Unfit::Loop));
-        // A loopback address names no host: an orphan parent's refid 127.0.0.1 is no loop.
-        let loopback = "127.0.0.1".parse().expect("ip");
-        assert!(!is_our_reference(loopback, ReferenceId::from_ip(loopback)));
-    }
-
-    #[test]
-    fn missed_polls_age_the_filter() {
-        let (mut source, local) = answered(8);
-        let fresh = source.root_distance(local).expect("has samples");
-        let mut now = source.poll_timeout().expect("active");
-        for i in 0..4 {
-            source
-                .poll_transmit(now, local, NtpTimestamp::from_bits(10 + i))
-                .expect("due");
-            now = source.poll_timeout().expect("active");
-        }
-        let aged = source.root_distance(local).expect("still has samples");
-        assert!(aged > fresh, "{fresh:?} -> {aged:?}");
-    }
 }

@@ -3,12 +3,13 @@
 
 use std::net::IpAddr;
 
-use crate::discipline::{ClockAction, Discipline, DisciplineConfig};
-use crate::filter::FilterOutput;
+use std::collections::BTreeMap;
+
+use crate::discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
 use crate::packet::{LeapIndicator, PollInterval, Precision, ReferenceId, Stratum};
 use crate::sample::{MIN_DISPERSION, PHI};
-use crate::select::{Candidate, Combined, Selection, Verdict, select};
-use crate::source::{ReplyInfo, Source, Unfit};
+use crate::select::{Candidate, Selection, Verdict, select};
+use crate::source::{ReplyInfo, Source, SourceEstimate, SourceId, Unfit};
 use crate::time::{NtpDuration, NtpShort, NtpTimestamp};
 
 /// The system variables a server answers with, as one immutable value that the daemon shares
@@ -71,21 +72,22 @@ impl SystemSnapshot {
     /// The system variables once the system peer at `address` has updated the clock at `now`
     /// (RFC 5905 appendix A.5.5.1, clock_update()): its stratum plus one, its address as our
     /// reference ID, its root delay plus the delay to it, and its root dispersion plus every
-    /// error we add (jitter, filter dispersion aged at PHI, the offset just corrected).
+    /// error we add (its scatter and the system's, its dispersion, the offset being corrected).
     pub fn synchronized_to(
         address: IpAddr,
         reply: &ReplyInfo,
-        estimate: &FilterOutput,
+        estimate: &SourceEstimate,
         system_jitter: NtpDuration,
         precision: Precision,
         now: NtpTimestamp,
     ) -> Self {
-        let jitter = (estimate.jitter.to_seconds_f64().powi(2)
-            + system_jitter.to_seconds_f64().powi(2))
-        .sqrt();
-        let age = (now - estimate.time).max(NtpDuration::ZERO);
-        let added =
-            (estimate.dispersion + age.mul_f64(PHI) + estimate.offset.abs()).max(MIN_DISPERSION);
+        let jitter = estimate
+            .jitter
+            .to_seconds_f64()
+            .hypot(system_jitter.to_seconds_f64());
+        let added = (NtpDuration::from_seconds_f64(estimate.offset_sd.min(1e6))
+            + estimate.offset.abs())
+        .max(MIN_DISPERSION);
         Self {
             leap: reply.leap,
             stratum: reply.stratum.next(),
@@ -129,7 +131,7 @@ pub struct SyncConfig {
     pub holdover: NtpDuration,
     /// Measure only, never adjust the clock (like `chronyd -x`).
     pub monitor_only: bool,
-    /// Step, slew and panic thresholds and poll limits.
+    /// Step, slew and panic thresholds, the clock's slew rate and frequency limit.
     pub discipline: DisciplineConfig,
     /// A local reference clock (stratum, reference ID) to serve while no source is selected,
     /// like chrony's `local stratum N`.
@@ -183,14 +185,14 @@ pub enum SystemEvent {
     Step(NtpDuration),
     /// An offset beyond the panic threshold was refused.
     Refused(NtpDuration),
-    /// Synchronized to the source at this index.
-    SyncGained(usize),
-    /// The system peer changed to the source at this index.
-    PeerChanged(usize),
+    /// Synchronized to this source.
+    SyncGained(SourceId),
+    /// The system peer changed to this source.
+    PeerChanged(SourceId),
     /// Not synchronized any more: no agreement, or the holdover ran out.
     SyncLost,
-    /// The source at this index changed state.
-    SourceChanged(usize, SourceState),
+    /// This source changed state.
+    SourceChanged(SourceId, SourceState),
 }
 
 /// The result of a selection round.
@@ -202,31 +204,33 @@ pub struct Update {
     pub events: Vec<SystemEvent>,
 }
 
-/// The system process (RFC 5905 section 11): a selection round over all sources whenever one of
-/// them has a new estimate, the discipline, and the system variables that follow.
+/// The sources as the client core keeps them, by stable id.
+pub type Sources = BTreeMap<SourceId, Source>;
+
+/// The system process (RFC 5905 section 11): a selection round over all sources, the
+/// discipline, and the system variables that follow.
 #[derive(Debug)]
 pub struct System {
     config: SyncConfig,
     discipline: Discipline,
     precision: Precision,
     snapshot: SystemSnapshot,
-    states: Vec<SourceState>,
-    peer: Option<usize>,
+    states: BTreeMap<SourceId, SourceState>,
+    peer: Option<SourceId>,
     last_offset: Option<NtpDuration>,
     last_update: Option<NtpTimestamp>,
     refusing: bool,
 }
 
 impl System {
-    /// An unsynchronized system; `frequency_ppm` from a drift file. Sources may be added at any
-    /// time: the slice given to [`System::select`] is the list.
+    /// An unsynchronized system; `frequency_ppm` from a drift file.
     pub fn new(config: SyncConfig, precision: Precision, frequency_ppm: Option<f64>) -> Self {
         Self {
             config,
             discipline: Discipline::new(config.discipline, frequency_ppm),
             precision,
             snapshot: SystemSnapshot::unsynchronized(precision),
-            states: Vec::new(),
+            states: BTreeMap::new(),
             peer: None,
             last_offset: None,
             last_update: None,
@@ -234,16 +238,20 @@ impl System {
         }
     }
 
+    /// The discipline, whose record of corrections the sources need.
+    pub fn discipline(&self) -> &Discipline {
+        &self.discipline
+    }
+
     /// Runs a selection round at local time `now` (RFC 5905 sections 11.2 and 11.3): who is fit,
-    /// who agrees, the combined offset, what the discipline makes of it, and our new system
-    /// variables. After a step every source's filter is cleared.
-    pub fn select(&mut self, sources: &mut [Source], now: NtpTimestamp) -> Update {
+    /// who agrees, the combined offset and frequency, what the discipline makes of them, and our
+    /// new system variables.
+    pub fn select(&mut self, sources: &mut Sources, now: NtpTimestamp) -> Update {
         let mut update = Update::default();
         let (fit, selection) = self.judge(sources, now, &mut update);
         let Some(combined) = selection.combined else {
             // Sources that disagree (or too few agreeing) end synchronization at once; sources
-            // that merely have no usable samples (refilling after a step, unreachable) do not:
-            // the holdover decides that.
+            // that merely have no usable samples (unreachable) do not: the holdover decides that.
             if !fit.is_empty() && self.peer.take().is_some() {
                 update.events.push(SystemEvent::SyncLost);
                 self.snapshot = SystemSnapshot::unsynchronized(self.precision);
@@ -251,104 +259,102 @@ impl System {
             return update;
         };
         let peer = fit[combined.system_peer].0;
-        self.apply(sources, peer, combined, now, &mut update);
+        let frequency = combined_frequency(&fit, &selection.verdicts);
+        let estimate = Estimate {
+            offset: combined.offset,
+            frequency,
+        };
+        self.apply(sources, peer, estimate, combined.jitter, now, &mut update);
         update
     }
 
     /// Re-judges every source at `now` without touching the clock or the system variables, so
     /// that a source that stopped answering shows as unreachable between selection rounds.
-    pub fn survey(&mut self, sources: &[Source], now: NtpTimestamp) -> Vec<SystemEvent> {
+    pub fn survey(&mut self, sources: &Sources, now: NtpTimestamp) -> Vec<SystemEvent> {
         let mut update = Update::default();
         self.judge(sources, now, &mut update);
         update.events
     }
 
-    /// Fit candidates (offsets brought up to now), the selection over them, and each source's
+    /// The fit sources' candidates and estimates, the selection over them, and each source's
     /// recorded state.
     fn judge(
         &mut self,
-        sources: &[Source],
+        sources: &Sources,
         now: NtpTimestamp,
         update: &mut Update,
-    ) -> (Vec<(usize, Candidate)>, Selection) {
-        let fit: Vec<(usize, Candidate)> = sources
+    ) -> (Vec<(SourceId, Candidate, SourceEstimate)>, Selection) {
+        let discipline = &self.discipline;
+        let fit: Vec<(SourceId, Candidate, SourceEstimate)> = sources
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.candidate(now)
-                    .ok()
-                    .map(|c| (i, self.brought_up_to(now, s, c)))
+            .filter_map(|(id, s)| {
+                let candidate = s.candidate(now, discipline).ok()?;
+                Some((*id, candidate, s.estimate(now, discipline)?))
             })
             .collect();
-        let candidates: Vec<Candidate> = fit.iter().map(|(_, c)| *c).collect();
+        let candidates: Vec<Candidate> = fit.iter().map(|(_, c, _)| *c).collect();
         let previous = self
             .peer
-            .and_then(|p| fit.iter().position(|(i, _)| *i == p));
+            .and_then(|p| fit.iter().position(|(id, _, _)| *id == p));
         let selection = select(&candidates, self.config.min_sources, previous);
         self.record_states(sources, now, &fit, &selection.verdicts, update);
         (fit, selection)
     }
 
-    /// An offset measured at the filter's sample time, less the corrections applied since.
-    fn brought_up_to(
-        &self,
-        now: NtpTimestamp,
-        source: &Source,
-        mut candidate: Candidate,
-    ) -> Candidate {
-        if let Some(estimate) = source.estimate() {
-            candidate.offset -= self.discipline.correction_since(estimate.time, now);
-        }
-        candidate
-    }
-
     fn record_states(
         &mut self,
-        sources: &[Source],
+        sources: &Sources,
         now: NtpTimestamp,
-        fit: &[(usize, Candidate)],
+        fit: &[(SourceId, Candidate, SourceEstimate)],
         verdicts: &[Verdict],
         update: &mut Update,
     ) {
-        self.states
-            .resize(sources.len(), SourceState::Rejected(Unfit::NoSamples));
-        for (i, source) in sources.iter().enumerate() {
-            let state = match fit.iter().position(|(index, _)| *index == i) {
+        self.states.retain(|id, _| sources.contains_key(id));
+        for (id, source) in sources {
+            let state = match fit.iter().position(|(fit_id, _, _)| fit_id == id) {
                 Some(k) => match verdicts[k] {
                     Verdict::SystemPeer => SourceState::Selected,
                     Verdict::Falseticker => SourceState::Falseticker,
                     Verdict::Survivor | Verdict::Outlier => SourceState::Candidate,
                 },
-                None => match source.candidate(now) {
+                None => match source.candidate(now, &self.discipline) {
                     Err(Unfit::Unreachable) => SourceState::Unreachable,
                     Err(why) => SourceState::Rejected(why),
                     Ok(_) => SourceState::Candidate,
                 },
             };
-            if self.states[i].name() != state.name() && state != SourceState::Selected {
-                update.events.push(SystemEvent::SourceChanged(i, state));
+            let before = self
+                .states
+                .insert(*id, state)
+                .unwrap_or(SourceState::Rejected(Unfit::NoSamples));
+            if before.name() != state.name() && state != SourceState::Selected {
+                update.events.push(SystemEvent::SourceChanged(*id, state));
             }
-            self.states[i] = state;
         }
     }
 
     fn apply(
         &mut self,
-        sources: &mut [Source],
-        peer: usize,
-        combined: Combined,
+        sources: &mut Sources,
+        peer: SourceId,
+        estimate: Estimate,
+        system_jitter: NtpDuration,
         now: NtpTimestamp,
         update: &mut Update,
     ) {
-        let (Some(reply), Some(estimate)) = (sources[peer].last_reply(), sources[peer].estimate())
+        let Some(source) = sources.get(&peer) else {
+            return;
+        };
+        let (Some(reply), Some(mut peer_estimate)) =
+            (source.last_reply(), source.estimate(now, &self.discipline))
         else {
             return;
         };
-        let offset = combined.offset;
+        let address = source.address().ip();
         let action = if self.config.monitor_only {
             None
         } else {
-            Some(self.discipline.update(now, offset, combined.jitter))
+            Some(self.discipline.update(now, estimate))
         };
         if let Some(ClockAction::Refused { offset }) = action {
             // One event per episode of refusals, not one per refused update.
@@ -362,31 +368,34 @@ impl System {
         if matches!(action, Some(ClockAction::Ignored)) {
             return;
         }
-        let mut estimate = estimate;
         if let Some(ClockAction::Step { offset, .. }) = action {
             update.events.push(SystemEvent::Step(offset));
-            sources.iter_mut().for_each(Source::clear_filter);
+            sources.values_mut().for_each(Source::clock_stepped);
             // The step corrected the offset at once: what is left is the error to advertise.
-            estimate.offset -= offset;
+            peer_estimate.offset -= offset;
         }
         match self.peer.replace(peer) {
             None => update.events.push(SystemEvent::SyncGained(peer)),
             Some(old) if old != peer => update.events.push(SystemEvent::PeerChanged(peer)),
             Some(_) => {}
         }
-        let poll = self.discipline.poll();
-        sources.iter_mut().for_each(|s| s.set_system_poll(poll));
-        self.last_offset = Some(offset);
+        self.last_offset = Some(estimate.offset);
         self.last_update = Some(now);
         self.snapshot = SystemSnapshot::synchronized_to(
-            sources[peer].address(),
+            address,
             &reply,
-            &estimate,
-            combined.jitter,
+            &peer_estimate,
+            system_jitter,
             self.precision,
             now,
         );
         update.action = action;
+    }
+
+    /// When the holdover runs out, in local time, if the system is synchronized.
+    pub fn holdover_deadline(&self) -> Option<NtpTimestamp> {
+        self.peer?;
+        self.last_update.map(|t| t + self.config.holdover)
     }
 
     /// Checks the holdover at `now`: after `holdover` without a clock update we tell clients we
@@ -402,11 +411,6 @@ impl System {
         None
     }
 
-    /// The system variables to serve.
-    pub fn snapshot(&self) -> SystemSnapshot {
-        self.snapshot
-    }
-
     /// The system variables to serve at `now`: the synchronized ones, else the local reference
     /// clock if one is configured, else unsynchronized.
     pub fn serving_snapshot(&self, now: NtpTimestamp) -> SystemSnapshot {
@@ -418,9 +422,9 @@ impl System {
         }
     }
 
-    /// How the last round saw each source, in source order.
-    pub fn source_states(&self) -> &[SourceState] {
-        &self.states
+    /// How the last round saw a source.
+    pub fn source_state(&self, id: SourceId) -> Option<SourceState> {
+        self.states.get(&id).copied()
     }
 
     /// The last combined offset (source minus us), if any.
@@ -433,10 +437,34 @@ impl System {
         self.discipline.frequency_ppm()
     }
 
-    /// The index of the system peer.
-    pub fn system_peer(&self) -> Option<usize> {
+    /// The system peer.
+    pub fn system_peer(&self) -> Option<SourceId> {
         self.peer
     }
+
+    /// True once the clock has been set from the sources.
+    pub fn has_updated(&self) -> bool {
+        self.last_update.is_some()
+    }
+}
+
+/// The survivors' frequencies, weighted by the inverse of their variances (chrony's
+/// combine_sources); `None` while no survivor's line has a slope yet.
+fn combined_frequency(
+    fit: &[(SourceId, Candidate, SourceEstimate)],
+    verdicts: &[Verdict],
+) -> Option<(f64, f64)> {
+    let (sum, weights) = fit
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| v.is_survivor())
+        .filter_map(|((_, _, e), _)| e.frequency)
+        .filter(|(_, sd)| *sd > 0.0 && sd.is_finite())
+        .fold((0.0, 0.0), |(sum, weights), (f, sd)| {
+            let w = sd.powi(-2);
+            (sum + f * w, weights + w)
+        });
+    (weights > 0.0).then(|| (sum / weights, weights.powf(-0.5)))
 }
 
 #[cfg(test)]
@@ -471,12 +499,14 @@ mod tests {
             root_delay: NtpDuration::from_seconds_f64(0.010),
             root_dispersion: NtpDuration::from_seconds_f64(0.020),
         };
-        let estimate = FilterOutput {
+        let estimate = SourceEstimate {
             offset: NtpDuration::from_seconds_f64(-0.001),
+            offset_sd: 0.002,
+            frequency: None,
             delay: NtpDuration::from_seconds_f64(0.004),
-            dispersion: NtpDuration::from_seconds_f64(0.002),
             jitter: NtpDuration::from_seconds_f64(0.0003),
-            time: t0,
+            root_distance: NtpDuration::from_seconds_f64(0.05),
+            samples: 8,
         };
         let jitter = NtpDuration::from_seconds_f64(0.0004);
         let s = SystemSnapshot::synchronized_to(
@@ -490,7 +520,7 @@ mod tests {
         assert_eq!(s.stratum, Stratum::new(3));
         assert_eq!(s.reference_id.as_ipv4().to_string(), "192.0.2.5");
         assert!((s.root_delay.to_seconds_f64() - 0.014).abs() < 1e-9);
-        // 0.020 + sqrt(0.0003^2 + 0.0004^2) + max(0.002 + 0 + 0.001, 0.005)
+        // 0.020 + sqrt(0.0003^2 + 0.0004^2) + max(0.002 + 0.001, 0.005)
         assert!(
             (s.root_dispersion.to_seconds_f64() - (0.020 + 0.0005 + 0.005)).abs() < 1e-6,
             "{:?}",
@@ -505,256 +535,5 @@ mod tests {
             t0,
         );
         assert_eq!(v6.reference_id.hex(), "cf404dc8");
-    }
-
-    mod process {
-        use super::super::*;
-        use crate::packet::{Mode, Packet, Version};
-        use crate::sample::ReplyLimits;
-        use crate::source::SourceConfig;
-        use std::time::{Duration, Instant};
-
-        const T0: NtpTimestamp = NtpTimestamp::from_parts(3_900_000_000, 0);
-
-        /// Sources at 127.0.0.1.. whose servers are `offsets` seconds ahead of us, each having
-        /// answered `polls` polls one second apart. Returns them and the local time after.
-        fn sources(offsets: &[f64], polls: u64) -> (Vec<Source>, NtpTimestamp) {
-            let start = Instant::now();
-            let config = SourceConfig {
-                min_poll: PollInterval::new(0),
-                max_poll: PollInterval::new(2),
-                iburst: false,
-                version: Version::V4,
-            };
-            let mut sources: Vec<Source> = (0..offsets.len())
-                .map(|i| {
-                    Source::new(
-                        format!("127.0.0.{}", i + 1).parse().expect("ip"),
-                        config,
-                        start,
-                    )
-                })
-                .collect();
-            let mut local = T0;
-            for poll in 0..polls {
-                let now = start + Duration::from_secs(poll);
-                for (source, offset) in sources.iter_mut().zip(offsets) {
-                    answer(source, now, local, *offset);
-                }
-                local += NtpDuration::ONE_SECOND;
-            }
-            (sources, local)
-        }
-
-        fn answer(source: &mut Source, now: Instant, local: NtpTimestamp, offset: f64) {
-            let cookie = NtpTimestamp::from_bits(
-                u64::from(local.seconds()) << 8 | u64::from(source.reach()),
-            );
-            let request = source.poll_transmit(now, local, cookie).expect("due");
-            let (req, _) = Packet::parse(&request).expect("parses");
-            let server = local + NtpDuration::from_seconds_f64(offset + 0.001);
-            let mut reply = Packet::client_request(Version::V4, req.poll, server);
-            reply.mode = Mode::SERVER;
-            reply.stratum = Stratum::PRIMARY;
-            reply.reference_id = ReferenceId::LOCL;
-            reply.precision = Precision::new(-20);
-            reply.origin_timestamp = req.transmit_timestamp;
-            reply.receive_timestamp = server;
-            let t4 = local + NtpDuration::from_seconds_f64(0.002);
-            source.handle_reply(local, t4, &reply.serialize(), &ReplyLimits::default());
-        }
-
-        fn system() -> System {
-            System::new(SyncConfig::default(), Precision::new(-20), None)
-        }
-
-        #[test]
-        fn three_honest_sources_outvote_a_falseticker() {
-            let (mut sources, now) = sources(&[0.010, 0.0101, 0.0099, 5.0], 8);
-            let mut system = system();
-            let update = system.select(&mut sources, now);
-            let states = system.source_states();
-            assert_eq!(states[3], SourceState::Falseticker, "{states:?}");
-            let peer = system.system_peer().expect("synchronized");
-            assert!(peer < 3);
-            assert_eq!(states[peer], SourceState::Selected);
-            let Some(ClockAction::Slew { offset, .. }) = update.action else {
-                panic!("{update:?}")
-            };
-            assert!(
-                (offset.to_seconds_f64() - 0.010).abs() < 0.0005,
-                "{offset:?}"
-            );
-            assert!(update.events.contains(&SystemEvent::SyncGained(peer)));
-            assert!(
-                update
-                    .events
-                    .contains(&SystemEvent::SourceChanged(3, SourceState::Falseticker))
-            );
-            let snapshot = system.snapshot();
-            assert_eq!(snapshot.stratum, Stratum::new(2));
-            assert_eq!(
-                snapshot.reference_id,
-                ReferenceId::from_ip(sources[peer].address())
-            );
-            assert!(snapshot.is_synchronized());
-        }
-
-        #[test]
-        fn two_sources_that_disagree_give_no_sync() {
-            let (mut sources, now) = sources(&[0.0, 5.0], 8);
-            let mut system = system();
-            let update = system.select(&mut sources, now);
-            assert_eq!(update.action, None);
-            assert_eq!(
-                system.source_states(),
-                [SourceState::Falseticker, SourceState::Falseticker]
-            );
-            assert!(!system.snapshot().is_synchronized());
-        }
-
-        #[test]
-        fn min_sources_holds_back_a_lone_source() {
-            let (mut sources, now) = sources(&[0.0], 8);
-            let config = SyncConfig {
-                min_sources: 2,
-                ..SyncConfig::default()
-            };
-            let mut system = System::new(config, Precision::new(-20), None);
-            assert_eq!(system.select(&mut sources, now).action, None);
-            assert_eq!(system.source_states(), [SourceState::Candidate]);
-        }
-
-        #[test]
-        fn a_large_first_offset_steps_and_clears_the_filters() {
-            let (mut sources, now) = sources(&[2.5, 2.5, 2.5], 8);
-            let mut system = system();
-            let update = system.select(&mut sources, now);
-            let Some(ClockAction::Step { offset, .. }) = update.action else {
-                panic!("{update:?}")
-            };
-            assert!((offset.to_seconds_f64() - 2.5).abs() < 0.001);
-            assert!(update.events.contains(&SystemEvent::Step(offset)));
-            assert!(
-                system.snapshot().root_dispersion < NtpDuration::from_seconds_f64(0.01),
-                "a corrected offset is not advertised as error: {:?}",
-                system.snapshot().root_dispersion
-            );
-            assert!(
-                sources.iter().all(|s| s.estimate().is_none()),
-                "filters cleared after a step"
-            );
-            let after = system.select(&mut sources, now + NtpDuration::ONE_SECOND);
-            assert!(
-                !after.events.contains(&SystemEvent::SyncLost),
-                "refilling filters is not a loss of sync: {after:?}"
-            );
-            assert!(system.snapshot().is_synchronized());
-        }
-
-        #[test]
-        fn a_survey_marks_a_silent_source_unreachable_without_acting() {
-            let (mut sources, now) = sources(&[0.001], 8);
-            let mut system = system();
-            system.select(&mut sources, now);
-            let mut poll_time = sources[0].poll_timeout().expect("active");
-            for i in 0..9 {
-                sources[0]
-                    .poll_transmit(poll_time, now, NtpTimestamp::from_bits(1000 + i))
-                    .expect("due");
-                poll_time = sources[0].poll_timeout().expect("active");
-            }
-            let events = system.survey(&sources, now);
-            assert_eq!(
-                events,
-                [SystemEvent::SourceChanged(0, SourceState::Unreachable)]
-            );
-            assert_eq!(system.source_states(), [SourceState::Unreachable]);
-            assert!(
-                system.snapshot().is_synchronized(),
-                "the holdover, not a survey, ends sync"
-            );
-        }
-
-        #[test]
-        fn a_panic_refusal_is_reported_once_per_episode() {
-            let (mut sources_ok, now) = sources(&[0.001], 8);
-            let mut system = system();
-            system.select(&mut sources_ok, now);
-            let mut events = Vec::new();
-            for k in 1..=3 {
-                // Sources whose every sample says +2000 s, judged k seconds later.
-                let (mut wrong, t) = sources(&[2000.0], 8);
-                events.extend(
-                    system
-                        .select(&mut wrong, t + NtpDuration::from_seconds(k))
-                        .events,
-                );
-            }
-            let refusals = events
-                .iter()
-                .filter(|e| matches!(e, SystemEvent::Refused(_)))
-                .count();
-            assert_eq!(refusals, 1, "{events:?}");
-        }
-
-        #[test]
-        fn a_local_reference_is_served_only_while_no_source_is_selected() {
-            let config = SyncConfig {
-                local_reference: Some((Stratum::new(10), ReferenceId::LOCL)),
-                ..SyncConfig::default()
-            };
-            let mut system = System::new(config, Precision::new(-20), None);
-            let (mut sources, now) = sources(&[0.001], 8);
-            let before = system.serving_snapshot(now);
-            assert_eq!(
-                (before.stratum, before.reference_id),
-                (Stratum::new(10), ReferenceId::LOCL)
-            );
-            system.select(&mut sources, now);
-            assert_eq!(
-                system.serving_snapshot(now).stratum,
-                Stratum::new(2),
-                "a selected source wins"
-            );
-        }
-
-        #[test]
-        fn holdover_ends_synchronization() {
-            let (mut sources, now) = sources(&[0.001], 8);
-            let config = SyncConfig {
-                holdover: NtpDuration::from_seconds(10),
-                ..SyncConfig::default()
-            };
-            let mut system = System::new(config, Precision::new(-20), None);
-            system.select(&mut sources, now);
-            assert!(system.snapshot().is_synchronized());
-            assert_eq!(
-                system.check_holdover(now + NtpDuration::from_seconds(5)),
-                None
-            );
-            assert_eq!(
-                system.check_holdover(now + NtpDuration::from_seconds(11)),
-                Some(SystemEvent::SyncLost)
-            );
-            assert!(!system.snapshot().is_synchronized());
-        }
-
-        #[test]
-        fn monitor_mode_measures_but_never_acts() {
-            let (mut sources, now) = sources(&[0.3], 8);
-            let config = SyncConfig {
-                monitor_only: true,
-                ..SyncConfig::default()
-            };
-            let mut system = System::new(config, Precision::new(-20), None);
-            let update = system.select(&mut sources, now);
-            assert_eq!(update.action, None);
-            assert!((system.last_offset().expect("measured").to_seconds_f64() - 0.3).abs() < 0.001);
-            assert!(
-                system.snapshot().root_dispersion >= NtpDuration::from_seconds_f64(0.3),
-                "the error is advertised"
-            );
-        }
     }
 }

@@ -200,6 +200,11 @@ impl NtpDuration {
         Self::from_nanos(duration.as_nanos() as i128)
     }
 
+    /// As a [`Duration`]; negative spans become zero.
+    pub fn to_std(self) -> Duration {
+        Duration::from_nanos(u64::try_from(self.as_nanos().max(0)).unwrap_or(u64::MAX))
+    }
+
     /// The absolute value, saturating at [`NtpDuration::MAX`].
     pub const fn abs(self) -> Self {
         Self(self.0.saturating_abs())

@@ -1,0 +1,385 @@
+//! The client core: every source, the system process and the discipline as one state machine in
+//! the quinn-proto shape (RFC 5905 sections 9 to 13). It opens no socket and reads no clock.
+//!
+//! # Call order
+//!
+//! Each call takes `now`, a monotonic instant for timers, and most take `local`, the reading of
+//! the disciplined clock at that instant.
+//! 1. Configure: [`Client::add_name`] for names the shell must resolve (a `server` contributes
+//!    one address, a `pool` up to its `max_sources`, never one already in use), or
+//!    [`Client::add_source`] for a known address.
+//! 2. Loop:
+//!    - [`Client::poll_resolve`] until `None`: look each name up, then [`Client::handle_resolved`];
+//!    - [`Client::poll_transmit`] until `None`: send each request from a fresh socket with a random
+//!      source port (RFC 9109), record its real send time T1, and hand every datagram that
+//!      arrives on that socket within `wait` to [`Client::handle_reply`] with its kernel receive
+//!      time T4;
+//!    - [`Client::poll_event`] until `None`: apply every [`Event::Clock`] at once (the core assumes
+//!      it was applied at the `local` of the call that produced it), log the rest;
+//!    - sleep until [`Client::poll_timeout`] or the next datagram, then [`Client::handle_timeout`].
+//!
+//! Waking early is harmless; there is no periodic tick. Selection runs when a reply gives a
+//! sample; the first clock update waits until every source has answered its first request or
+//! given up on it, so that the first reply alone cannot set the clock when others could outvote it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::discipline::ClockAction;
+use crate::packet::{PollInterval, Precision};
+use crate::sample::ReplyLimits;
+use crate::source::{ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId};
+use crate::system::{SourceState, Sources, SyncConfig, System, SystemEvent, SystemSnapshot};
+use crate::time::{NtpDuration, NtpTimestamp};
+
+/// How often a name that did not resolve is looked up again.
+pub const RESOLVE_RETRY: Duration = Duration::from_secs(30);
+
+/// How the client is configured.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct ClientConfig {
+    /// Selection, holdover, discipline and local reference.
+    pub sync: SyncConfig,
+    /// What a reply must satisfy.
+    pub limits: ReplyLimits,
+    /// The local clock's precision.
+    pub precision: Precision,
+    /// A drift-file frequency, ppm.
+    pub initial_frequency_ppm: Option<f64>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            sync: SyncConfig::default(),
+            limits: ReplyLimits::default(),
+            precision: Precision::new(-20),
+            initial_frequency_ppm: None,
+        }
+    }
+}
+
+/// What a configured name stands for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NameKind {
+    /// One server: one address of the name (a dual-stack host must not vote twice).
+    Server,
+    /// A pool: up to this many of its addresses.
+    Pool {
+        /// Most sources taken from the pool.
+        max_sources: usize,
+    },
+}
+
+/// A configured name, resolved by the shell when the core asks.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct NameId(pub usize);
+
+/// A request to send.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Transmit {
+    /// The source it is for.
+    pub source: SourceId,
+    /// Where to send it.
+    pub address: SocketAddr,
+    /// The request.
+    pub bytes: [u8; 48],
+    /// How long replies to it are worth handing back.
+    pub wait: Duration,
+}
+
+/// What the shell must do or may log.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Event {
+    /// Apply this to the clock now.
+    Clock(ClockAction),
+    /// Something the system process did.
+    System(SystemEvent),
+    /// A source was added for a name.
+    SourceAdded(SourceId, SocketAddr),
+    /// A datagram from a source was not used, and why.
+    Reply(SourceId, ReplyOutcome),
+}
+
+/// A source as `status` shows it.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct SourceReport {
+    /// Its id.
+    pub id: SourceId,
+    /// Its address.
+    pub address: SocketAddr,
+    /// The reach register.
+    pub reach: u8,
+    /// The current poll interval.
+    pub poll: PollInterval,
+    /// The stratum of its last valid reply (0 before one).
+    pub stratum: u8,
+    /// What its samples say now.
+    pub estimate: Option<SourceEstimate>,
+    /// How the last selection round saw it.
+    pub state: SourceState,
+    /// What it sent and received.
+    pub counters: SourceCounters,
+}
+
+#[derive(Clone, Debug)]
+struct Name {
+    name: String,
+    kind: NameKind,
+    config: SourceConfig,
+    /// When to look it up next; `None` once it has given all the sources it may.
+    next_lookup: Option<Instant>,
+}
+
+/// The client core.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    names: Vec<Name>,
+    sources: Sources,
+    name_of: BTreeMap<SourceId, NameId>,
+    next_id: u64,
+    system: System,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// The last (instant, local time) pair seen, to turn local deadlines into instants.
+    last_seen: Option<(Instant, NtpTimestamp)>,
+}
+
+impl Client {
+    /// A client with no sources yet.
+    pub fn new(config: ClientConfig) -> Self {
+        Self {
+            config,
+            names: Vec::new(),
+            sources: Sources::new(),
+            name_of: BTreeMap::new(),
+            next_id: 0,
+            system: System::new(config.sync, config.precision, config.initial_frequency_ppm),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            last_seen: None,
+        }
+    }
+
+    /// Adds a name to resolve: [`Client::poll_resolve`] asks for it at `now`.
+    pub fn add_name(
+        &mut self,
+        name: &str,
+        kind: NameKind,
+        config: SourceConfig,
+        now: Instant,
+    ) -> NameId {
+        self.names.push(Name {
+            name: name.to_owned(),
+            kind,
+            config,
+            next_lookup: Some(now),
+        });
+        NameId(self.names.len() - 1)
+    }
+
+    /// Adds a source at a known address, polled first at `now`; `None` if one already uses it.
+    pub fn add_source(
+        &mut self,
+        address: SocketAddr,
+        config: SourceConfig,
+        now: Instant,
+    ) -> Option<SourceId> {
+        if self.sources.values().any(|s| s.address() == address) {
+            return None;
+        }
+        let id = SourceId(self.next_id);
+        self.next_id += 1;
+        self.sources.insert(id, Source::new(address, config, now));
+        self.events.push_back(Event::SourceAdded(id, address));
+        Some(id)
+    }
+
+    /// Removes a source; its id is never used again.
+    pub fn remove_source(&mut self, id: SourceId) {
+        self.sources.remove(&id);
+        self.name_of.remove(&id);
+    }
+
+    /// The next name to look up at `now`, if any is due.
+    pub fn poll_resolve(&mut self, now: Instant) -> Option<(NameId, String)> {
+        let (index, name) = self
+            .names
+            .iter_mut()
+            .enumerate()
+            .find(|(_, n)| n.next_lookup.is_some_and(|t| t <= now))?;
+        // Asked once: the next try waits for the retry interval unless the answer comes first.
+        name.next_lookup = Some(now + RESOLVE_RETRY);
+        Some((NameId(index), name.name.clone()))
+    }
+
+    /// The addresses a name resolved to (empty if it did not resolve): a server takes its first
+    /// address not already in use, a pool as many as it may.
+    pub fn handle_resolved(&mut self, now: Instant, name: NameId, addresses: &[SocketAddr]) {
+        let Some(entry) = self.names.get(name.0) else {
+            return;
+        };
+        let (kind, config) = (entry.kind, entry.config);
+        let wanted = match kind {
+            NameKind::Server => 1,
+            NameKind::Pool { max_sources } => max_sources,
+        };
+        let mut have = self.name_of.values().filter(|n| **n == name).count();
+        for address in addresses {
+            if have >= wanted {
+                break;
+            }
+            if let Some(id) = self.add_source(*address, config, now) {
+                self.name_of.insert(id, name);
+                have += 1;
+            }
+        }
+        let complete = have >= wanted;
+        if let Some(entry) = self.names.get_mut(name.0) {
+            entry.next_lookup = (!complete).then_some(now + RESOLVE_RETRY);
+        }
+    }
+
+    /// The next request to send, if a poll is due at `now`. `cookie` is 64 random bits: the
+    /// request carries them instead of our clock's time (RFC 9109, and chrony's practice).
+    pub fn poll_transmit(&mut self, now: Instant, cookie: u64) -> Option<Transmit> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        let (id, source) = self.sources.iter_mut().find(|(_, s)| s.is_due(now))?;
+        let (bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
+        Some(Transmit {
+            source: *id,
+            address: source.address(),
+            bytes,
+            wait,
+        })
+    }
+
+    /// Handles a datagram that arrived for `source` on the socket its request went out of: T1 is
+    /// when that request left, T4 when this arrived, `local_address` the socket's local address.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_reply(
+        &mut self,
+        now: Instant,
+        local: NtpTimestamp,
+        source: SourceId,
+        t1: NtpTimestamp,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+        local_address: Option<IpAddr>,
+    ) {
+        self.last_seen = Some((now, local));
+        let limits = self.config.limits;
+        let discipline = self.system.discipline();
+        let Some(entry) = self.sources.get_mut(&source) else {
+            return;
+        };
+        if let Some(address) = local_address {
+            entry.set_local_address(address);
+        }
+        let outcome = entry.handle_reply(t1, t4, bytes, &limits, discipline);
+        if outcome != ReplyOutcome::Accepted {
+            self.events.push_back(Event::Reply(source, outcome));
+            return;
+        }
+        if self.system.has_updated() || self.first_round_complete() {
+            self.select(local);
+        }
+    }
+
+    /// Handles the timers due at `now`: overdue replies, the holdover. Polls that are due are
+    /// handed out by [`Client::poll_transmit`].
+    pub fn handle_timeout(&mut self, now: Instant, local: NtpTimestamp) {
+        self.last_seen = Some((now, local));
+        let mut missed = false;
+        for source in self.sources.values_mut() {
+            missed |= source.handle_timeout(now);
+        }
+        if missed {
+            if !self.system.has_updated() && self.first_round_complete() {
+                self.select(local);
+            } else {
+                let events = self.system.survey(&self.sources, local);
+                self.events.extend(events.into_iter().map(Event::System));
+            }
+        }
+        if let Some(event) = self.system.check_holdover(local) {
+            self.events.push_back(Event::System(event));
+        }
+    }
+
+    /// When the core next needs [`Client::handle_timeout`] or [`Client::poll_transmit`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sources = self.sources.values().filter_map(Source::poll_timeout);
+        let names = self.names.iter().filter_map(|n| n.next_lookup);
+        let holdover = self.system.holdover_deadline().and_then(|deadline| {
+            let (instant, local) = self.last_seen?;
+            let left = (deadline - local).max(NtpDuration::ZERO);
+            Some(instant + left.to_std() + Duration::from_millis(1))
+        });
+        sources.chain(names).chain(holdover).min()
+    }
+
+    /// The next event, in order.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn select(&mut self, local: NtpTimestamp) {
+        let update = self.system.select(&mut self.sources, local);
+        self.events.extend(update.action.map(Event::Clock));
+        self.events
+            .extend(update.events.into_iter().map(Event::System));
+    }
+
+    /// True once every source has answered a request, or has been asked and given up on.
+    fn first_round_complete(&self) -> bool {
+        self.sources
+            .values()
+            .all(|s| s.samples() > 0 || (s.counters().sent > 0 && !s.is_waiting()))
+    }
+
+    /// Every source, for `status`, as seen at local time `local`.
+    pub fn sources(&self, local: NtpTimestamp) -> Vec<SourceReport> {
+        let discipline = self.system.discipline();
+        self.sources
+            .iter()
+            .map(|(id, s)| SourceReport {
+                id: *id,
+                address: s.address(),
+                reach: s.reach(),
+                poll: s.poll(),
+                stratum: s.last_reply().map_or(0, |r| r.stratum.get()),
+                estimate: s.estimate(local, discipline),
+                state: self
+                    .system
+                    .source_state(*id)
+                    .unwrap_or(SourceState::Rejected(crate::source::Unfit::NoSamples)),
+                counters: s.counters(),
+            })
+            .collect()
+    }
+
+    /// The system variables to serve at local time `local`.
+    pub fn serving_snapshot(&self, local: NtpTimestamp) -> SystemSnapshot {
+        self.system.serving_snapshot(local)
+    }
+
+    /// The last combined offset, if any.
+    pub fn last_offset(&self) -> Option<NtpDuration> {
+        self.system.last_offset()
+    }
+
+    /// The frequency correction, ppm, for a drift file.
+    pub fn frequency_ppm(&self) -> f64 {
+        self.system.frequency_ppm()
+    }
+
+    /// The system peer.
+    pub fn system_peer(&self) -> Option<SourceId> {
+        self.system.system_peer()
+    }
+}

@@ -1,0 +1,405 @@
+//! One source's measurement history and the weighted least-squares line through it, in the
+//! uncorrected timescale (the clock filter of RFC 5905 section 10, done as chrony's sourcestats).
+//!
+//! Every sample is stored as the offset the clock would have shown had it never been corrected
+//! (measured offset plus every correction the discipline had applied by then), against local time
+//! less those corrections. In that timescale the points of a free-running oscillator lie on a
+//! line whose slope is the clock's frequency error, whatever the discipline did meanwhile; so the
+//! line through all of them gives both the offset now and the frequency, with known errors.
+//!
+//! - Weights: queueing only ever adds delay, and a sample's offset error is bounded by half its
+//!   extra delay, so a sample's variance grows with the square of its delay above the lowest.
+//! - How many samples: as many as a straight line explains. When the residuals' signs come in too
+//!   few runs (a Wald-Wolfowitz runs test), the oldest samples no longer fit the line (the
+//!   frequency wandered) and are dropped. At most [`MAX_SAMPLES`] are kept.
+
+use std::collections::VecDeque;
+
+use crate::time::{NtpDuration, NtpTimestamp};
+
+/// Most samples kept (chrony's default `maxsamples`).
+pub const MAX_SAMPLES: usize = 64;
+/// Fewest samples that give a frequency: two points always fit a line exactly.
+pub const MIN_REGRESSION: usize = 3;
+/// How strongly extra delay lowers a sample's weight (chrony's SD_TO_DIST_RATIO).
+const DELAY_WEIGHT: f64 = 0.7;
+/// One-sided 5% quantile of the normal distribution: the runs test's critical value.
+const RUNS_Z: f64 = 1.645;
+/// Fewest samples the runs test may leave.
+const MIN_KEPT: usize = 4;
+
+/// One measurement, in the uncorrected timescale.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RawSample {
+    /// Local time less every correction applied by then.
+    pub time: NtpTimestamp,
+    /// Measured offset plus every correction applied by then (server minus uncorrected clock).
+    pub offset: NtpDuration,
+    /// The exchange's round-trip delay.
+    pub delay: NtpDuration,
+    /// Its dispersion (precisions and PHI over the round trip).
+    pub dispersion: NtpDuration,
+}
+
+/// The line through the kept samples.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Fit {
+    /// The weighted centroid's time: the line is most certain here.
+    pub time: NtpTimestamp,
+    /// The line's offset at `time`.
+    pub offset: NtpDuration,
+    /// The slope: the uncorrected clock's frequency error (s/s); the correction to set.
+    pub frequency: f64,
+    /// Standard error of `offset` at `time`, seconds.
+    pub offset_sd: f64,
+    /// Standard error of `frequency` (chrony's skew).
+    pub frequency_sd: f64,
+    /// Standard deviation of a lowest-weight sample around the line, seconds.
+    pub residual_sd: f64,
+    /// Samples the line rests on.
+    pub samples: usize,
+}
+
+impl Fit {
+    /// The line's offset at `time`, and its standard error there.
+    pub fn predict(&self, time: NtpTimestamp) -> (NtpDuration, f64) {
+        let dt = (time - self.time).to_seconds_f64();
+        let offset = self.offset + NtpDuration::from_seconds_f64(self.frequency * dt);
+        (offset, self.offset_sd.hypot(self.frequency_sd * dt))
+    }
+}
+
+/// The samples of one source and the line through them.
+#[derive(Clone, Debug, Default)]
+pub struct SourceStats {
+    samples: VecDeque<RawSample>,
+    fit: Option<Fit>,
+}
+
+impl SourceStats {
+    /// No samples.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a sample; returns how far it fell from the line that existed before it (the
+    /// prediction error, for poll adaptation), if there was one.
+    pub fn add(&mut self, sample: RawSample) -> Option<NtpDuration> {
+        let surprise = self
+            .fit
+            .filter(|f| f.samples >= MIN_REGRESSION)
+            .map(|f| (sample.offset - f.predict(sample.time).0).abs());
+        // A sample older than the newest one is a duplicate or out of order: never used twice.
+        if self
+            .samples
+            .back()
+            .is_some_and(|last| sample.time - last.time <= NtpDuration::ZERO)
+        {
+            return None;
+        }
+        self.samples.push_back(sample);
+        if self.samples.len() > MAX_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.refit();
+        surprise
+    }
+
+    /// The current line, once there is at least one sample (with one or two, a level line
+    /// with an unknown slope: `frequency_sd` is infinite).
+    pub fn fit(&self) -> Option<Fit> {
+        self.fit
+    }
+
+    /// How many samples are kept.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True with no samples.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The newest sample.
+    pub fn newest(&self) -> Option<RawSample> {
+        self.samples.back().copied()
+    }
+
+    /// The lowest delay among the kept samples.
+    pub fn min_delay(&self) -> Option<NtpDuration> {
+        self.samples.iter().map(|s| s.delay).min()
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.fit = None;
+    }
+
+    /// Moves every sample by `offset` in the uncorrected timescale: the caller learned that the
+    /// corrections it recorded were wrong by that much (the clock was set by someone else).
+    pub fn shift(&mut self, time: NtpDuration, offset: NtpDuration) {
+        for s in &mut self.samples {
+            s.time += time;
+            s.offset += offset;
+        }
+        self.refit();
+    }
+
+    fn refit(&mut self) {
+        let Some(newest) = self.samples.back().copied() else {
+            self.fit = None;
+            return;
+        };
+        let points = self.points(newest);
+        let mut start = 0;
+        let mut fit = regress(&points[start..]);
+        while fit.as_ref().is_some_and(|f| !f.random) && points.len() - start > MIN_KEPT {
+            start += 1;
+            fit = regress(&points[start..]);
+        }
+        for _ in 0..start {
+            self.samples.pop_front();
+        }
+        self.fit = fit
+            .map(|f| f.at(newest))
+            .or_else(|| Some(level(&points[start..], newest)));
+    }
+
+    /// (x seconds from the newest, y seconds from the newest's offset, variance weight).
+    fn points(&self, newest: RawSample) -> Vec<Point> {
+        let half_delays = self
+            .samples
+            .iter()
+            .map(|s| (s.delay.to_seconds_f64() / 2.0 + s.dispersion.to_seconds_f64()).max(0.0));
+        let min = half_delays.clone().fold(f64::INFINITY, f64::min);
+        let mean = half_delays.clone().sum::<f64>() / self.samples.len() as f64;
+        let mut spread = mean - min;
+        if spread > min || spread <= 0.0 {
+            spread = min.max(1e-9);
+        }
+        self.samples
+            .iter()
+            .zip(half_delays)
+            .map(|(s, d)| Point {
+                x: (s.time - newest.time).to_seconds_f64(),
+                y: (s.offset - newest.offset).to_seconds_f64(),
+                w: (1.0 + DELAY_WEIGHT * (d - min) / spread).powi(2),
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    x: f64,
+    y: f64,
+    /// Relative variance: 1 for the lowest-delay sample.
+    w: f64,
+}
+
+/// A weighted least-squares line, relative to the newest sample.
+#[derive(Clone, Copy, Debug)]
+struct Line {
+    x: f64,
+    y: f64,
+    slope: f64,
+    /// Unit-weight residual variance.
+    variance: f64,
+    sum_w: f64,
+    sxx: f64,
+    n: usize,
+    /// The residuals pass the runs test.
+    random: bool,
+}
+
+impl Line {
+    fn at(&self, newest: RawSample) -> Fit {
+        let sd = self.variance.sqrt();
+        Fit {
+            time: newest.time + NtpDuration::from_seconds_f64(self.x),
+            offset: newest.offset + NtpDuration::from_seconds_f64(self.y),
+            frequency: self.slope,
+            offset_sd: sd / self.sum_w.sqrt(),
+            frequency_sd: sd / self.sxx.sqrt(),
+            residual_sd: sd,
+            samples: self.n,
+        }
+    }
+}
+
+/// Weighted least squares over `points`, or `None` below [`MIN_REGRESSION`] points or when they
+/// all share one time.
+fn regress(points: &[Point]) -> Option<Line> {
+    let n = points.len();
+    if n < MIN_REGRESSION {
+        return None;
+    }
+    let sum_w: f64 = points.iter().map(|p| 1.0 / p.w).sum();
+    let x = points.iter().map(|p| p.x / p.w).sum::<f64>() / sum_w;
+    let y = points.iter().map(|p| p.y / p.w).sum::<f64>() / sum_w;
+    let sxx: f64 = points.iter().map(|p| (p.x - x).powi(2) / p.w).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = points.iter().map(|p| (p.x - x) * (p.y - y) / p.w).sum();
+    let slope = sxy / sxx;
+    let residuals: Vec<f64> = points.iter().map(|p| p.y - y - slope * (p.x - x)).collect();
+    let variance = residuals
+        .iter()
+        .zip(points)
+        .map(|(r, p)| r * r / p.w)
+        .sum::<f64>()
+        / (n - 2) as f64;
+    Some(Line {
+        x,
+        y,
+        slope,
+        variance,
+        sum_w,
+        sxx,
+        n,
+        random: runs_look_random(&residuals),
+    })
+}
+
+/// With one or two samples: their weighted mean, slope unknown.
+fn level(points: &[Point], newest: RawSample) -> Fit {
+    let sum_w: f64 = points.iter().map(|p| 1.0 / p.w).sum();
+    let x = points.iter().map(|p| p.x / p.w).sum::<f64>() / sum_w;
+    let y = points.iter().map(|p| p.y / p.w).sum::<f64>() / sum_w;
+    let spread = points.iter().map(|p| (p.y - y).abs()).fold(0.0, f64::max);
+    Fit {
+        time: newest.time + NtpDuration::from_seconds_f64(x),
+        offset: newest.offset + NtpDuration::from_seconds_f64(y),
+        frequency: 0.0,
+        offset_sd: spread,
+        frequency_sd: f64::INFINITY,
+        residual_sd: spread,
+        samples: points.len(),
+    }
+}
+
+/// The Wald-Wolfowitz runs test on the residuals' signs: false when there are significantly
+/// fewer runs than chance gives, i.e. the line misses a curve.
+fn runs_look_random(residuals: &[f64]) -> bool {
+    let positive = residuals.iter().filter(|r| **r > 0.0).count() as f64;
+    let negative = residuals.len() as f64 - positive;
+    if positive == 0.0 || negative == 0.0 {
+        return residuals.len() < MIN_KEPT;
+    }
+    let runs = 1 + residuals
+        .windows(2)
+        .filter(|w| (w[0] > 0.0) != (w[1] > 0.0))
+        .count();
+    let n = positive + negative;
+    let mean = 1.0 + 2.0 * positive * negative / n;
+    let variance = (mean - 1.0) * (mean - 2.0) / (n - 1.0);
+    runs as f64 >= mean - RUNS_Z * variance.max(0.0).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: NtpTimestamp = NtpTimestamp::from_parts(3_900_000_000, 0);
+
+    fn s(seconds: f64) -> NtpDuration {
+        NtpDuration::from_seconds_f64(seconds)
+    }
+
+    fn sample(t: f64, offset: f64, delay: f64) -> RawSample {
+        RawSample {
+            time: T0 + s(t),
+            offset: s(offset),
+            delay: s(delay),
+            dispersion: s(1e-6),
+        }
+    }
+
+    /// A tiny deterministic generator (xorshift) for noise in tests.
+    fn noise(state: &mut u64) -> f64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn a_straight_line_gives_its_slope_and_offset() {
+        let mut stats = SourceStats::new();
+        for i in 0..10 {
+            let t = f64::from(i) * 64.0;
+            stats.add(sample(t, 0.001 + 20e-6 * t, 0.002));
+        }
+        let fit = stats.fit().expect("fit");
+        assert!((fit.frequency - 20e-6).abs() < 1e-12, "{}", fit.frequency);
+        let (now, sd) = fit.predict(T0 + s(640.0));
+        assert!((now.to_seconds_f64() - (0.001 + 20e-6 * 640.0)).abs() < 1e-9);
+        assert!(sd < 1e-9);
+        assert_eq!(stats.len(), 10);
+    }
+
+    #[test]
+    fn low_delay_samples_dominate() {
+        // Offsets err by half of each sample's extra delay, in random directions.
+        let mut stats = SourceStats::new();
+        let mut rng = 7u64;
+        for i in 0..32 {
+            let extra = -50e-6 * noise(&mut rng).ln();
+            let sign = if noise(&mut rng) < 0.5 { -1.0 } else { 1.0 };
+            stats.add(sample(
+                f64::from(i) * 16.0,
+                sign * extra / 2.0,
+                0.002 + extra,
+            ));
+        }
+        let fit = stats.fit().expect("fit");
+        let (offset, _) = fit.predict(T0 + s(31.0 * 16.0));
+        assert!(offset.to_seconds_f64().abs() < 10e-6, "{offset}");
+        assert!(fit.frequency.abs() < 0.1e-6, "{}", fit.frequency);
+    }
+
+    #[test]
+    fn samples_that_no_longer_fit_a_line_are_dropped() {
+        // The frequency changed by 1 ppm half way: the old half stops fitting.
+        let mut stats = SourceStats::new();
+        for i in 0..60 {
+            let t = f64::from(i) * 16.0;
+            let bend = if i < 30 { 0.0 } else { 1e-6 * (t - 480.0) };
+            let wiggle = if i % 2 == 0 { 1e-6 } else { -1e-6 };
+            stats.add(sample(t, bend + wiggle, 0.002));
+        }
+        let fit = stats.fit().expect("fit");
+        assert!(stats.len() < 40, "kept {}", stats.len());
+        assert!((fit.frequency - 1e-6).abs() < 0.05e-6, "{}", fit.frequency);
+    }
+
+    #[test]
+    fn duplicates_and_old_samples_are_ignored() {
+        let mut stats = SourceStats::new();
+        stats.add(sample(10.0, 0.0, 0.001));
+        stats.add(sample(10.0, 5.0, 0.001));
+        stats.add(sample(5.0, 5.0, 0.001));
+        assert_eq!(stats.len(), 1);
+        let fit = stats.fit().expect("level");
+        assert_eq!(fit.offset, NtpDuration::ZERO);
+        assert!(fit.frequency_sd.is_infinite());
+    }
+
+    #[test]
+    fn the_prediction_error_of_a_new_sample_is_reported() {
+        let mut stats = SourceStats::new();
+        for i in 0..5 {
+            assert_eq!(
+                stats.add(sample(f64::from(i), 0.0, 0.001)).is_some(),
+                i >= 3
+            );
+        }
+        let surprise = stats
+            .add(sample(5.0, 0.010, 0.001))
+            .expect("a line existed");
+        assert!((surprise.to_seconds_f64() - 0.010).abs() < 1e-9);
+    }
+}
