@@ -383,3 +383,255 @@ impl Client {
         self.system.system_peer()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{Mode, Packet, ReferenceId, Stratum, Version};
+    use crate::source::ReplyOutcome;
+
+    const T0: NtpTimestamp = NtpTimestamp::from_parts(3_900_000_000, 0);
+
+    fn s(seconds: f64) -> NtpDuration {
+        NtpDuration::from_seconds_f64(seconds)
+    }
+
+    fn addr(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 123))
+    }
+
+    /// A server `offset` seconds ahead of the client's clock, answering at `t1` + 1 ms.
+    fn answer(request: &[u8; 48], t1: NtpTimestamp, offset: f64) -> [u8; 48] {
+        let (req, _) = Packet::parse(request).expect("our request parses");
+        let server_time = t1 + s(offset + 0.001);
+        let mut reply = Packet::client_request(Version::V4, req.poll, server_time);
+        reply.mode = Mode::SERVER;
+        reply.stratum = Stratum::PRIMARY;
+        reply.reference_id = ReferenceId::LOCL;
+        reply.origin_timestamp = req.transmit_timestamp;
+        reply.receive_timestamp = server_time;
+        reply.serialize()
+    }
+
+    fn lab() -> SourceConfig {
+        SourceConfig {
+            min_poll: PollInterval::new(0),
+            max_poll: PollInterval::new(2),
+            iburst: true,
+            ..SourceConfig::default()
+        }
+    }
+
+    fn clock_actions(client: &mut Client) -> Vec<ClockAction> {
+        std::iter::from_fn(|| client.poll_event())
+            .filter_map(|e| match e {
+                Event::Clock(action) => Some(action),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn iburst_then_regular_polls_and_early_wakeups_are_harmless() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let config = SourceConfig {
+            min_poll: PollInterval::new(4),
+            max_poll: PollInterval::new(4),
+            iburst: true,
+            ..SourceConfig::default()
+        };
+        client.add_source(addr(1), config, start).expect("added");
+        let mut now = start;
+        let mut gaps = Vec::new();
+        for cookie in 1..=6 {
+            let t = client.poll_transmit(now, cookie).expect("due");
+            let (packet, _) = Packet::parse(&t.bytes).expect("parses");
+            assert_eq!(packet.transmit_timestamp, NtpTimestamp::from_bits(cookie));
+            assert!(
+                client.poll_transmit(now, 99).is_none(),
+                "one request per poll"
+            );
+            // Nobody answers: the reply deadline passes, then the next poll.
+            let deadline = client.poll_timeout().expect("timer");
+            client.handle_timeout(deadline, T0);
+            let next = client.poll_timeout().expect("timer");
+            assert!(
+                client
+                    .poll_transmit(next - Duration::from_millis(1), 9)
+                    .is_none()
+            );
+            gaps.push(next - now);
+            now = next;
+        }
+        let expected = [2, 2, 2, 2, 16, 16].map(Duration::from_secs);
+        assert_eq!(
+            gaps, expected,
+            "four burst requests 2 s apart, then 2^minpoll"
+        );
+    }
+
+    #[test]
+    fn a_forged_packet_changes_nothing_and_the_genuine_reply_still_counts() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client.add_source(addr(1), lab(), start).expect("added");
+        let transmit = client.poll_transmit(start, 42).expect("due");
+        let genuine = answer(&transmit.bytes, T0, 0.0);
+        // An off-path attacker: +1000 s, as a broadcast, then with a wrong origin, then version 0.
+        let forged = Packet::parse(&answer(&transmit.bytes, T0, 1000.0))
+            .expect("parses")
+            .0;
+        for mutate in [
+            (|p: &mut Packet| p.mode = Mode::BROADCAST) as fn(&mut Packet),
+            |p| p.origin_timestamp = NtpTimestamp::from_bits(43),
+            |p| p.version = Version::new(0),
+        ] {
+            let mut bad = forged;
+            mutate(&mut bad);
+            client.handle_reply(start, T0, id, T0, T0 + s(0.002), &bad.serialize(), None);
+            assert!(matches!(
+                client.poll_event(),
+                Some(Event::SourceAdded(..)) | Some(Event::Reply(_, ReplyOutcome::Rejected(_)))
+            ));
+        }
+        assert!(
+            clock_actions(&mut client).is_empty(),
+            "nothing moved the clock"
+        );
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        let report = client.sources(T0)[0];
+        assert_eq!(report.counters.accepted, 1, "{report:?}");
+        assert_eq!(report.counters.rejected, 3);
+        let actions = clock_actions(&mut client);
+        assert!(
+            matches!(actions[..], [ClockAction::Slew { offset, .. }] if offset.abs() < s(0.001)),
+            "{actions:?}"
+        );
+        // The same reply again is a duplicate: ignored.
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        assert_eq!(client.sources(T0)[0].counters.ignored, 1);
+    }
+
+    #[test]
+    fn an_exchange_that_straddles_a_step_is_no_sample() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let a = client.add_source(addr(1), lab(), start).expect("added");
+        let b = client.add_source(addr(2), lab(), start).expect("added");
+        let ta = client.poll_transmit(start, 1).expect("due");
+        let tb = client.poll_transmit(start, 2).expect("due");
+        assert_eq!((ta.source, tb.source), (a, b));
+        // Source a answers 0.5 s ahead; the first update waits for b's first answer.
+        client.handle_reply(
+            start,
+            T0,
+            a,
+            T0,
+            T0 + s(0.002),
+            &answer(&ta.bytes, T0, 0.5),
+            None,
+        );
+        assert!(
+            clock_actions(&mut client).is_empty(),
+            "waits for b's first answer"
+        );
+        // a's second request went out before the step; its reply comes after it.
+        let t2 = start + Duration::from_secs(2);
+        let in_flight = client.poll_transmit(t2, 3).expect("a's next burst request");
+        assert_eq!(in_flight.source, a);
+        let reply = answer(&in_flight.bytes, T0 + s(2.0), 0.5);
+        client.handle_reply(
+            t2,
+            T0,
+            b,
+            T0,
+            T0 + s(0.002),
+            &answer(&tb.bytes, T0, 0.5),
+            None,
+        );
+        let before = client.sources(T0)[0].counters;
+        let actions = clock_actions(&mut client);
+        assert!(
+            matches!(actions[..], [ClockAction::Step { .. }]),
+            "{actions:?}"
+        );
+        client.handle_reply(t2, T0 + s(2.5), a, T0 + s(2.0), T0 + s(2.502), &reply, None);
+        let after = client.sources(T0)[0].counters;
+        assert_eq!(after.ignored, before.ignored + 1, "{after:?}");
+        assert_eq!(after.accepted, before.accepted);
+    }
+
+    #[test]
+    fn a_server_name_gives_one_address_and_a_pool_several_never_twice() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let server = client.add_name("dual.example", NameKind::Server, lab(), start);
+        let pool = client.add_name(
+            "pool.example",
+            NameKind::Pool { max_sources: 3 },
+            lab(),
+            start,
+        );
+        let mut asked = Vec::new();
+        while let Some((id, name)) = client.poll_resolve(start) {
+            asked.push((id, name));
+        }
+        assert_eq!(asked.len(), 2);
+        let v6: SocketAddr = "[2001:db8::1]:123".parse().expect("address");
+        client.handle_resolved(start, server, &[addr(1), v6]);
+        client.handle_resolved(start, pool, &[addr(1), addr(2), addr(3), addr(4), addr(5)]);
+        let addresses: Vec<SocketAddr> = client.sources(T0).iter().map(|r| r.address).collect();
+        assert_eq!(addresses, [addr(1), addr(2), addr(3), addr(4)]);
+        assert!(
+            client.poll_resolve(start + RESOLVE_RETRY).is_none(),
+            "both complete"
+        );
+        // A name that did not resolve is asked again after the retry interval.
+        let missing = client.add_name("missing.example", NameKind::Server, lab(), start);
+        assert!(client.poll_resolve(start).is_some());
+        client.handle_resolved(start, missing, &[]);
+        assert!(client.poll_resolve(start).is_none());
+        assert_eq!(
+            client.poll_resolve(start + RESOLVE_RETRY).map(|(id, _)| id),
+            Some(missing)
+        );
+    }
+
+    #[test]
+    fn a_late_reply_is_unexpected_and_kiss_of_death_deny_stops_polling() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client.add_source(addr(1), lab(), start).expect("added");
+        let t = client.poll_transmit(start, 5).expect("due");
+        let deadline = start + t.wait;
+        client.handle_timeout(deadline, T0 + s(1.0));
+        client.handle_reply(
+            deadline,
+            T0,
+            id,
+            T0,
+            T0 + s(1.0),
+            &answer(&t.bytes, T0, 0.0),
+            None,
+        );
+        assert_eq!(client.sources(T0)[0].counters.ignored, 1);
+        // DENY: no more requests, ever.
+        let next = client.poll_timeout().expect("the next poll");
+        let t = client.poll_transmit(next, 6).expect("due");
+        let mut kiss = Packet::parse(&answer(&t.bytes, T0, 0.0)).expect("parses").0;
+        kiss.stratum = Stratum::UNSPECIFIED;
+        kiss.reference_id = ReferenceId::DENY;
+        client.handle_reply(next, T0, id, T0, T0 + s(0.002), &kiss.serialize(), None);
+        assert_eq!(client.poll_timeout(), None);
+        assert_eq!(
+            client.sources(T0)[0].state,
+            SourceState::Rejected(crate::source::Unfit::NoSamples)
+        );
+        assert!(
+            client
+                .poll_transmit(next + Duration::from_secs(3600), 7)
+                .is_none()
+        );
+    }
+}

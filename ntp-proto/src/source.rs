@@ -375,12 +375,14 @@ impl Source {
             i32::from(self.config.min_poll.get()),
             i32::from(self.config.max_poll.get()),
         );
-        if poll <= min {
+        // At a limit the score saturates half way, so that leaving the limit takes as long in
+        // either direction.
+        if poll < min {
             poll = min;
-            self.poll_score = self.poll_score.min(0.5);
-        } else if poll >= max {
+            self.poll_score = 0.5;
+        } else if poll > max {
             poll = max;
-            self.poll_score = self.poll_score.max(0.5);
+            self.poll_score = 0.5;
         }
         self.poll = PollInterval::new(poll as i8);
     }

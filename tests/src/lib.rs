@@ -13,6 +13,7 @@
 //! - [`netns`]: network namespaces of the test's own, for tools that only use port 123.
 //! - [`ntpsec`]: ntpsec's ntpd (unpacked from its .deb) as a server inside such a namespace.
 //! - [`scenario`], [`plot`]: lab scenarios from `config/lab/`, run and drawn (the `lab` binary).
+//! - [`sim`]: the simulator: the real client core and server in simulated time (`ntp-sim`).
 //! - [`tools`]: the rule for missing peers (a failure under CI), ntplib, free ports.
 
 pub mod bins;
@@ -27,6 +28,7 @@ pub mod netns;
 pub mod ntpsec;
 pub mod plot;
 pub mod scenario;
+pub mod sim;
 pub mod tools;
 
 /// Prints a line of figures that shows in the test output even when the test passes: it writes to
