@@ -35,6 +35,11 @@ use crate::time::{NtpDuration, NtpTimestamp};
 
 /// How often a name that did not resolve is looked up again.
 pub const RESOLVE_RETRY: Duration = Duration::from_secs(30);
+/// A local clock that moved this much more (plus [`JUMP_TOLERANCE_PPM`] of the elapsed time) than
+/// the monotonic clock and our own corrections explain was set by someone else.
+pub const JUMP_THRESHOLD: NtpDuration = NtpDuration::from_bits(1 << 31); // 0.5 s
+/// Rate difference allowed between the monotonic and the local clock, ppm.
+pub const JUMP_TOLERANCE_PPM: f64 = 2000.0;
 
 /// How the client is configured.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -143,8 +148,9 @@ pub struct Client {
     system: System,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    /// The last (instant, local time) pair seen, to turn local deadlines into instants.
-    last_seen: Option<(Instant, NtpTimestamp)>,
+    /// The last instant and local time seen, and our corrections up to then: to turn local
+    /// deadlines into instants, and to notice a clock set by someone else.
+    last_seen: Option<(Instant, NtpTimestamp, NtpDuration)>,
 }
 
 impl Client {
@@ -271,7 +277,7 @@ impl Client {
         bytes: &[u8],
         local_address: Option<IpAddr>,
     ) {
-        self.last_seen = Some((now, local));
+        self.observe(now, local);
         let limits = self.config.limits;
         let discipline = self.system.discipline();
         let Some(entry) = self.sources.get_mut(&source) else {
@@ -293,7 +299,7 @@ impl Client {
     /// Handles the timers due at `now`: overdue replies, the holdover. Polls that are due are
     /// handed out by [`Client::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant, local: NtpTimestamp) {
-        self.last_seen = Some((now, local));
+        self.observe(now, local);
         let mut missed = false;
         for source in self.sources.values_mut() {
             missed |= source.handle_timeout(now);
@@ -316,7 +322,7 @@ impl Client {
         let sources = self.sources.values().filter_map(Source::poll_timeout);
         let names = self.names.iter().filter_map(|n| n.next_lookup);
         let holdover = self.system.holdover_deadline().and_then(|deadline| {
-            let (instant, local) = self.last_seen?;
+            let (instant, local, _) = self.last_seen?;
             let left = (deadline - local).max(NtpDuration::ZERO);
             Some(instant + left.to_std() + Duration::from_millis(1))
         });
@@ -326,6 +332,27 @@ impl Client {
     /// The next event, in order.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Notices a local clock that someone else set: it moved by more than the monotonic time and
+    /// our own corrections explain. Everything remembered in local time moves with it, so the
+    /// sources see the jump as an offset to correct, not as a broken line.
+    fn observe(&mut self, now: Instant, local: NtpTimestamp) {
+        let corrected = self.system.discipline().correction(local);
+        if let Some((before, before_local, before_corrected)) = self.last_seen
+            && let Some(elapsed) = now.checked_duration_since(before)
+        {
+            let elapsed = NtpDuration::from_std(elapsed);
+            // Our own steps and slews are in the record; what is left was done by someone else.
+            let jump = (local - before_local) - elapsed - (corrected - before_corrected);
+            if jump.abs() > JUMP_THRESHOLD + elapsed.mul_f64(JUMP_TOLERANCE_PPM * 1e-6) {
+                self.system.clock_jumped(jump, &mut self.sources);
+                self.events
+                    .push_back(Event::System(SystemEvent::ClockJumped(jump)));
+            }
+        }
+        let corrected = self.system.discipline().correction(local);
+        self.last_seen = Some((now, local, corrected));
     }
 
     fn select(&mut self, local: NtpTimestamp) {
@@ -541,22 +568,22 @@ mod tests {
         let in_flight = client.poll_transmit(t2, 3).expect("a's next burst request");
         assert_eq!(in_flight.source, a);
         let reply = answer(&in_flight.bytes, T0 + s(2.0), 0.5);
-        client.handle_reply(
-            t2,
-            T0,
-            b,
-            T0,
-            T0 + s(0.002),
-            &answer(&tb.bytes, T0, 0.5),
-            None,
-        );
+        let b_reply = answer(&tb.bytes, T0, 0.5);
+        let soon = start + Duration::from_millis(2);
+        client.handle_reply(soon, T0 + s(0.002), b, T0, T0 + s(0.002), &b_reply, None);
         let before = client.sources(T0)[0].counters;
         let actions = clock_actions(&mut client);
         assert!(
             matches!(actions[..], [ClockAction::Step { .. }]),
             "{actions:?}"
         );
-        client.handle_reply(t2, T0 + s(2.5), a, T0 + s(2.0), T0 + s(2.502), &reply, None);
+        let later = t2 + Duration::from_millis(2);
+        client.handle_reply(later, T0 + s(2.502), a, T0 + s(2.0), T0 + s(2.502), &reply, None);
+        assert!(
+            !std::iter::from_fn(|| client.poll_event())
+                .any(|e| matches!(e, Event::System(SystemEvent::ClockJumped(_)))),
+            "our own step is no jump"
+        );
         let after = client.sources(T0)[0].counters;
         assert_eq!(after.ignored, before.ignored + 1, "{after:?}");
         assert_eq!(after.accepted, before.accepted);

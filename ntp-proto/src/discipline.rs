@@ -21,6 +21,8 @@
 //! (the model of [`SoftClock::slew`]). [`ClockAction::Step`] adds `offset` at once, cancels any
 //! slew and then sets `frequency_ppm`. Time never runs backwards under a slew.
 
+use std::collections::VecDeque;
+
 use crate::soft_clock::SoftClock;
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -34,6 +36,8 @@ pub const DEFAULT_MAX_SLEW_PPM: f64 = 83_333.0;
 /// Largest frequency correction, 500000 ppm (chrony's `maxdrift`; RFC 5905 MAXFREQ is 500 ppm,
 /// which a real oscillator that is 0.5% off would exceed).
 pub const DEFAULT_MAX_FREQUENCY_PPM: f64 = 500_000.0;
+/// Clock orders remembered: enough for every exchange in flight.
+const MAX_RECORDS: usize = 32;
 /// Uncertainty of a frequency read from a drift file, ppm.
 const SEEDED_SD_PPM: f64 = 5.0;
 
@@ -105,8 +109,10 @@ pub struct Estimate {
 pub struct Discipline {
     config: DisciplineConfig,
     synchronized: bool,
-    /// The corrections ordered so far, on the local time axis counted from `epoch`.
-    record: SoftClock,
+    /// The corrections ordered so far, on the local time axis counted from `epoch` (nanoseconds):
+    /// the clock model after each order, with the local time from which it holds, newest last.
+    /// Exchanges in flight while a new order was given are read in the model of their time.
+    records: VecDeque<(i128, SoftClock)>,
     epoch: Option<NtpTimestamp>,
     /// A drift-file frequency (s/s) and its standard error, used while the sources know less.
     prior: Option<(f64, f64)>,
@@ -125,7 +131,7 @@ impl Discipline {
         Self {
             config,
             synchronized: false,
-            record: SoftClock::new(0, 0),
+            records: VecDeque::from([(i128::MIN, SoftClock::new(0, 0))]),
             epoch: None,
             prior,
             frequency: prior.map_or(0.0, |p| p.0),
@@ -137,7 +143,8 @@ impl Discipline {
     pub fn correction(&self, local: NtpTimestamp) -> NtpDuration {
         match self.epoch {
             Some(epoch) => {
-                NtpDuration::from_nanos(self.record.correction((local - epoch).as_nanos()))
+                let at = (local - epoch).as_nanos();
+                NtpDuration::from_nanos(self.record_at(at).correction(at))
             }
             None => NtpDuration::ZERO,
         }
@@ -152,9 +159,21 @@ impl Discipline {
     pub fn remaining_slew(&self, local: NtpTimestamp) -> NtpDuration {
         match self.epoch {
             Some(epoch) => {
-                NtpDuration::from_nanos(self.record.remaining_slew((local - epoch).as_nanos()))
+                let at = (local - epoch).as_nanos();
+                NtpDuration::from_nanos(self.record_at(at).remaining_slew(at))
             }
             None => NtpDuration::ZERO,
+        }
+    }
+
+    /// Someone else set the local clock by `jump`: the same instants now have local times `jump`
+    /// later, and what this discipline added stays what it was.
+    pub fn clock_jumped(&mut self, jump: NtpDuration) {
+        if let Some(epoch) = &mut self.epoch {
+            *epoch += jump;
+        }
+        if let Some(since) = &mut self.excursion_since {
+            *since += jump;
         }
     }
 
@@ -181,25 +200,40 @@ impl Discipline {
                 return ClockAction::Ignored;
             }
             self.excursion_since = None;
-            self.record
-                .slew(at, 0, frequency_ppm, self.config.max_slew_ppm);
-            self.record.step(at, offset.as_nanos());
-            self.record.shift_base(offset.as_nanos());
+            let mut record = self.record_at(at);
+            record.slew(at, 0, frequency_ppm, self.config.max_slew_ppm);
+            record.step(at, offset.as_nanos());
+            record.shift_base(offset.as_nanos());
+            self.push_record(at + offset.as_nanos(), record);
             return ClockAction::Step {
                 offset,
                 frequency_ppm,
             };
         }
         self.excursion_since = None;
-        self.record.slew(
-            at,
-            offset.as_nanos(),
-            frequency_ppm,
-            self.config.max_slew_ppm,
-        );
+        let mut record = self.record_at(at);
+        record.slew(at, offset.as_nanos(), frequency_ppm, self.config.max_slew_ppm);
+        self.push_record(at, record);
         ClockAction::Slew {
             offset,
             frequency_ppm,
+        }
+    }
+
+    /// The clock model in force at `at` (nanoseconds from the epoch).
+    fn record_at(&self, at: i128) -> SoftClock {
+        self.records
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= at)
+            .or(self.records.front())
+            .map_or(SoftClock::new(0, 0), |(_, record)| *record)
+    }
+
+    fn push_record(&mut self, start: i128, record: SoftClock) {
+        self.records.push_back((start, record));
+        while self.records.len() > MAX_RECORDS {
+            self.records.pop_front();
         }
     }
 

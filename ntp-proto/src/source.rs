@@ -257,6 +257,14 @@ impl Source {
         }
     }
 
+    /// Someone else set the local clock by `jump`: the samples move into the new timescale (a
+    /// measurement now reads `jump` less than before at the same instant), and a request in
+    /// flight cannot give a sample.
+    pub fn clock_jumped(&mut self, jump: NtpDuration) {
+        self.stats.shift(jump, -jump);
+        self.clock_stepped();
+    }
+
     /// Handles a datagram from the source: T1 is when our request really left, T4 when this
     /// arrived, both our clock's time; `discipline` says what had been corrected by then.
     pub fn handle_reply(

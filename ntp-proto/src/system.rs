@@ -193,6 +193,8 @@ pub enum SystemEvent {
     SyncLost,
     /// This source changed state.
     SourceChanged(SourceId, SourceState),
+    /// The local clock was set by someone else, by this much.
+    ClockJumped(NtpDuration),
 }
 
 /// The result of a selection round.
@@ -390,6 +392,16 @@ impl System {
             now,
         );
         update.action = action;
+    }
+
+    /// Someone else set the local clock by `jump`: local times remembered move with it, the
+    /// corrections stay what they were, and each source's samples move into the new timescale.
+    pub fn clock_jumped(&mut self, jump: NtpDuration, sources: &mut Sources) {
+        self.discipline.clock_jumped(jump);
+        if let Some(t) = &mut self.last_update {
+            *t += jump;
+        }
+        sources.values_mut().for_each(|s| s.clock_jumped(jump));
     }
 
     /// When the holdover runs out, in local time, if the system is synchronized.

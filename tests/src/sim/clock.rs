@@ -72,6 +72,18 @@ impl SimClock {
         (self.oscillator_at(t) * 1e9).round() as i128
     }
 
+    /// The node's monotonic clock at true time `t`, seconds since its start: the oscillator
+    /// without corrections, as a kernel's monotonic clock runs on the same crystal.
+    pub fn monotonic(&self, t: f64) -> f64 {
+        self.oscillator_at(t) - self.spec.offset
+    }
+
+    /// The true time at which the monotonic clock reads `monotonic` (not before the last tick).
+    pub fn true_time_of(&self, monotonic: f64) -> f64 {
+        let at_tick = self.oscillator - self.spec.offset;
+        self.tick + (monotonic - at_tick) / (1.0 + self.frequency)
+    }
+
     /// The clock's reading at true time `t` (not before the last tick), seconds.
     pub fn read(&self, t: f64) -> f64 {
         let base = self.base_nanos(t);

@@ -309,8 +309,9 @@ impl<'a> World<'a> {
         });
     }
 
-    fn instant(&self, t: f64) -> Instant {
-        self.base + Duration::from_secs_f64(t.max(0.0))
+    /// Node `node`'s monotonic clock at true time `t`.
+    fn instant(&self, node: usize, t: f64) -> Instant {
+        self.base + Duration::from_secs_f64(self.nodes[node].clock.monotonic(t).max(0.0))
     }
 
     fn local(&self, node: usize, t: f64) -> NtpTimestamp {
@@ -385,7 +386,7 @@ impl<'a> World<'a> {
             precision: PRECISION,
             ..ClientConfig::default()
         });
-        let now = self.instant(t);
+        let now = self.instant(index, t);
         for source in &spec.sources {
             match source {
                 SourceRef::Node(n) => {
@@ -405,7 +406,7 @@ impl<'a> World<'a> {
             return;
         }
         self.nodes[index].next_wake = None;
-        let (now, local) = (self.instant(t), self.local(index, t));
+        let (now, local) = (self.instant(index, t), self.local(index, t));
         if let Some(client) = &mut self.nodes[index].client {
             client.handle_timeout(now, local);
         }
@@ -414,7 +415,7 @@ impl<'a> World<'a> {
 
     /// After anything the core was told: names, clock actions, requests, the next wake-up.
     fn pump(&mut self, index: usize, t: f64) {
-        let now = self.instant(t);
+        let now = self.instant(index, t);
         let Some(mut client) = self.nodes[index].client.take() else {
             return;
         };
@@ -457,10 +458,9 @@ impl<'a> World<'a> {
             }
         }
         if let Some(deadline) = client.poll_timeout() {
-            let at = deadline
-                .saturating_duration_since(self.base)
-                .as_secs_f64()
-                .max(t);
+            let monotonic = deadline.saturating_duration_since(self.base).as_secs_f64();
+            // A microsecond late, so that rounding never wakes the core just before its deadline.
+            let at = (self.nodes[index].clock.true_time_of(monotonic) + 1e-6).max(t);
             let node = &mut self.nodes[index];
             if node.next_wake.is_none_or(|w| at < w || w < t) {
                 node.next_wake = Some(at);
@@ -544,7 +544,7 @@ impl<'a> World<'a> {
         let from = address_of(client, self.scenario.ipv6).ip();
         let Decision::Respond(response) =
             self.server
-                .decide(&bytes, from, &snapshot, receive, self.instant(t))
+                .decide(&bytes, from, &snapshot, receive, self.instant(server, t))
         else {
             return;
         };
@@ -593,7 +593,7 @@ impl<'a> World<'a> {
         if t - sent > wait {
             return;
         }
-        let (now, t4) = (self.instant(t), self.local(index, t));
+        let (now, t4) = (self.instant(index, t), self.local(index, t));
         let local_address = address_of(index, self.scenario.ipv6).ip();
         let node = &mut self.nodes[index];
         node.result.received += 1;

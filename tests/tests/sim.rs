@@ -1,0 +1,127 @@
+//! The client core over simulated days: the comparison with chronyd 4.3 under the conditions of its
+//! published figures (`ntp-sim compare` prints the same table), and behaviours that only show at
+//! the poll intervals and horizons users run. Bounds carry margin; the benchmark prints the figures.
+
+use ntp_lite_tests::figures;
+use ntp_lite_tests::sim::clock::ClockSpec;
+use ntp_lite_tests::sim::compare::{cases, compare, table};
+use ntp_lite_tests::sim::measure::spread;
+use ntp_lite_tests::sim::net::{Link, OneWay};
+use ntp_lite_tests::sim::world::{EPOCH_2024, NodeSpec, Scenario, SourceRef, run, uniform};
+use ntp_proto::NtpDuration;
+
+/// chronyd's mean poll in the last 12 h of cases a and b was 700-1035 s: at most 123 requests per
+/// source per day, so twice chronyd's requests is at most 246.
+const CHRONYD_REQUESTS_PER_DAY: f64 = 86_400.0 / 700.0;
+
+#[test]
+fn the_core_matches_or_beats_chronyd_at_the_polls_users_run() {
+    let rows = compare(10, None);
+    figures!("ntp-sim compare, seeds 1..10:\n{}", table(&rows));
+    for row in &rows {
+        let case = cases().into_iter().find(|c| c.name == row.case).expect("case");
+        if let Some((first_update, within)) = case.startup {
+            assert!(row.rms_us <= first_update, "first update later than chronyd's: {row:?}");
+            assert!(row.max_us <= within, "slower to 1 ms than chronyd: {row:?}");
+            continue;
+        }
+        // The goal is chronyd's median or better, which rows a-d' meet with margin; without
+        // wander (x1, x4) the core is level with chronyd, within 10% (the README says so).
+        let bound = if row.case.starts_with('x') { 1.25 } else { 1.0 };
+        assert!(row.ratio <= bound, "RMS {:.1} us vs chronyd {:.1} us: {row:?}", row.rms_us, row.chronyd_rms_us);
+        if case.polls.0 != case.polls.1 && case.polls.1 >= 10 {
+            assert!(
+                row.requests_per_day <= 2.0 * CHRONYD_REQUESTS_PER_DAY,
+                "more than twice chronyd's requests: {row:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_simulator_is_deterministic() {
+    let scenario = cases()[0].scenario();
+    let (one, two) = (run(&scenario, 7), run(&scenario, 7));
+    assert_eq!(one.nodes[1].errors, two.nodes[1].errors);
+    assert_eq!(one.nodes[1].sent_at, two.nodes[1].sent_at);
+    let other = run(&scenario, 8);
+    assert_ne!(one.nodes[1].errors, other.nodes[1].errors);
+}
+
+fn one_client(duration: f64, client: NodeSpec) -> Scenario {
+    Scenario {
+        name: client.name.clone(),
+        duration,
+        epoch: EPOCH_2024,
+        nodes: vec![NodeSpec::reference("server", 0.0), client],
+        names: Vec::new(),
+        delay: uniform(Link::symmetric(OneWay::exponential(100e-6, 100e-6))),
+        duplicate: 0.0,
+        ipv6: false,
+    }
+}
+
+#[test]
+fn a_clock_set_by_someone_else_is_noticed_and_corrected_without_a_broken_frequency() {
+    let mut client = NodeSpec::client(
+        "client",
+        ClockSpec {
+            offset: 0.1,
+            freq_ppm: 100.0,
+            wander: 1e-9,
+        },
+        vec![SourceRef::Node(0)],
+    );
+    client.external_steps = vec![(3000.0, 50.0)];
+    let result = run(&one_client(8000.0, client), 1);
+    let node = &result.nodes[1];
+    assert!(
+        node.log.iter().any(|(t, line)| line.starts_with("ClockJumped") && (3000.0..4100.0).contains(t)),
+        "{:?}",
+        node.log
+    );
+    let settled = spread(&node.errors[5000..]);
+    figures!(
+        "clock set 50 s ahead at 3000 s: stepped back ({} steps), then RMS {:.1} us, max {:.1} us; frequency error {:.4} ppm",
+        node.steps,
+        settled.rms * 1e6,
+        settled.max * 1e6,
+        node.final_frequency_error_ppm
+    );
+    assert!(settled.max < 1e-3, "{settled:?}");
+    assert!(node.final_frequency_error_ppm.abs() < 1.0);
+}
+
+#[test]
+fn a_duplicated_and_lossy_link_never_counts_a_reply_twice() {
+    let mut scenario = one_client(
+        20_000.0,
+        NodeSpec::client(
+            "client",
+            ClockSpec {
+                offset: 0.05,
+                freq_ppm: -30.0,
+                wander: 1e-9,
+            },
+            vec![SourceRef::Node(0)],
+        ),
+    );
+    scenario.delay = uniform(Link::symmetric(OneWay {
+        loss: 0.3,
+        duplicate: 0.0,
+        ..OneWay::exponential(1e-3, 200e-6)
+    }));
+    scenario.duplicate = 0.2;
+    let result = run(&scenario, 3);
+    let node = &result.nodes[1];
+    let settled = spread(&node.errors[10_000..]);
+    figures!(
+        "30% loss each way, 20% duplicates: {} requests, {} datagrams back, RMS {:.1} us, max {:.1} us",
+        node.sent_at.len(),
+        node.received,
+        settled.rms * 1e6,
+        settled.max * 1e6
+    );
+    assert!(settled.max < 1e-3, "{settled:?}");
+    let _ = NtpDuration::ZERO;
+}
