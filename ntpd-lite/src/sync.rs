@@ -106,8 +106,8 @@ fn client_config(config: &Config, shared: &Shared) -> ClientConfig {
             discipline: DisciplineConfig {
                 step_threshold: NtpDuration::from_seconds_f64(config.sync.step_threshold),
                 panic_threshold: Some(NtpDuration::from_seconds_f64(config.sync.panic_threshold)),
-                max_slew_ppm: config.sync.max_slew_ppm,
-                max_frequency_ppm: config.sync.max_frequency_ppm,
+                max_slew_ppm: config.max_slew_ppm(),
+                max_frequency_ppm: config.max_frequency_ppm(),
                 ..DisciplineConfig::default()
             },
         },
