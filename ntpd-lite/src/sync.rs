@@ -160,17 +160,19 @@ impl Sync {
         }
     }
 
-    /// Does what the core asks now: look names up, send requests, apply and log its events.
+    /// Does what the core asks now: apply and log its events, look names up, send requests.
+    /// Events come first: a clock action is in force from the call that produced it, so every
+    /// request handed out after that call must read its T1 from the adjusted clock.
     fn drive(&mut self) {
+        while let Some(event) = self.client.poll_event() {
+            self.handle_event(event);
+        }
         let now = Instant::now();
         while let Some((id, name)) = self.client.poll_resolve(now) {
             self.resolve(id, name);
         }
         while let Some(transmit) = self.client.poll_transmit(now, rand::random()) {
             self.transmit(transmit);
-        }
-        while let Some(event) = self.client.poll_event() {
-            self.handle_event(event);
         }
     }
 
