@@ -176,8 +176,14 @@ impl Sync {
         }
     }
 
-    /// Looks `name` up in a task of its own, which reports back through the lookup channel.
-    fn resolve(&self, id: NameId, name: String) {
+    /// Looks `name` up: an address at once (so that sources given as addresses keep the
+    /// configuration's order), a host name in a task of its own, which reports back through the
+    /// lookup channel.
+    fn resolve(&mut self, id: NameId, name: String) {
+        if let Some(address) = literal(&name) {
+            let result = Ok(vec![address]);
+            return self.handle_lookup(Lookup { id, name, result });
+        }
         let lookups = self.lookups.clone();
         tokio::spawn(async move {
             let result = lookup(&name).await;
@@ -364,13 +370,17 @@ fn save_drift_file(path: &Path, ppm: f64) {
     }
 }
 
+/// `name` if it is an address, with or without a port (123).
+fn literal(name: &str) -> Option<SocketAddr> {
+    name.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| Some(SocketAddr::new(name.parse::<IpAddr>().ok()?, 123)))
+}
+
 /// The addresses of `name`: `host:port`, `[v6]:port`, an address, or a bare host (port 123).
 async fn lookup(name: &str) -> std::io::Result<Vec<SocketAddr>> {
-    if let Ok(address) = name.parse::<SocketAddr>() {
+    if let Some(address) = literal(name) {
         return Ok(vec![address]);
-    }
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, 123)]);
     }
     let with_port = match name.rsplit_once(':') {
         Some((_, port)) if port.parse::<u16>().is_ok() => name.to_owned(),
@@ -432,5 +442,21 @@ async fn exchange(
         if arrivals.send(arrival).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_need_no_lookup_and_a_bare_one_gets_port_123() {
+        let parse = |s: &str| s.parse::<SocketAddr>().expect("address");
+        assert_eq!(literal("127.0.0.1:11123"), Some(parse("127.0.0.1:11123")));
+        assert_eq!(literal("[::1]:11123"), Some(parse("[::1]:11123")));
+        assert_eq!(literal("192.0.2.1"), Some(parse("192.0.2.1:123")));
+        assert_eq!(literal("::1"), Some(parse("[::1]:123")));
+        assert_eq!(literal("pool.ntp.org"), None);
+        assert_eq!(literal("localhost:123"), None);
     }
 }
