@@ -5,10 +5,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ntp_proto::discipline::{DEFAULT_MAX_FREQUENCY_PPM, DEFAULT_MAX_SLEW_PPM};
 use ntp_proto::server::{Cidr, DenyAction, RateLimitConfig};
 use ntp_proto::{PollInterval, ReferenceId, Stratum};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
+
+/// The rate at which the kernel slews away an offset given to adjtime (ADJ_OFFSET_SINGLESHOT),
+/// ppm: fixed, so the discipline must assume it for the system clock.
+pub const KERNEL_SLEW_PPM: f64 = 500.0;
+/// The largest frequency correction the kernel accepts (ADJ_FREQUENCY, its MAXFREQ), ppm.
+pub const KERNEL_MAX_FREQUENCY_PPM: f64 = 500.0;
+/// Largest `max-slew-ppm`: with the largest drift and frequency correction, time still never
+/// runs backwards.
+const MAX_SLEW_LIMIT_PPM: f64 = 100_000.0;
 
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +154,7 @@ impl ClockMode {
 pub struct SourceConfig {
     /// `host:port`, `[v6]:port` or a bare host (port 123).
     pub address: String,
-    /// `server` (every address of the name) or `pool` (up to `max-sources` of them).
+    /// `server` (one address of the name) or `pool` (up to `max-sources` of them).
     #[serde(default)]
     pub kind: SourceKind,
     /// Shortest poll interval, log2 seconds (-4 to 17); default 6.
@@ -165,7 +175,7 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceKind {
-    /// One server; every address the name resolves to is a source.
+    /// One server: one address of the name is a source (a dual-stack host must not vote twice).
     #[default]
     Server,
     /// A pool name: up to `max-sources` of its addresses.
@@ -185,12 +195,12 @@ pub struct SyncConfig {
     /// How many sources must agree before the clock is adjusted.
     #[serde(default = "default_min_sources")]
     pub min_sources: usize,
-    /// Fastest slew, parts per million.
-    #[serde(default = "default_slew", deserialize_with = "positive_seconds")]
-    pub max_slew_ppm: f64,
-    /// Largest frequency correction, parts per million.
-    #[serde(default = "default_slew", deserialize_with = "positive_seconds")]
-    pub max_frequency_ppm: f64,
+    /// The rate at which an offset is slewed away, ppm, if set; see [`Config::max_slew_ppm`].
+    #[serde(default, deserialize_with = "positive_ppm")]
+    pub max_slew_ppm: Option<f64>,
+    /// Largest frequency correction, ppm, if set; see [`Config::max_frequency_ppm`].
+    #[serde(default, deserialize_with = "positive_ppm")]
+    pub max_frequency_ppm: Option<f64>,
     /// Seconds without a clock update after which we serve as unsynchronized again.
     #[serde(default = "default_holdover", deserialize_with = "positive_seconds")]
     pub holdover: f64,
@@ -204,8 +214,8 @@ impl Default for SyncConfig {
             step_threshold: default_step(),
             panic_threshold: default_panic(),
             min_sources: default_min_sources(),
-            max_slew_ppm: default_slew(),
-            max_frequency_ppm: default_slew(),
+            max_slew_ppm: None,
+            max_frequency_ppm: None,
             holdover: default_holdover(),
             drift_file: None,
         }
@@ -301,11 +311,25 @@ impl Config {
                 "nothing to do: add a [server] table to serve time, [[source]] entries to synchronize, or both",
             );
         }
-        if self.sync.max_slew_ppm > 100_000.0 || self.sync.max_frequency_ppm > 100_000.0 {
+        if self
+            .sync
+            .max_slew_ppm
+            .is_some_and(|p| p > MAX_SLEW_LIMIT_PPM)
+        {
+            return whole("max-slew-ppm", "max-slew-ppm must be at most 100000 (10%)");
+        }
+        if self
+            .sync
+            .max_frequency_ppm
+            .is_some_and(|p| p > DEFAULT_MAX_FREQUENCY_PPM)
+        {
             return whole(
-                "[sync]",
-                "max-slew-ppm and max-frequency-ppm must be at most 100000 (10%)",
+                "max-frequency-ppm",
+                "max-frequency-ppm must be at most 500000 (50%)",
             );
+        }
+        if self.clock.mode == ClockMode::System {
+            self.check_kernel_limits(whole)?;
         }
         if self.sync.min_sources == 0 {
             return whole("min-sources", "min-sources must be at least 1");
@@ -319,6 +343,52 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The system clock is the kernel's: the discipline must assume the kernel's slew rate and
+    /// frequency limit, or its record of what it did to the clock would be wrong.
+    fn check_kernel_limits(
+        &self,
+        whole: impl Fn(&str, &str) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        if self.sync.max_slew_ppm.is_some_and(|p| p != KERNEL_SLEW_PPM) {
+            return whole(
+                "max-slew-ppm",
+                "the system clock slews at the kernel's fixed 500 ppm; remove max-slew-ppm or use mode = \"virtual\"",
+            );
+        }
+        if self
+            .sync
+            .max_frequency_ppm
+            .is_some_and(|p| p > KERNEL_MAX_FREQUENCY_PPM)
+        {
+            return whole(
+                "max-frequency-ppm",
+                "the kernel accepts a frequency correction of at most 500 ppm; set max-frequency-ppm to 500 or less, remove it, or use mode = \"virtual\"",
+            );
+        }
+        Ok(())
+    }
+
+    /// The rate at which the clock slews away an offset, ppm: the kernel's fixed 500 for the
+    /// system clock, else `[sync] max-slew-ppm` (default chrony's `maxslewrate`, 83333).
+    pub fn max_slew_ppm(&self) -> f64 {
+        match self.clock.mode {
+            ClockMode::System => KERNEL_SLEW_PPM,
+            ClockMode::Virtual | ClockMode::Monitor => {
+                self.sync.max_slew_ppm.unwrap_or(DEFAULT_MAX_SLEW_PPM)
+            }
+        }
+    }
+
+    /// The largest frequency correction, ppm: `[sync] max-frequency-ppm`, by default chrony's
+    /// `maxdrift` (500000), or the kernel's limit (500) for the system clock.
+    pub fn max_frequency_ppm(&self) -> f64 {
+        let default = match self.clock.mode {
+            ClockMode::System => KERNEL_MAX_FREQUENCY_PPM,
+            ClockMode::Virtual | ClockMode::Monitor => DEFAULT_MAX_FREQUENCY_PPM,
+        };
+        self.sync.max_frequency_ppm.unwrap_or(default)
     }
 
     /// Where the control socket is, if configured.
@@ -377,9 +447,6 @@ const fn default_panic() -> f64 {
 }
 const fn default_min_sources() -> usize {
     1
-}
-const fn default_slew() -> f64 {
-    500.0
 }
 const fn default_holdover() -> f64 {
     3600.0
@@ -488,6 +555,10 @@ fn poll<'de, D: Deserializer<'de>>(d: D) -> Result<PollInterval, D::Error> {
             "poll must be a log2 of seconds from -4 (1/16 s) to 17 (36 h); 6 = 64 s",
         )),
     }
+}
+
+fn positive_ppm<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    positive_seconds(d).map(Some)
 }
 
 fn positive_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -681,12 +752,48 @@ metrics = "127.0.0.1:9975"
                 4,
                 "127.0.0.1:9975",
             ),
+            (
+                "[[source]]\naddress = \"x:1\"\n[clock]\nmode = \"system\"\n[sync]\nmax-slew-ppm = 1000.0\n",
+                6,
+                "the system clock slews at the kernel's fixed 500 ppm; remove max-slew-ppm or use mode = \"virtual\"",
+            ),
+            (
+                "[[source]]\naddress = \"x:1\"\n[clock]\nmode = \"system\"\n[sync]\nmax-frequency-ppm = 1000.0\n",
+                6,
+                "at most 500 ppm",
+            ),
+            (
+                "[[source]]\naddress = \"x:1\"\n[sync]\nmax-slew-ppm = 200000.0\n",
+                4,
+                "at most 100000",
+            ),
         ];
         for (text, want_line, want) in cases {
             let (line, message) = error(text);
             assert!(message.contains(want), "{text:?}: {message}");
             assert_eq!(line, want_line, "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn the_slew_rate_and_frequency_limit_follow_the_clock() {
+        let virtual_clock =
+            parse("[[source]]\naddress = \"x:1\"\n[clock]\nmode = \"virtual\"\n").expect("valid");
+        assert_eq!(virtual_clock.max_slew_ppm(), DEFAULT_MAX_SLEW_PPM);
+        assert_eq!(virtual_clock.max_frequency_ppm(), DEFAULT_MAX_FREQUENCY_PPM);
+        let system = "[[source]]\naddress = \"x:1\"\n[clock]\nmode = \"system\"\n";
+        let kernel = parse(system).expect("valid");
+        assert_eq!(kernel.max_slew_ppm(), KERNEL_SLEW_PPM);
+        assert_eq!(kernel.max_frequency_ppm(), KERNEL_MAX_FREQUENCY_PPM);
+        let said_so = parse(&format!(
+            "{system}[sync]\nmax-slew-ppm = 500.0\nmax-frequency-ppm = 100.0\n"
+        ))
+        .expect("the kernel's own rate may be written out");
+        assert_eq!(said_so.max_slew_ppm(), 500.0);
+        assert_eq!(said_so.max_frequency_ppm(), 100.0);
+        let lab =
+            parse("[[source]]\naddress = \"x:1\"\n[sync]\nmax-slew-ppm = 5000.0\n").expect("valid");
+        assert_eq!(lab.max_slew_ppm(), 5000.0);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub struct Prepared {
 /// runtime's threads inherit only what the clock needs. Returns a message for a failure.
 pub fn prepare(config: Config) -> Result<Prepared, String> {
     let privileges = Privileges::plan(&config).map_err(|e| e.to_string())?;
-    let clock = Clock::from_config(&config.clock, config.sync.max_slew_ppm);
+    let clock = Clock::from_config(&config.clock, config.max_slew_ppm());
     let shared = Arc::new(Shared::new(clock, config.local.is_some()));
     info!(
         mode = config.clock.mode.name(),

@@ -1,95 +1,84 @@
-//! The client half's IO shell: resolves the configured sources, sends each request from a fresh
-//! socket with a random source port (RFC 9109), timestamps replies with the kernel's receive time,
-//! feeds everything to `ntp_proto::Source` and `ntp_proto::System`, and applies the clock actions
-//! they return. No protocol decisions are made here.
+//! The client half's IO shell around `ntp_proto::Client`: it looks names up, sends each request
+//! from a fresh socket with a random source port (RFC 9109), timestamps replies with the kernel's
+//! receive time, applies the clock actions the core returns, logs its events, and sleeps until the
+//! core's next deadline. When to poll, how long to wait for a reply, when to select and what to do
+//! to the clock are the core's decisions, none of them this loop's.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ntp_proto::sample::ReplyLimits;
-use ntp_proto::system::{SourceState, SyncConfig, System, SystemEvent};
+use ntp_proto::client::RESOLVE_RETRY;
+use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
-    ClockAction, DisciplineConfig, NtpDuration, NtpTimestamp, PollInterval, ReplyOutcome, Source,
-    SourceConfig, Version,
+    Client, ClientConfig, ClockAction, DisciplineConfig, Event, NameId, NameKind, NtpDuration,
+    NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome, SourceConfig, SourceId, SourceReport,
+    Transmit, Version,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{ClockMode, Config, SourceKind};
+use crate::config::{self, ClockMode, Config, SourceKind};
 use crate::net;
 use crate::state::{Shared, SourceStatus};
 
-/// How often unresolved source names are looked up again, and the holdover checked.
-const HOUSEKEEPING: Duration = Duration::from_secs(1);
-/// How often names that did not resolve are retried.
-const RESOLVE_RETRY: Duration = Duration::from_secs(30);
-/// Longest wait for the reply to one request.
-const MAX_REPLY_WAIT: Duration = Duration::from_secs(4);
-/// How often the drift file is written while running.
+/// How often the drift file is written while running (IO, not protocol: the core does not care).
 const DRIFT_SAVE: Duration = Duration::from_secs(600);
 
-/// A reply as the IO layer saw it.
+/// A datagram that arrived on the socket of a request.
 #[derive(Debug)]
 struct Arrival {
-    source: usize,
+    source: SourceId,
     t1: NtpTimestamp,
     t4: NtpTimestamp,
     local: IpAddr,
     bytes: Vec<u8>,
 }
 
-/// One configured `[[source]]` entry and the sources it has become.
+/// The answer to a name lookup.
 #[derive(Debug)]
-struct Entry {
+struct Lookup {
+    id: NameId,
     name: String,
-    kind: SourceKind,
-    limit: usize,
-    config: SourceConfig,
-    resolved: bool,
+    result: std::io::Result<Vec<SocketAddr>>,
 }
 
-/// The sync task's state.
+/// The sync task: the core, and the channels its spawned IO reports back through.
 struct Sync {
+    client: Client,
     shared: Arc<Shared>,
-    entries: Vec<Entry>,
-    sources: Vec<Source>,
-    addresses: Vec<SocketAddr>,
-    system: System,
-    limits: ReplyLimits,
-    drift_file: Option<std::path::PathBuf>,
+    drift_file: Option<PathBuf>,
     arrivals: mpsc::Sender<Arrival>,
+    lookups: mpsc::Sender<Lookup>,
+    /// Each source's address, as the core announced it, for the log.
+    addresses: BTreeMap<SourceId, SocketAddr>,
+    /// The name each address was last looked up under, for the log.
+    names: HashMap<SocketAddr, String>,
 }
 
 /// Runs the client half until shutdown; saves the drift file on the way out.
 pub async fn run(config: Config, shared: Arc<Shared>) {
-    let (arrivals, mut incoming) = mpsc::channel(256);
-    let mut sync = Sync::new(&config, Arc::clone(&shared), arrivals);
-    sync.publish();
-    sync.resolve_pending().await;
-    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-    let mut last_resolve = Instant::now();
-    let mut last_drift_save = Instant::now();
-    while !shared.stopping() {
-        let deadline = sync.next_deadline();
+    let (arrivals, mut arriving) = mpsc::channel(256);
+    let (lookups, mut looked_up) = mpsc::channel(16);
+    let mut sync = Sync::new(&config, shared, arrivals, lookups);
+    let mut drift_save =
+        tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_SAVE, DRIFT_SAVE);
+    while !sync.shared.stopping() {
+        sync.drive();
+        sync.publish();
         tokio::select! {
-            () = sleep_until(deadline) => sync.poll_due(),
-            Some(arrival) = incoming.recv() => sync.handle_arrival(arrival),
-            _ = housekeeping.tick() => {
-                sync.housekeeping();
-                if last_resolve.elapsed() > RESOLVE_RETRY {
-                    last_resolve = Instant::now();
-                    sync.resolve_pending().await;
-                }
-                if last_drift_save.elapsed() > DRIFT_SAVE {
-                    last_drift_save = Instant::now();
-                    sync.save_drift();
-                }
+            () = sleep_until(sync.client.poll_timeout()) => {
+                sync.client.handle_timeout(Instant::now(), sync.shared.clock.now());
             }
-            () = shared.shutdown_requested() => break,
+            Some(arrival) = arriving.recv() => sync.handle_arrival(arrival),
+            Some(lookup) = looked_up.recv() => sync.handle_lookup(lookup),
+            _ = drift_save.tick() => sync.save_drift(),
+            () = sync.shared.shutdown_requested() => break,
         }
     }
     sync.save_drift();
@@ -102,39 +91,14 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-impl Sync {
-    fn new(config: &Config, shared: Arc<Shared>, arrivals: mpsc::Sender<Arrival>) -> Self {
-        let entries = config
-            .sources
-            .iter()
-            .map(|s| Entry {
-                name: s.address.clone(),
-                kind: s.kind,
-                limit: if s.kind == SourceKind::Pool {
-                    s.max_sources
-                } else {
-                    usize::MAX
-                },
-                config: SourceConfig {
-                    min_poll: s.minpoll,
-                    max_poll: s.maxpoll,
-                    iburst: s.iburst,
-                    version: Version::V4,
-                },
-                resolved: false,
-            })
-            .collect::<Vec<_>>();
-        let min_poll = entries
-            .iter()
-            .map(|e| e.config.min_poll)
-            .min()
-            .unwrap_or(PollInterval::new(6));
-        let max_poll = entries
-            .iter()
-            .map(|e| e.config.max_poll)
-            .max()
-            .unwrap_or(PollInterval::new(10));
-        let sync_config = SyncConfig {
+/// The core's configuration from the daemon's.
+fn client_config(config: &Config, shared: &Shared) -> ClientConfig {
+    let drift = config.sync.drift_file.as_deref().and_then(read_drift_file);
+    if let Some(ppm) = drift {
+        info!(frequency_ppm = ppm, "frequency read from the drift file");
+    }
+    ClientConfig {
+        sync: SyncConfig {
             min_sources: config.sync.min_sources,
             holdover: NtpDuration::from_seconds_f64(config.sync.holdover),
             monitor_only: config.clock.mode == ClockMode::Monitor,
@@ -142,127 +106,147 @@ impl Sync {
             discipline: DisciplineConfig {
                 step_threshold: NtpDuration::from_seconds_f64(config.sync.step_threshold),
                 panic_threshold: Some(NtpDuration::from_seconds_f64(config.sync.panic_threshold)),
-                max_slew_ppm: config.sync.max_slew_ppm,
-                max_frequency_ppm: config.sync.max_frequency_ppm,
-                min_poll,
-                max_poll,
+                max_slew_ppm: config.max_slew_ppm(),
+                max_frequency_ppm: config.max_frequency_ppm(),
                 ..DisciplineConfig::default()
             },
-        };
-        let drift = config.sync.drift_file.as_deref().and_then(read_drift_file);
-        if let Some(ppm) = drift {
-            info!(frequency_ppm = ppm, "frequency read from the drift file");
-        }
-        let system = System::new(sync_config, shared.precision, drift);
-        let limits = ReplyLimits {
+        },
+        limits: ReplyLimits {
             local_precision: shared.precision,
             ..ReplyLimits::default()
-        };
+        },
+        precision: shared.precision,
+        initial_frequency_ppm: drift,
+    }
+}
+
+/// How the core should treat a `[[source]]` name.
+fn name_kind(source: &config::SourceConfig) -> NameKind {
+    match source.kind {
+        SourceKind::Server => NameKind::Server,
+        SourceKind::Pool => NameKind::Pool {
+            max_sources: source.max_sources,
+        },
+    }
+}
+
+impl Sync {
+    fn new(
+        config: &Config,
+        shared: Arc<Shared>,
+        arrivals: mpsc::Sender<Arrival>,
+        lookups: mpsc::Sender<Lookup>,
+    ) -> Self {
+        let mut client = Client::new(client_config(config, &shared));
+        let now = Instant::now();
+        for source in &config.sources {
+            let source_config = SourceConfig {
+                min_poll: source.minpoll,
+                max_poll: source.maxpoll,
+                iburst: source.iburst,
+                version: Version::V4,
+                ..SourceConfig::default()
+            };
+            client.add_name(&source.address, name_kind(source), source_config, now);
+        }
         Self {
+            client,
             shared,
-            entries,
-            sources: Vec::new(),
-            addresses: Vec::new(),
-            system,
-            limits,
             drift_file: config.sync.drift_file.clone(),
             arrivals,
+            lookups,
+            addresses: BTreeMap::new(),
+            names: HashMap::new(),
         }
     }
 
-    /// Looks up every entry that has no address yet; a failure is logged and retried later.
-    async fn resolve_pending(&mut self) {
-        let mut added = false;
-        for entry in self.entries.iter_mut().filter(|e| !e.resolved) {
-            match resolve(&entry.name).await {
-                Ok(found) => {
-                    entry.resolved = true;
-                    let fresh: Vec<SocketAddr> = found
-                        .into_iter()
-                        .filter(|a| !self.addresses.contains(a))
-                        .take(entry.limit)
-                        .collect();
-                    for address in fresh {
-                        info!(source = %address, name = %entry.name, kind = ?entry.kind, "new source");
-                        self.sources
-                            .push(Source::new(address.ip(), entry.config, Instant::now()));
-                        self.addresses.push(address);
-                        added = true;
-                    }
-                }
-                Err(e) => {
-                    warn!(name = %entry.name, error = %e, "cannot resolve source; will retry in 30 s");
-                }
-            }
+    /// Does what the core asks now: apply and log its events, look names up, send requests.
+    /// Events come first: a clock action is in force from the call that produced it, so every
+    /// request handed out after that call must read its T1 from the adjusted clock.
+    fn drive(&mut self) {
+        while let Some(event) = self.client.poll_event() {
+            self.handle_event(event);
         }
-        if added {
-            self.publish();
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.sources.iter().filter_map(Source::poll_timeout).min()
-    }
-
-    /// Sends the request of every source whose poll is due.
-    fn poll_due(&mut self) {
         let now = Instant::now();
-        for (index, source) in self.sources.iter_mut().enumerate() {
-            let cookie = NtpTimestamp::from_bits(rand::random());
-            let Some(request) = source.poll_transmit(now, self.shared.clock.now(), cookie) else {
-                continue;
-            };
-            let wait = ntp_proto::source::duration_of(source.poll()).min(MAX_REPLY_WAIT);
-            let (address, shared, arrivals) = (
-                self.addresses[index],
-                Arc::clone(&self.shared),
-                self.arrivals.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = exchange(index, address, request, wait, &shared, &arrivals).await {
-                    debug!(source = %address, error = %e, "request failed");
-                }
-            });
+        while let Some((id, name)) = self.client.poll_resolve(now) {
+            self.resolve(id, name);
         }
+        while let Some(transmit) = self.client.poll_transmit(now, rand::random()) {
+            self.transmit(transmit);
+        }
+    }
+
+    /// Looks `name` up: an address at once (so that sources given as addresses keep the
+    /// configuration's order), a host name in a task of its own, which reports back through the
+    /// lookup channel.
+    fn resolve(&mut self, id: NameId, name: String) {
+        if let Some(address) = literal(&name) {
+            let result = Ok(vec![address]);
+            return self.handle_lookup(Lookup { id, name, result });
+        }
+        let lookups = self.lookups.clone();
+        tokio::spawn(async move {
+            let result = lookup(&name).await;
+            let _ = lookups.send(Lookup { id, name, result }).await;
+        });
+    }
+
+    fn handle_lookup(&mut self, lookup: Lookup) {
+        let addresses = match lookup.result {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(
+                    name = %lookup.name,
+                    error = %e,
+                    retry_seconds = RESOLVE_RETRY.as_secs(),
+                    "cannot resolve source; will retry"
+                );
+                Vec::new()
+            }
+        };
+        self.names.retain(|_, name| *name != lookup.name);
+        self.names
+            .extend(addresses.iter().map(|a| (*a, lookup.name.clone())));
+        self.client
+            .handle_resolved(Instant::now(), lookup.id, &addresses);
+    }
+
+    /// Sends one request in a task of its own, which hands every datagram back.
+    fn transmit(&self, transmit: Transmit) {
+        let (shared, arrivals) = (Arc::clone(&self.shared), self.arrivals.clone());
+        tokio::spawn(async move {
+            if let Err(e) = exchange(&transmit, &shared, &arrivals).await {
+                debug!(source = %transmit.address, error = %e, "request failed");
+            }
+        });
     }
 
     fn handle_arrival(&mut self, arrival: Arrival) {
-        let Some(source) = self.sources.get_mut(arrival.source) else {
-            return;
-        };
-        source.set_local_address(arrival.local);
-        let address = self.addresses[arrival.source];
-        match source.handle_reply(arrival.t1, arrival.t4, &arrival.bytes, &self.limits) {
-            ReplyOutcome::Accepted { released: Some(_) } => self.select(),
-            ReplyOutcome::Accepted { released: None } => self.publish(),
-            ReplyOutcome::Rejected(why) => {
-                if matches!(why, ntp_proto::ReplyError::Kiss(_)) {
-                    warn!(source = %address, reason = %why, "source sent a kiss-o'-death");
-                } else {
-                    debug!(source = %address, reason = %why, "reply rejected");
-                }
-                self.publish();
+        self.client.handle_reply(
+            Instant::now(),
+            self.shared.clock.now(),
+            arrival.source,
+            arrival.t1,
+            arrival.t4,
+            &arrival.bytes,
+            Some(arrival.local),
+        );
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Clock(action) => self.apply(action),
+            Event::System(event) => self.log_system_event(event),
+            Event::SourceAdded(id, address) => {
+                self.addresses.insert(id, address);
+                let name = self.names.get(&address).map_or("", String::as_str);
+                info!(source = %address, name, "new source");
             }
-            ReplyOutcome::Unexpected => {
-                debug!(source = %address, "duplicate or unexpected reply ignored");
-            }
-            ReplyOutcome::Malformed => debug!(source = %address, "malformed reply ignored"),
+            Event::Reply(id, outcome) => self.log_reply(id, outcome),
         }
     }
 
-    /// A selection round, then the clock action and the events it produced.
-    fn select(&mut self) {
-        let now = self.shared.clock.now();
-        let update = self.system.select(&mut self.sources, now);
-        if let Some(action) = update.action {
-            self.apply(action);
-        }
-        for event in update.events {
-            self.log_event(event);
-        }
-        self.publish();
-    }
-
+    /// Applies a clock action at once: the core assumes it took effect when it was decided.
     fn apply(&self, action: ClockAction) {
         let clock = &self.shared.clock;
         let result = match action {
@@ -283,93 +267,89 @@ impl Sync {
         }
     }
 
-    fn log_event(&self, event: SystemEvent) {
-        let name = |i: usize| {
-            self.addresses
-                .get(i)
-                .map_or_else(|| "?".to_owned(), ToString::to_string)
-        };
+    fn address_of(&self, id: SourceId) -> String {
+        self.addresses
+            .get(&id)
+            .map_or_else(|| id.to_string(), ToString::to_string)
+    }
+
+    fn log_system_event(&self, event: SystemEvent) {
         match event {
             SystemEvent::Step(offset) => warn!(offset = offset.to_seconds_f64(), "clock stepped"),
             SystemEvent::Refused(offset) => error!(
                 offset = offset.to_seconds_f64(),
                 "offset exceeds panic-threshold: clock NOT adjusted; check the sources, or restart to accept it"
             ),
-            SystemEvent::SyncGained(i) => info!(source = %name(i), "synchronized"),
-            SystemEvent::PeerChanged(i) => info!(source = %name(i), "system peer changed"),
+            SystemEvent::SyncGained(id) => info!(source = %self.address_of(id), "synchronized"),
+            SystemEvent::PeerChanged(id) => {
+                info!(source = %self.address_of(id), "system peer changed");
+            }
             SystemEvent::SyncLost => warn!("lost synchronization: serving as unsynchronized"),
             SystemEvent::SourceChanged(
-                i,
+                id,
                 state @ (SourceState::Falseticker | SourceState::Unreachable),
             ) => {
-                warn!(source = %name(i), state = state.name(), "source state changed");
+                warn!(source = %self.address_of(id), state = state.name(), "source state changed");
             }
-            SystemEvent::SourceChanged(i, state) => {
-                info!(source = %name(i), state = state.name(), "source state changed");
+            SystemEvent::SourceChanged(id, state) => {
+                info!(source = %self.address_of(id), state = state.name(), "source state changed");
             }
         }
     }
 
-    /// Once a second: re-judge the sources (one may have stopped answering) and check the
-    /// holdover.
-    fn housekeeping(&mut self) {
-        let now = self.shared.clock.now();
-        let mut events = self.system.survey(&self.sources, now);
-        events.extend(self.system.check_holdover(now));
-        for event in events {
-            self.log_event(event);
+    fn log_reply(&self, id: SourceId, outcome: ReplyOutcome) {
+        let source = self.address_of(id);
+        match outcome {
+            ReplyOutcome::Rejected(why @ ReplyError::Kiss(_)) => {
+                warn!(source, reason = %why, "source sent a kiss-o'-death");
+            }
+            ReplyOutcome::Rejected(why) => debug!(source, reason = %why, "reply rejected"),
+            ReplyOutcome::Straddled => debug!(source, "reply straddles a clock step; not used"),
+            ReplyOutcome::Unexpected => debug!(source, "duplicate or unexpected reply ignored"),
+            ReplyOutcome::Malformed => debug!(source, "malformed reply ignored"),
+            ReplyOutcome::Accepted => {}
         }
-        self.publish();
     }
 
-    /// Shares the system variables with the server workers and the status with the control socket.
+    /// Shares the system variables with the server workers and the status with the control
+    /// socket.
     fn publish(&self) {
-        self.shared
-            .publish(self.system.serving_snapshot(self.shared.clock.now()));
-        let states = self.system.source_states();
-        let sources = self
-            .sources
-            .iter()
-            .zip(&self.addresses)
-            .enumerate()
-            .map(|(i, (source, address))| {
-                let estimate = source.estimate();
-                SourceStatus {
-                    address: address.to_string(),
-                    reach: source.reach(),
-                    poll: source.poll().get(),
-                    stratum: source.last_reply().map_or(0, |r| r.stratum.get()),
-                    offset: estimate.map_or(0.0, |e| e.offset.to_seconds_f64()),
-                    delay: estimate.map_or(0.0, |e| e.delay.to_seconds_f64()),
-                    jitter: estimate.map_or(0.0, |e| e.jitter.to_seconds_f64()),
-                    state: states.get(i).map_or("rejected", |s| s.name()).to_owned(),
-                    sent: source.counters().sent,
-                    accepted: source.counters().accepted,
-                    rejected: source.counters().rejected,
-                    ignored: source.counters().ignored,
-                }
-            })
-            .collect();
+        let now = self.shared.clock.now();
+        self.shared.publish(self.client.serving_snapshot(now));
+        let sources = self.client.sources(now).iter().map(status_row).collect();
         self.shared.set_sync_status(
-            self.system.last_offset().map(NtpDuration::to_seconds_f64),
+            self.client.last_offset().map(NtpDuration::to_seconds_f64),
             sources,
         );
     }
 
     fn save_drift(&self) {
-        let Some(path) = &self.drift_file else { return };
-        let ppm = self.system.frequency_ppm();
-        let temporary = path.with_extension("tmp");
-        let result = std::fs::write(&temporary, format!("{ppm:.6}\n"))
-            .and_then(|()| std::fs::rename(&temporary, path));
-        match result {
-            Ok(()) => debug!(path = %path.display(), frequency_ppm = ppm, "drift file saved"),
-            Err(e) => warn!(path = %path.display(), error = %e, "cannot save the drift file"),
+        if let Some(path) = &self.drift_file {
+            save_drift_file(path, self.client.frequency_ppm());
         }
     }
 }
 
-fn read_drift_file(path: &std::path::Path) -> Option<f64> {
+/// One source as `status` shows it.
+fn status_row(report: &SourceReport) -> SourceStatus {
+    let estimate = report.estimate;
+    SourceStatus {
+        address: report.address.to_string(),
+        reach: report.reach,
+        poll: report.poll.get(),
+        stratum: report.stratum,
+        offset: estimate.map_or(0.0, |e| e.offset.to_seconds_f64()),
+        delay: estimate.map_or(0.0, |e| e.delay.to_seconds_f64()),
+        jitter: estimate.map_or(0.0, |e| e.jitter.to_seconds_f64()),
+        state: report.state.name().to_owned(),
+        sent: report.counters.sent,
+        accepted: report.counters.accepted,
+        rejected: report.counters.rejected,
+        ignored: report.counters.ignored,
+    }
+}
+
+fn read_drift_file(path: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     match text.split_whitespace().next().map(str::parse::<f64>) {
         Some(Ok(ppm)) if ppm.is_finite() => Some(ppm),
@@ -380,13 +360,27 @@ fn read_drift_file(path: &std::path::Path) -> Option<f64> {
     }
 }
 
-/// The addresses of `name`: `host:port`, `[v6]:port`, an address, or a bare host (port 123).
-async fn resolve(name: &str) -> std::io::Result<Vec<SocketAddr>> {
-    if let Ok(address) = name.parse::<SocketAddr>() {
-        return Ok(vec![address]);
+fn save_drift_file(path: &Path, ppm: f64) {
+    let temporary = path.with_extension("tmp");
+    let result = std::fs::write(&temporary, format!("{ppm:.6}\n"))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    match result {
+        Ok(()) => debug!(path = %path.display(), frequency_ppm = ppm, "drift file saved"),
+        Err(e) => warn!(path = %path.display(), error = %e, "cannot save the drift file"),
     }
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, 123)]);
+}
+
+/// `name` if it is an address, with or without a port (123).
+fn literal(name: &str) -> Option<SocketAddr> {
+    name.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| Some(SocketAddr::new(name.parse::<IpAddr>().ok()?, 123)))
+}
+
+/// The addresses of `name`: `host:port`, `[v6]:port`, an address, or a bare host (port 123).
+async fn lookup(name: &str) -> std::io::Result<Vec<SocketAddr>> {
+    if let Some(address) = literal(name) {
+        return Ok(vec![address]);
     }
     let with_port = match name.rsplit_once(':') {
         Some((_, port)) if port.parse::<u16>().is_ok() => name.to_owned(),
@@ -403,17 +397,14 @@ async fn resolve(name: &str) -> std::io::Result<Vec<SocketAddr>> {
 }
 
 /// One request and its replies: a fresh socket with a random port, T1 read just before the send,
-/// T4 from the kernel receive timestamp. Every datagram that arrives within `wait` is handed on
-/// (duplicates included: the source state machine discards them).
+/// T4 from the kernel receive timestamp. Every datagram that arrives within `transmit.wait` is
+/// handed on (duplicates included: the core discards them); then the socket closes.
 async fn exchange(
-    source: usize,
-    address: SocketAddr,
-    request: [u8; 48],
-    wait: Duration,
+    transmit: &Transmit,
     shared: &Shared,
     arrivals: &mpsc::Sender<Arrival>,
 ) -> std::io::Result<()> {
-    let bind: SocketAddr = if address.is_ipv4() {
+    let bind: SocketAddr = if transmit.address.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
@@ -421,12 +412,12 @@ async fn exchange(
     .parse()
     .map_err(std::io::Error::other)?;
     let socket = UdpSocket::bind(bind).await?;
-    socket.connect(address).await?;
+    socket.connect(transmit.address).await?;
     net::enable_timestamps(socket2::SockRef::from(&socket))?;
     let local = socket.local_addr()?.ip();
+    let deadline = tokio::time::Instant::now() + transmit.wait;
     let t1 = shared.clock.now();
-    socket.send(&request).await?;
-    let deadline = tokio::time::Instant::now() + wait;
+    socket.send(&transmit.bytes).await?;
     let mut buffer = [0u8; 1024];
     loop {
         let received = tokio::time::timeout_at(
@@ -442,7 +433,7 @@ async fn exchange(
         let (len, kernel_time) = received?;
         let t4 = kernel_time.map_or_else(|| shared.clock.now(), |t| shared.clock.at(t));
         let arrival = Arrival {
-            source,
+            source: transmit.source,
             t1,
             t4,
             local,
@@ -451,5 +442,21 @@ async fn exchange(
         if arrivals.send(arrival).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_need_no_lookup_and_a_bare_one_gets_port_123() {
+        let parse = |s: &str| s.parse::<SocketAddr>().expect("address");
+        assert_eq!(literal("127.0.0.1:11123"), Some(parse("127.0.0.1:11123")));
+        assert_eq!(literal("[::1]:11123"), Some(parse("[::1]:11123")));
+        assert_eq!(literal("192.0.2.1"), Some(parse("192.0.2.1:123")));
+        assert_eq!(literal("::1"), Some(parse("[::1]:123")));
+        assert_eq!(literal("pool.ntp.org"), None);
+        assert_eq!(literal("localhost:123"), None);
     }
 }

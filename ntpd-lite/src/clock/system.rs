@@ -7,15 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ntp_proto::NtpDuration;
 
 use super::ClockError;
+use crate::config::KERNEL_MAX_FREQUENCY_PPM;
 
 /// The kernel's realtime clock.
 #[derive(Debug, Default)]
 pub struct SystemClock {
     frequency_ppm_bits: AtomicU64,
 }
-
-/// Largest frequency the kernel accepts through ADJ_FREQUENCY (its MAXFREQ), in ppm.
-const KERNEL_MAX_FREQUENCY_PPM: f64 = 500.0;
 
 impl SystemClock {
     /// A handle on the kernel clock.

@@ -1,51 +1,27 @@
 //! A software clock: system time plus an offset plus a frequency times the elapsed time. The
 //! daemon disciplines it exactly as it would the kernel clock and serves from it, so a whole
 //! stratum hierarchy runs on one machine without privileges and without touching the real clock.
+//! Its arithmetic is `ntp_proto::SoftClock`, the model the discipline assumes, on the axis of the
+//! system time in Unix nanoseconds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use ntp_proto::NtpDuration;
+use ntp_proto::{NtpDuration, SoftClock};
 
 use super::unix_nanos;
 
-/// One linear piece of the clock: from system time `system0` on, the clock reads `clock0` plus the
-/// elapsed system time scaled by `1 + rate_ppm * 1e-6` until `slew_end`, and by
-/// `1 + rate_after_ppm * 1e-6` from then on (the slew is over).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Segment {
-    system0: i128,
-    clock0: i128,
-    rate_ppm: f64,
-    slew_end: i128,
-    rate_after_ppm: f64,
-}
-
-impl Segment {
-    fn at(&self, system: i128) -> i128 {
-        let elapsed = system - self.system0;
-        let slewing = elapsed.min(self.slew_end - self.system0);
-        let after = (elapsed - slewing).max(0);
-        self.clock0 + elapsed + scaled(slewing, self.rate_ppm) + scaled(after, self.rate_after_ppm)
-    }
-}
-
-fn scaled(nanos: i128, ppm: f64) -> i128 {
-    (nanos as f64 * ppm * 1e-6).round() as i128
-}
-
-/// A disciplined software clock. Reads are lock-free; adjustments replace the segment whole.
+/// A disciplined software clock. Reads are lock-free; adjustments replace the model whole (only
+/// the sync task adjusts it).
 #[derive(Debug)]
 pub struct VirtualClock {
-    segment: ArcSwap<Segment>,
+    /// The model; its frequency is the natural drift plus the ordered correction.
+    clock: ArcSwap<SoftClock>,
     /// The clock's natural frequency error, which the discipline must learn.
     drift_ppm: f64,
-    /// The fastest slew.
+    /// The rate at which an offset is slewed away.
     max_slew_ppm: f64,
-    /// The frequency correction the discipline last set.
-    frequency_ppm_bits: AtomicU64,
 }
 
 impl VirtualClock {
@@ -56,65 +32,45 @@ impl VirtualClock {
         drift_ppm: f64,
         max_slew_ppm: f64,
     ) -> Self {
-        let system0 = unix_nanos(system);
-        let segment = Segment {
-            system0,
-            clock0: system0 + initial_offset.as_nanos(),
-            rate_ppm: drift_ppm,
-            slew_end: system0,
-            rate_after_ppm: drift_ppm,
-        };
+        let base = unix_nanos(system);
+        let mut clock = SoftClock::new(base, base + initial_offset.as_nanos());
+        clock.slew(base, 0, drift_ppm, max_slew_ppm);
         Self {
-            segment: ArcSwap::from_pointee(segment),
+            clock: ArcSwap::from_pointee(clock),
             drift_ppm,
             max_slew_ppm,
-            frequency_ppm_bits: AtomicU64::new(0f64.to_bits()),
         }
     }
 
     /// The clock's reading, in nanoseconds since the Unix epoch, when the system clock read `system`.
     pub fn at_unix_nanos(&self, system: SystemTime) -> i128 {
-        self.segment.load().at(unix_nanos(system))
+        self.clock.load().read(unix_nanos(system))
     }
 
     /// The frequency correction the discipline last set, in ppm.
     pub fn frequency_ppm(&self) -> f64 {
-        f64::from_bits(self.frequency_ppm_bits.load(Ordering::Relaxed))
+        self.clock.load().frequency_ppm() - self.drift_ppm
     }
 
     /// Jumps by `offset`; a slew in progress is abandoned, the frequency correction kept.
     pub fn step(&self, system: SystemTime, offset: NtpDuration) {
-        let now = unix_nanos(system);
-        let rate = self.drift_ppm + self.frequency_ppm();
-        self.replace(now, offset.as_nanos(), rate, now, rate);
+        let mut clock = **self.clock.load();
+        clock.step(unix_nanos(system), offset.as_nanos());
+        self.clock.store(Arc::new(clock));
     }
 
-    /// Sets the frequency correction and slews `offset` away at the maximum slew rate, so the
-    /// clock never runs backwards (the rate stays positive).
+    /// Sets the frequency correction to `frequency_ppm` and adds `offset` by running
+    /// `max_slew_ppm` faster (or slower) until it is in, replacing any slew in progress
+    /// ([`SoftClock::slew`], as `ntp_proto::ClockAction::Slew` means).
     pub fn slew(&self, system: SystemTime, offset: NtpDuration, frequency_ppm: f64) {
-        let now = unix_nanos(system);
-        self.frequency_ppm_bits
-            .store(frequency_ppm.to_bits(), Ordering::Relaxed);
-        let rate = self.drift_ppm + frequency_ppm;
-        let nanos = offset.as_nanos();
-        let duration = (nanos.unsigned_abs() as f64 / (self.max_slew_ppm * 1e-6)) as i128;
-        let slew_ppm = if nanos < 0 {
-            -self.max_slew_ppm
-        } else {
-            self.max_slew_ppm
-        };
-        self.replace(now, 0, rate + slew_ppm, now + duration, rate);
-    }
-
-    fn replace(&self, now: i128, jump: i128, rate_ppm: f64, slew_end: i128, rate_after_ppm: f64) {
-        let clock0 = self.segment.load().at(now) + jump;
-        self.segment.store(Arc::new(Segment {
-            system0: now,
-            clock0,
-            rate_ppm,
-            slew_end,
-            rate_after_ppm,
-        }));
+        let mut clock = **self.clock.load();
+        clock.slew(
+            unix_nanos(system),
+            offset.as_nanos(),
+            self.drift_ppm + frequency_ppm,
+            self.max_slew_ppm,
+        );
+        self.clock.store(Arc::new(clock));
     }
 }
 
@@ -170,5 +126,21 @@ mod tests {
         );
         assert!((at(&clock, t0, 10_001.0) + 2.0).abs() < 1e-6);
         assert_eq!(SECOND, 1_000_000_000);
+    }
+
+    #[test]
+    fn a_new_slew_replaces_what_is_left_of_the_last_as_the_discipline_assumes() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let clock = VirtualClock::new(t0, NtpDuration::ZERO, 0.0, 500.0);
+        clock.slew(t0, NtpDuration::from_seconds_f64(0.001), 0.0);
+        // Halfway through (1 s at 500 ppm), a zero slew stops it: half of it stays in.
+        clock.slew(t0 + Duration::from_secs(1), NtpDuration::ZERO, 0.0);
+        assert!((at(&clock, t0, 100.0) - 0.0005).abs() < 1e-9);
+        // The same as the model the discipline keeps.
+        let mut model = SoftClock::new(0, 0);
+        model.slew(0, 1_000_000, 0.0, 500.0);
+        model.slew(SECOND, 0, 0.0, 500.0);
+        assert_eq!(model.correction(100 * SECOND), 500_000);
+        assert!((clock.frequency_ppm()).abs() < 1e-12);
     }
 }
