@@ -9,13 +9,14 @@
 //!    one address, a `pool` up to its `max_sources`, never one already in use), or
 //!    [`Client::add_source`] for a known address.
 //! 2. Loop:
+//!    - [`Client::poll_event`] until `None`, first: apply every [`Event::Clock`] at once (the core
+//!      assumes it was applied at the `local` of the call that produced it, so a request's T1 must
+//!      not be read before it), log the rest;
 //!    - [`Client::poll_resolve`] until `None`: look each name up, then [`Client::handle_resolved`];
 //!    - [`Client::poll_transmit`] until `None`: send each request from a fresh socket with a random
 //!      source port (RFC 9109), record its real send time T1, and hand every datagram that
 //!      arrives on that socket within `wait` to [`Client::handle_reply`] with its kernel receive
 //!      time T4;
-//!    - [`Client::poll_event`] until `None`: apply every [`Event::Clock`] at once (the core assumes
-//!      it was applied at the `local` of the call that produced it), log the rest;
 //!    - sleep until [`Client::poll_timeout`] or the next datagram, then [`Client::handle_timeout`].
 //!
 //! Waking early is harmless; there is no periodic tick. Selection runs when a reply gives a
@@ -578,7 +579,15 @@ mod tests {
             "{actions:?}"
         );
         let later = t2 + Duration::from_millis(2);
-        client.handle_reply(later, T0 + s(2.502), a, T0 + s(2.0), T0 + s(2.502), &reply, None);
+        client.handle_reply(
+            later,
+            T0 + s(2.502),
+            a,
+            T0 + s(2.0),
+            T0 + s(2.502),
+            &reply,
+            None,
+        );
         assert!(
             !std::iter::from_fn(|| client.poll_event())
                 .any(|e| matches!(e, Event::System(SystemEvent::ClockJumped(_)))),

@@ -38,6 +38,8 @@ pub const DEFAULT_MAX_SLEW_PPM: f64 = 83_333.0;
 pub const DEFAULT_MAX_FREQUENCY_PPM: f64 = 500_000.0;
 /// Clock orders remembered: enough for every exchange in flight.
 const MAX_RECORDS: usize = 32;
+/// An estimate this many times less certain than the frequency in force is blended, not obeyed.
+const POORER: f64 = 3.0;
 /// Uncertainty of a frequency read from a drift file, ppm.
 const SEEDED_SD_PPM: f64 = 5.0;
 
@@ -114,9 +116,11 @@ pub struct Discipline {
     /// Exchanges in flight while a new order was given are read in the model of their time.
     records: VecDeque<(i128, SoftClock)>,
     epoch: Option<NtpTimestamp>,
-    /// A drift-file frequency (s/s) and its standard error, used while the sources know less.
-    prior: Option<(f64, f64)>,
+    /// The frequency correction in force (s/s) and the standard error it was known with (a
+    /// drift file's, or the sources'), so that a much poorer estimate (a source that just
+    /// restarted its line) is blended in rather than obeyed.
     frequency: f64,
+    frequency_sd: f64,
     excursion_since: Option<NtpTimestamp>,
 }
 
@@ -125,7 +129,7 @@ impl Discipline {
     /// value (what [`Discipline::frequency_ppm`] returned in an earlier run).
     pub fn new(config: DisciplineConfig, initial_frequency_ppm: Option<f64>) -> Self {
         let limit = config.max_frequency_ppm.abs();
-        let prior = initial_frequency_ppm
+        let seed = initial_frequency_ppm
             .filter(|f| f.is_finite())
             .map(|f| (f.clamp(-limit, limit) * 1e-6, SEEDED_SD_PPM * 1e-6));
         Self {
@@ -133,8 +137,8 @@ impl Discipline {
             synchronized: false,
             records: VecDeque::from([(i128::MIN, SoftClock::new(0, 0))]),
             epoch: None,
-            prior,
-            frequency: prior.map_or(0.0, |p| p.0),
+            frequency: seed.map_or(0.0, |s| s.0),
+            frequency_sd: seed.map_or(f64::INFINITY, |s| s.1),
             excursion_since: None,
         }
     }
@@ -189,7 +193,7 @@ impl Discipline {
         {
             return ClockAction::Refused { offset };
         }
-        self.frequency = self.frequency_from(estimate.frequency);
+        (self.frequency, self.frequency_sd) = self.frequency_from(estimate.frequency);
         let frequency_ppm = self.frequency * 1e6;
         let epoch = *self.epoch.get_or_insert(now);
         let at = (now - epoch).as_nanos();
@@ -212,7 +216,12 @@ impl Discipline {
         }
         self.excursion_since = None;
         let mut record = self.record_at(at);
-        record.slew(at, offset.as_nanos(), frequency_ppm, self.config.max_slew_ppm);
+        record.slew(
+            at,
+            offset.as_nanos(),
+            frequency_ppm,
+            self.config.max_slew_ppm,
+        );
         self.push_record(at, record);
         ClockAction::Slew {
             offset,
@@ -237,18 +246,22 @@ impl Discipline {
         }
     }
 
-    /// The sources' frequency where they know it better than the drift file, else a blend.
-    fn frequency_from(&self, measured: Option<(f64, f64)>) -> f64 {
+    /// The sources' frequency and its error, unless it is much poorer than the one in force
+    /// ([`POORER`] times its error): then the inverse-variance blend of both.
+    fn frequency_from(&self, measured: Option<(f64, f64)>) -> (f64, f64) {
         let limit = self.config.max_frequency_ppm.abs() * 1e-6;
-        let blended = match (measured.filter(|m| m.0.is_finite()), self.prior) {
-            (Some((f, sd)), Some((p, psd))) if sd > psd / 4.0 => {
-                let (w, pw) = (sd.max(1e-12).powi(-2), psd.powi(-2));
-                (f * w + p * pw) / (w + pw)
+        let (frequency, sd) = match measured.filter(|m| m.0.is_finite() && m.1 > 0.0) {
+            Some((f, sd)) if sd > POORER * self.frequency_sd => {
+                let (w, current) = (sd.powi(-2), self.frequency_sd.powi(-2));
+                (
+                    (f * w + self.frequency * current) / (w + current),
+                    self.frequency_sd,
+                )
             }
-            (Some((f, _)), _) => f,
-            (None, _) => self.frequency,
+            Some(measured) => measured,
+            None => (self.frequency, self.frequency_sd),
         };
-        blended.clamp(-limit, limit)
+        (frequency.clamp(-limit, limit), sd)
     }
 
     /// The current frequency correction, ppm: what the clock is told to run at, and the value to
@@ -377,14 +390,14 @@ mod tests {
             panic!("slew expected");
         };
         assert!((frequency_ppm + 57.3).abs() < 1e-9);
-        // A poor estimate is blended; a good one wins.
+        // A much poorer estimate is blended; one about as good wins.
         let poor = Estimate {
             offset: NtpDuration::ZERO,
-            frequency: Some((-40e-6, 5e-6)),
+            frequency: Some((-40e-6, 20e-6)),
         };
         d.update(T0 + s(1.0), poor);
         assert!(
-            (d.frequency_ppm() + 48.65).abs() < 0.01,
+            (d.frequency_ppm() + 56.28).abs() < 0.01,
             "{}",
             d.frequency_ppm()
         );

@@ -307,6 +307,10 @@ impl Source {
         };
         match sample::process_reply(&reply, &sent, t4, limits) {
             Err(error) if error.is_unmatched() => ReplyOutcome::Rejected(error),
+            _ if outstanding.straddled => {
+                self.answered();
+                ReplyOutcome::Straddled
+            }
             Err(error) => {
                 self.answered();
                 self.last_error = Some(error);
@@ -314,10 +318,6 @@ impl Source {
                     self.handle_kiss(code, reply.poll);
                 }
                 ReplyOutcome::Rejected(error)
-            }
-            Ok(_) if outstanding.straddled => {
-                self.answered();
-                ReplyOutcome::Straddled
             }
             Ok(sample) => {
                 self.answered();

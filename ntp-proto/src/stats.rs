@@ -28,6 +28,8 @@ pub const MIN_REGRESSION: usize = 3;
 const DELAY_WEIGHT: f64 = 10.0;
 /// Curvature beyond this many standard errors means the oldest samples no longer fit a line.
 const CURVATURE_GATE: f64 = 2.0;
+/// A level change is this many standard errors of the line away from it.
+const LEVEL_GATE: f64 = 10.0;
 /// Fewest samples the curvature test may leave.
 const MIN_KEPT: usize = 4;
 
@@ -82,6 +84,8 @@ impl Fit {
 pub struct SourceStats {
     samples: VecDeque<RawSample>,
     fit: Option<Fit>,
+    /// A sample far off the line, held until the next one confirms or refutes it.
+    suspect: Option<RawSample>,
 }
 
 impl SourceStats {
@@ -93,10 +97,6 @@ impl SourceStats {
     /// Adds a sample; returns how far it fell from the line that existed before it (the
     /// prediction error, for poll adaptation), if there was one.
     pub fn add(&mut self, sample: RawSample) -> Option<NtpDuration> {
-        let surprise = self
-            .fit
-            .filter(|f| f.samples >= MIN_REGRESSION)
-            .map(|f| (sample.offset - f.predict(sample.time).0).abs());
         // A sample older than the newest one is a duplicate or out of order: never used twice.
         if self
             .samples
@@ -104,6 +104,24 @@ impl SourceStats {
             .is_some_and(|last| sample.time - last.time <= NtpDuration::ZERO)
         {
             return None;
+        }
+        let fit = self.fit.filter(|f| f.samples >= MIN_REGRESSION);
+        let surprise = fit.map(|f| (sample.offset - f.predict(sample.time).0).abs());
+        if let (Some(fit), Some(error)) = (fit, surprise)
+            && is_level_change(&fit, sample, error)
+        {
+            // The server's time (or the path) changed under the line: held once, so that a lone
+            // wild reply changes nothing; confirmed by the next, the line starts again from both.
+            match self.suspect.replace(sample) {
+                Some(first) if (sample.offset - first.offset).abs() <= error.half() => {
+                    self.samples.clear();
+                    self.samples.push_back(first);
+                    self.suspect = None;
+                }
+                _ => return surprise,
+            }
+        } else {
+            self.suspect = None;
         }
         self.samples.push_back(sample);
         if self.samples.len() > MAX_SAMPLES {
@@ -143,12 +161,13 @@ impl SourceStats {
     pub fn clear(&mut self) {
         self.samples.clear();
         self.fit = None;
+        self.suspect = None;
     }
 
     /// Moves every sample by `offset` in the uncorrected timescale: the caller learned that the
     /// corrections it recorded were wrong by that much (the clock was set by someone else).
     pub fn shift(&mut self, time: NtpDuration, offset: NtpDuration) {
-        for s in &mut self.samples {
+        for s in self.samples.iter_mut().chain(&mut self.suspect) {
             s.time += time;
             s.offset += offset;
         }
@@ -270,6 +289,15 @@ fn regress(points: &[Point]) -> Option<Line> {
         n,
         straight: !curved(points, x),
     })
+}
+
+/// A sample off the line by more than its delay can explain (its offset error is at most half
+/// its delay, plus dispersion) twice over, and by [`LEVEL_GATE`] times the line's own uncertainty.
+fn is_level_change(fit: &Fit, sample: RawSample, error: NtpDuration) -> bool {
+    let error = error.to_seconds_f64();
+    let distance = sample.delay.to_seconds_f64() / 2.0 + sample.dispersion.to_seconds_f64();
+    let (_, predicted_sd) = fit.predict(sample.time);
+    error > 2.0 * distance && error > LEVEL_GATE * predicted_sd.hypot(fit.residual_sd)
 }
 
 /// True when a weighted quadratic fits significantly better than the line: its curvature term
@@ -432,6 +460,31 @@ mod tests {
         let fit = stats.fit().expect("fit");
         assert!(stats.len() < 40, "kept {}", stats.len());
         assert!((fit.frequency - 1e-6).abs() < 0.05e-6, "{}", fit.frequency);
+    }
+
+    #[test]
+    fn a_lone_wild_sample_is_held_and_a_confirmed_jump_restarts_the_line() {
+        let mut stats = SourceStats::new();
+        for i in 0..10 {
+            stats.add(sample(
+                f64::from(i) * 64.0,
+                20e-6 * f64::from(i) * 64.0,
+                0.002,
+            ));
+        }
+        let before = stats.fit().expect("fit");
+        // One reply 10 s off: held, the line is unchanged.
+        assert!(stats.add(sample(640.0, 10.0, 0.002)).is_some());
+        assert_eq!(stats.fit(), Some(before));
+        // The next agrees with the line again: the wild one is forgotten.
+        stats.add(sample(704.0, 20e-6 * 704.0, 0.002));
+        assert_eq!(stats.len(), 11);
+        // The server jumps by 10 s for good: held once, then the line restarts from both.
+        stats.add(sample(768.0, 10.0, 0.002));
+        stats.add(sample(832.0, 10.0 + 64.0 * 20e-6, 0.002));
+        assert_eq!(stats.len(), 2);
+        let fit = stats.fit().expect("level");
+        assert!((fit.offset.to_seconds_f64() - 10.0).abs() < 0.01);
     }
 
     #[test]

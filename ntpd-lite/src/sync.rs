@@ -285,6 +285,10 @@ impl Sync {
                 info!(source = %self.address_of(id), "system peer changed");
             }
             SystemEvent::SyncLost => warn!("lost synchronization: serving as unsynchronized"),
+            SystemEvent::ClockJumped(jump) => warn!(
+                jump = jump.to_seconds_f64(),
+                "the clock was set by something else; correcting it like any offset"
+            ),
             SystemEvent::SourceChanged(
                 id,
                 state @ (SourceState::Falseticker | SourceState::Unreachable),

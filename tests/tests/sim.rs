@@ -19,16 +19,27 @@ fn the_core_matches_or_beats_chronyd_at_the_polls_users_run() {
     let rows = compare(10, None);
     figures!("ntp-sim compare, seeds 1..10:\n{}", table(&rows));
     for row in &rows {
-        let case = cases().into_iter().find(|c| c.name == row.case).expect("case");
+        let case = cases()
+            .into_iter()
+            .find(|c| c.name == row.case)
+            .expect("case");
         if let Some((first_update, within)) = case.startup {
-            assert!(row.rms_us <= first_update, "first update later than chronyd's: {row:?}");
+            assert!(
+                row.rms_us <= first_update,
+                "first update later than chronyd's: {row:?}"
+            );
             assert!(row.max_us <= within, "slower to 1 ms than chronyd: {row:?}");
             continue;
         }
         // The goal is chronyd's median or better, which rows a-d' meet with margin; without
         // wander (x1, x4) the core is level with chronyd, within 10% (the README says so).
         let bound = if row.case.starts_with('x') { 1.25 } else { 1.0 };
-        assert!(row.ratio <= bound, "RMS {:.1} us vs chronyd {:.1} us: {row:?}", row.rms_us, row.chronyd_rms_us);
+        assert!(
+            row.ratio <= bound,
+            "RMS {:.1} us vs chronyd {:.1} us: {row:?}",
+            row.rms_us,
+            row.chronyd_rms_us
+        );
         if case.polls.0 != case.polls.1 && case.polls.1 >= 10 {
             assert!(
                 row.requests_per_day <= 2.0 * CHRONYD_REQUESTS_PER_DAY,
@@ -76,7 +87,9 @@ fn a_clock_set_by_someone_else_is_noticed_and_corrected_without_a_broken_frequen
     let result = run(&one_client(8000.0, client), 1);
     let node = &result.nodes[1];
     assert!(
-        node.log.iter().any(|(t, line)| line.starts_with("ClockJumped") && (3000.0..4100.0).contains(t)),
+        node.log
+            .iter()
+            .any(|(t, line)| line.starts_with("ClockJumped") && (3000.0..4100.0).contains(t)),
         "{:?}",
         node.log
     );
