@@ -472,6 +472,37 @@ mod tests {
     }
 
     #[test]
+    fn a_source_polled_every_4096_s_keeps_the_client_synchronized() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let config = SourceConfig {
+            min_poll: PollInterval::new(12),
+            max_poll: PollInterval::new(12),
+            ..SourceConfig::default()
+        };
+        let id = client.add_source(addr(1), config, start).expect("added");
+        let local = |now: Instant| T0 + NtpDuration::from_std(now - start);
+        let (mut now, mut answered) = (start, 0);
+        while answered < 3 {
+            if let Some(t) = client.poll_transmit(now, answered + 1) {
+                let t1 = local(now);
+                let reply = answer(&t.bytes, t1, 0.0);
+                client.handle_reply(now, t1, id, t1, t1 + s(0.002), &reply, None);
+                answered += 1;
+            }
+            now = client.poll_timeout().expect("a timer");
+            client.handle_timeout(now, local(now));
+        }
+        let events: Vec<Event> = std::iter::from_fn(|| client.poll_event()).collect();
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::System(SystemEvent::SyncLost))),
+            "the holdover outlasts the poll interval: {events:?}"
+        );
+    }
+
+    #[test]
     fn a_forged_packet_changes_nothing_and_the_genuine_reply_still_counts() {
         let start = Instant::now();
         let mut client = Client::new(ClientConfig::default());

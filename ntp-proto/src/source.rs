@@ -413,6 +413,11 @@ impl Source {
         PollInterval::new(base.get().saturating_add(backoff)).min(self.config.max_poll.max(base))
     }
 
+    /// The current poll interval as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        duration_of(self.poll())
+    }
+
     /// The local address we reach this source from, for loop detection (the IO layer learns it
     /// when it connects a socket).
     pub fn set_local_address(&mut self, address: IpAddr) {

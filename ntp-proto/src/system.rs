@@ -127,7 +127,9 @@ pub const DEFAULT_POLL_LIMITS: (PollInterval, PollInterval) =
 pub struct SyncConfig {
     /// How many sources must agree before the clock is adjusted.
     pub min_sources: usize,
-    /// After this long without a clock update we are no longer synchronized.
+    /// After this long without a clock update we are no longer synchronized; never less than two
+    /// of the system peer's poll intervals, so that a source that answers every poll keeps us
+    /// synchronized at any poll interval.
     pub holdover: NtpDuration,
     /// Measure only, never adjust the clock (like `chronyd -x`).
     pub monitor_only: bool,
@@ -219,6 +221,9 @@ pub struct System {
     peer: Option<SourceId>,
     last_offset: Option<NtpDuration>,
     last_update: Option<NtpTimestamp>,
+    /// The holdover in force since the last update: the configured one, or two of the system
+    /// peer's poll intervals if that is longer.
+    holdover: NtpDuration,
     refusing: bool,
 }
 
@@ -234,6 +239,7 @@ impl System {
             peer: None,
             last_offset: None,
             last_update: None,
+            holdover: config.holdover,
             refusing: false,
         }
     }
@@ -351,6 +357,7 @@ impl System {
             return;
         };
         let address = source.address().ip();
+        let peer_poll = NtpDuration::from_std(source.poll_interval());
         let action = if self.config.monitor_only {
             None
         } else {
@@ -381,6 +388,7 @@ impl System {
         }
         self.last_offset = Some(estimate.offset);
         self.last_update = Some(now);
+        self.holdover = self.config.holdover.max(peer_poll.mul_f64(2.0));
         self.snapshot = SystemSnapshot::synchronized_to(
             address,
             &reply,
@@ -395,15 +403,13 @@ impl System {
     /// When the holdover runs out, in local time, if the system is synchronized.
     pub fn holdover_deadline(&self) -> Option<NtpTimestamp> {
         self.peer?;
-        self.last_update.map(|t| t + self.config.holdover)
+        self.last_update.map(|t| t + self.holdover)
     }
 
     /// Checks the holdover at `now`: after `holdover` without a clock update we tell clients we
     /// are unsynchronized again. Returns the event if that just happened.
     pub fn check_holdover(&mut self, now: NtpTimestamp) -> Option<SystemEvent> {
-        let expired = self
-            .last_update
-            .is_some_and(|t| now - t > self.config.holdover);
+        let expired = self.last_update.is_some_and(|t| now - t > self.holdover);
         if expired && self.peer.take().is_some() {
             self.snapshot = SystemSnapshot::unsynchronized(self.precision);
             return Some(SystemEvent::SyncLost);
