@@ -22,6 +22,9 @@ use crate::time::{NtpDuration, NtpTimestamp};
 pub const MAX_SAMPLES: usize = 64;
 /// Fewest samples that give a frequency: two points always fit a line exactly.
 pub const MIN_REGRESSION: usize = 3;
+/// How fast the offset of a source with an unknown slope (one or two samples) may drift, s/s:
+/// an oscillator's error, bounded as chrony bounds it (`WORST_CASE_FREQ_BOUND`, 2000 ppm).
+pub const UNKNOWN_SLOPE_BOUND: f64 = 2000e-6;
 /// How strongly extra delay lowers a sample's weight: a sample whose delay exceeds the lowest by
 /// the mean excess counts (1 + 10)^2 times less (chrony's SD_TO_DIST_RATIO is 0.7; a sample's
 /// offset error is bounded by half its excess delay, so its variance grows with its square).
@@ -69,9 +72,10 @@ impl Fit {
         let dt = (time - self.time).to_seconds_f64();
         let offset = self.offset + NtpDuration::from_seconds_f64(self.frequency * dt);
         if !self.frequency_sd.is_finite() {
-            // A level line (one or two samples): the slope is unknown, not infinitely wrong; the
-            // caller's dispersion (PHI per second) covers the drift.
-            return (offset, self.offset_sd);
+            // A level line (one or two samples): the slope is unknown, not infinitely wrong. In
+            // the uncorrected timescale the offset drifts at the oscillator's own error, which
+            // no sample has measured yet: PHI (15 ppm) would not cover a 100 ppm clock.
+            return (offset, self.offset_sd + UNKNOWN_SLOPE_BOUND * dt.abs());
         }
         (offset, self.offset_sd.hypot(self.frequency_sd * dt))
     }
@@ -340,17 +344,16 @@ fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     ])
 }
 
-/// With one or two samples: their weighted mean, slope unknown.
+/// With one or two samples: the newest, slope unknown.
 fn level(points: &[Point], newest: RawSample) -> Fit {
-    let sum_w: f64 = points.iter().map(|p| 1.0 / p.w).sum();
-    let x = points.iter().map(|p| p.x / p.w).sum::<f64>() / sum_w;
-    let y = points.iter().map(|p| p.y / p.w).sum::<f64>() / sum_w;
-    let spread = points.iter().map(|p| (p.y - y).abs()).fold(0.0, f64::max);
+    // With no slope to carry older samples forward, the newest says most about now (chrony
+    // does the same); their mean would lag by the unknown drift over half their span.
+    let spread = points.iter().map(|p| p.y.abs()).fold(0.0, f64::max);
     Fit {
-        time: newest.time + NtpDuration::from_seconds_f64(x),
-        offset: newest.offset + NtpDuration::from_seconds_f64(y),
+        time: newest.time,
+        offset: newest.offset,
         frequency: 0.0,
-        offset_sd: spread,
+        offset_sd: 0.0,
         frequency_sd: f64::INFINITY,
         residual_sd: spread,
         samples: points.len(),
@@ -432,6 +435,20 @@ mod tests {
         let fit = stats.fit().expect("fit");
         assert!(stats.len() < 40, "kept {}", stats.len());
         assert!((fit.frequency - 1e-6).abs() < 0.05e-6, "{}", fit.frequency);
+    }
+
+    #[test]
+    fn two_samples_of_a_drifting_clock_predict_the_newest_with_room_for_any_drift() {
+        // An oscillator 100 ppm fast: the offset falls 6.4 ms every 64 s.
+        let mut stats = SourceStats::new();
+        stats.add(sample(0.0, 0.0, 0.001));
+        stats.add(sample(64.0, -0.0064, 0.001));
+        let fit = stats.fit().expect("level");
+        assert!(fit.frequency_sd.is_infinite(), "no slope from two samples");
+        let (offset, sd) = fit.predict(T0 + s(128.0));
+        assert_eq!(offset, s(-0.0064), "the newest, not the mean");
+        let truth = -0.0128;
+        assert!((offset.to_seconds_f64() - truth).abs() <= sd, "{sd}");
     }
 
     #[test]
