@@ -18,7 +18,8 @@
 //!      it was applied at the `local` of the call that produced it), log the rest;
 //!    - sleep until [`Client::poll_timeout`] or the next datagram, then [`Client::handle_timeout`].
 //!
-//! Waking early is harmless; there is no periodic tick. Selection runs when a reply gives a
+//! Waking early is harmless; there is no periodic tick. Requests to different sources leave at
+//! least a [`sampling_separation`] apart, so many sources never make a burst. Selection runs when a reply gives a
 //! sample; the first clock update waits until every source has answered its first request or
 //! given up on it, so that the first reply alone cannot set the clock when others could outvote it.
 
@@ -29,7 +30,10 @@ use std::time::{Duration, Instant};
 use crate::discipline::ClockAction;
 use crate::packet::{PollInterval, Precision};
 use crate::sample::ReplyLimits;
-use crate::source::{ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId};
+use crate::source::{
+    ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId,
+    sampling_separation,
+};
 use crate::system::{SourceState, Sources, SyncConfig, System, SystemEvent, SystemSnapshot};
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -145,6 +149,8 @@ pub struct Client {
     events: VecDeque<Event>,
     /// The last (instant, local time) pair seen, to turn local deadlines into instants.
     last_seen: Option<(Instant, NtpTimestamp)>,
+    /// When the last request left: the next one waits for the sampling separation.
+    last_transmit: Option<Instant>,
 }
 
 impl Client {
@@ -160,6 +166,7 @@ impl Client {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             last_seen: None,
+            last_transmit: None,
         }
     }
 
@@ -242,14 +249,26 @@ impl Client {
         }
     }
 
-    /// The next request to send, if a poll is due at `now`. `cookie` is 64 random bits: the
-    /// request carries them instead of our clock's time (RFC 9109, and chrony's practice).
+    /// The next request to send, if a poll is due at `now` and the last request left at least a
+    /// sampling separation ago. `cookie` is 64 random bits: the request carries them instead of
+    /// our clock's time (RFC 9109, and chrony's practice).
     pub fn poll_transmit(&mut self, now: Instant, cookie: u64) -> Option<Transmit> {
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
         }
-        let (id, source) = self.sources.iter_mut().find(|(_, s)| s.is_due(now))?;
+        let (id, source) = self
+            .sources
+            .iter_mut()
+            .filter(|(_, s)| s.is_due(now))
+            .min_by_key(|(_, s)| s.next_poll())?;
+        let separated = self
+            .last_transmit
+            .is_none_or(|last| now >= last + sampling_separation(source.poll()));
+        if !separated {
+            return None;
+        }
         let (bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
+        self.last_transmit = Some(now);
         Some(Transmit {
             source: *id,
             address: source.address(),
@@ -313,7 +332,15 @@ impl Client {
 
     /// When the core next needs [`Client::handle_timeout`] or [`Client::poll_transmit`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sources = self.sources.values().filter_map(Source::poll_timeout);
+        let polls = self.sources.values().filter_map(|s| {
+            let separated = self
+                .last_transmit
+                .map(|t| t + sampling_separation(s.poll()));
+            s.next_poll()
+                .map(|due| separated.map_or(due, |ok| due.max(ok)))
+        });
+        let replies = self.sources.values().filter_map(Source::reply_deadline);
+        let sources = polls.chain(replies);
         let names = self.names.iter().filter_map(|n| n.next_lookup);
         let holdover = self.system.holdover_deadline().and_then(|deadline| {
             let (instant, local) = self.last_seen?;
@@ -551,7 +578,13 @@ mod tests {
         let a = client.add_source(addr(1), lab(), start).expect("added");
         let b = client.add_source(addr(2), lab(), start).expect("added");
         let ta = client.poll_transmit(start, 1).expect("due");
-        let tb = client.poll_transmit(start, 2).expect("due");
+        assert!(
+            client.poll_transmit(start, 2).is_none(),
+            "a separation apart"
+        );
+        let separated = start + sampling_separation(PollInterval::new(0));
+        assert_eq!(client.poll_timeout(), Some(separated));
+        let tb = client.poll_transmit(separated, 2).expect("due");
         assert_eq!((ta.source, tb.source), (a, b));
         // Source a answers 0.5 s ahead; the first update waits for b's first answer.
         client.handle_reply(
