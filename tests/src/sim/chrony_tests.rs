@@ -507,6 +507,8 @@ pub fn seconds(value: f64) -> String {
     let a = value.abs();
     if !a.is_finite() {
         format!("{value}")
+    } else if a >= 1e4 {
+        format!("{value:.4e} s")
     } else if a >= 1.0 {
         format!("{value:.3} s")
     } else if a >= 1e-3 {
@@ -518,10 +520,13 @@ pub fn seconds(value: f64) -> String {
 
 /// A frequency (fraction) in ppm.
 pub fn ppm(value: f64) -> String {
-    if value.abs() >= 1e-3 {
-        format!("{:.0} ppm", value * 1e6)
+    let ppm = value * 1e6;
+    if ppm.abs() >= 100.0 {
+        format!("{ppm:.0} ppm")
+    } else if ppm.abs() >= 1.0 {
+        format!("{ppm:.2} ppm")
     } else {
-        format!("{:.3} ppm", value * 1e6)
+        format!("{ppm:.3} ppm")
     }
 }
 
@@ -1249,8 +1254,10 @@ pub struct Row {
     pub case: String,
     /// Every check as chrony expects, on every seed.
     pub pass: bool,
-    /// Sync time per seed, s.
+    /// Sync time per seed, s (beyond `duration`: never synchronized for good).
     pub sync_times: Vec<f64>,
+    /// The run's length, s.
+    pub duration: f64,
     /// Some seed synchronized before `min_sync_time` (allowed).
     pub early: bool,
     /// Worst largest |error| over the seeds, s.
@@ -1282,6 +1289,7 @@ pub fn row(case: &Case, seeds: &[u64]) -> Row {
         case: case.name.clone(),
         pass: reports.iter().all(Report::ok),
         sync_times: reports.iter().map(|r| r.figures.sync_time).collect(),
+        duration: case.setup.limit,
         early: reports.iter().any(|r| r.early),
         max_offset: worst(|f| f.max_offset),
         rms_offset: worst(|f| f.rms_offset),
@@ -1313,7 +1321,7 @@ pub fn rows(seeds: &[u64]) -> Vec<Row> {
 /// The rows as a table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<40} {:<4} {:<26} {:>24} {:>24} {:>24} {:>24}\n",
+        "{:<36} {:<4} {:<31} {:>22} {:>22} {:>22} {:>22}\n",
         "scenario",
         "",
         "sync s (window)",
@@ -1323,7 +1331,17 @@ pub fn table(rows: &[Row]) -> String {
         "rms freq (limit)"
     );
     for r in rows {
-        let syncs: Vec<String> = r.sync_times.iter().map(|s| format!("{s:.0}")).collect();
+        let syncs: Vec<String> = r
+            .sync_times
+            .iter()
+            .map(|s| {
+                if *s > r.duration {
+                    "never".to_owned()
+                } else {
+                    format!("{s:.0}")
+                }
+            })
+            .collect();
         let sync = format!(
             "{} ({:.0}-{:.0}){}",
             syncs.join("/"),
@@ -1332,7 +1350,7 @@ pub fn table(rows: &[Row]) -> String {
             if r.early { "*" } else { "" }
         );
         out += &format!(
-            "{:<40} {:<4} {:<26} {:>24} {:>24} {:>24} {:>24}\n",
+            "{:<36} {:<4} {:<31} {:>22} {:>22} {:>22} {:>22}\n",
             r.case,
             if r.pass { "ok" } else { "FAIL" },
             sync,
@@ -1342,7 +1360,7 @@ pub fn table(rows: &[Row]) -> String {
             format!("{} ({})", ppm(r.rms_freq), ppm(r.limits.freq_rms)),
         );
         for failure in &r.failures {
-            out += &format!("{:<45} not as chrony expects: {failure}\n", "");
+            out += &format!("{:<41} not as chrony expects: {failure}\n", "");
         }
     }
     out += "* synchronized before chrony's min_sync_time (allowed: our core updates from the \
