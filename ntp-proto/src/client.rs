@@ -19,8 +19,9 @@
 //!      time T4;
 //!    - sleep until [`Client::poll_timeout`] or the next datagram, then [`Client::handle_timeout`].
 //!
-//! Waking early is harmless; there is no periodic tick. Selection runs when a reply gives a
-//! sample; the first clock update waits until every source has answered its first request or
+//! Waking early is harmless; there is no periodic tick. Requests to different sources leave at
+//! least a [`sampling_separation`] apart, so many sources never make a burst. Selection runs when
+//! a reply gives a sample; the first clock update waits until every source has answered its first request or
 //! given up on it, so that the first reply alone cannot set the clock when others could outvote it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -30,7 +31,10 @@ use std::time::{Duration, Instant};
 use crate::discipline::ClockAction;
 use crate::packet::{PollInterval, Precision};
 use crate::sample::ReplyLimits;
-use crate::source::{ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId};
+use crate::source::{
+    ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId,
+    sampling_separation,
+};
 use crate::system::{SourceState, Sources, SyncConfig, System, SystemEvent, SystemSnapshot};
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -41,6 +45,9 @@ pub const RESOLVE_RETRY: Duration = Duration::from_secs(30);
 pub const JUMP_THRESHOLD: NtpDuration = NtpDuration::from_bits(1 << 31); // 0.5 s
 /// Rate difference allowed between the monotonic and the local clock, ppm.
 pub const JUMP_TOLERANCE_PPM: f64 = 2000.0;
+/// How often the local clock is checked for a jump while nothing else wakes the core: a clock set
+/// by someone else is corrected within this long, not at the next poll up to 17 minutes later.
+pub const JUMP_CHECK: Duration = Duration::from_secs(16);
 
 /// How the client is configured.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -149,9 +156,11 @@ pub struct Client {
     system: System,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    /// The last instant and local time seen, and our corrections up to then: to turn local
-    /// deadlines into instants, and to notice a clock set by someone else.
-    last_seen: Option<(Instant, NtpTimestamp, NtpDuration)>,
+    /// The last instant, local time and uncorrected time seen: to turn local deadlines into
+    /// instants, and to notice a clock set by someone else.
+    last_seen: Option<(Instant, NtpTimestamp, NtpTimestamp)>,
+    /// When the last request left: the next one waits for the sampling separation.
+    last_transmit: Option<Instant>,
 }
 
 impl Client {
@@ -167,6 +176,7 @@ impl Client {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             last_seen: None,
+            last_transmit: None,
         }
     }
 
@@ -249,14 +259,26 @@ impl Client {
         }
     }
 
-    /// The next request to send, if a poll is due at `now`. `cookie` is 64 random bits: the
-    /// request carries them instead of our clock's time (RFC 9109, and chrony's practice).
+    /// The next request to send, if a poll is due at `now` and the last request left at least a
+    /// sampling separation ago. `cookie` is 64 random bits: the request carries them instead of
+    /// our clock's time (RFC 9109, and chrony's practice).
     pub fn poll_transmit(&mut self, now: Instant, cookie: u64) -> Option<Transmit> {
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
         }
-        let (id, source) = self.sources.iter_mut().find(|(_, s)| s.is_due(now))?;
+        let (id, source) = self
+            .sources
+            .iter_mut()
+            .filter(|(_, s)| s.is_due(now))
+            .min_by_key(|(_, s)| s.next_poll())?;
+        let separated = self
+            .last_transmit
+            .is_none_or(|last| now >= last + sampling_separation(source.poll()));
+        if !separated {
+            return None;
+        }
         let (bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
+        self.last_transmit = Some(now);
         Some(Transmit {
             source: *id,
             address: source.address(),
@@ -320,14 +342,27 @@ impl Client {
 
     /// When the core next needs [`Client::handle_timeout`] or [`Client::poll_transmit`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sources = self.sources.values().filter_map(Source::poll_timeout);
+        let polls = self.sources.values().filter_map(|s| {
+            let separated = self
+                .last_transmit
+                .map(|t| t + sampling_separation(s.poll()));
+            s.next_poll()
+                .map(|due| separated.map_or(due, |ok| due.max(ok)))
+        });
+        let replies = self.sources.values().filter_map(Source::reply_deadline);
+        let sources = polls.chain(replies);
         let names = self.names.iter().filter_map(|n| n.next_lookup);
         let holdover = self.system.holdover_deadline().and_then(|deadline| {
             let (instant, local, _) = self.last_seen?;
             let left = (deadline - local).max(NtpDuration::ZERO);
             Some(instant + left.to_std() + Duration::from_millis(1))
         });
-        sources.chain(names).chain(holdover).min()
+        let jump_check = self
+            .system
+            .has_updated()
+            .then(|| self.last_seen.map(|(instant, _, _)| instant + JUMP_CHECK))
+            .flatten();
+        sources.chain(names).chain(holdover).chain(jump_check).min()
     }
 
     /// The next event, in order.
@@ -339,21 +374,33 @@ impl Client {
     /// our own corrections explain. Everything remembered in local time moves with it, so the
     /// sources see the jump as an offset to correct, not as a broken line.
     fn observe(&mut self, now: Instant, local: NtpTimestamp) {
-        let corrected = self.system.discipline().correction(local);
-        if let Some((before, before_local, before_corrected)) = self.last_seen
+        let mut jumped = false;
+        if let Some((before, _, before_uncorrected)) = self.last_seen
             && let Some(elapsed) = now.checked_duration_since(before)
         {
             let elapsed = NtpDuration::from_std(elapsed);
-            // Our own steps and slews are in the record; what is left was done by someone else.
-            let jump = (local - before_local) - elapsed - (corrected - before_corrected);
+            // The uncorrected clock advanced with the monotonic one; the record of our own steps
+            // and slews says what the local clock should read now. The rest was someone else.
+            let expected = self
+                .system
+                .discipline()
+                .local_at(before_uncorrected + elapsed);
+            let jump = local - expected;
             if jump.abs() > JUMP_THRESHOLD + elapsed.mul_f64(JUMP_TOLERANCE_PPM * 1e-6) {
-                self.system.clock_jumped(jump, &mut self.sources);
+                self.system.clock_jumped(local, jump, &mut self.sources);
                 self.events
                     .push_back(Event::System(SystemEvent::ClockJumped(jump)));
+                jumped = true;
             }
         }
-        let corrected = self.system.discipline().correction(local);
-        self.last_seen = Some((now, local, corrected));
+        // Before any step of ours below: `local` was read before it.
+        let uncorrected = self.system.discipline().uncorrected(local);
+        self.last_seen = Some((now, local, uncorrected));
+        // The sources' lines still hold in the uncorrected timescale: they already know the offset
+        // the jump made, so correct it now rather than at the next reply.
+        if jumped && self.system.has_updated() {
+            self.select(local);
+        }
     }
 
     fn select(&mut self, local: NtpTimestamp) {
@@ -500,6 +547,37 @@ mod tests {
     }
 
     #[test]
+    fn a_source_polled_every_4096_s_keeps_the_client_synchronized() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let config = SourceConfig {
+            min_poll: PollInterval::new(12),
+            max_poll: PollInterval::new(12),
+            ..SourceConfig::default()
+        };
+        let id = client.add_source(addr(1), config, start).expect("added");
+        let local = |now: Instant| T0 + NtpDuration::from_std(now - start);
+        let (mut now, mut answered) = (start, 0);
+        while answered < 3 {
+            if let Some(t) = client.poll_transmit(now, answered + 1) {
+                let t1 = local(now);
+                let reply = answer(&t.bytes, t1, 0.0);
+                client.handle_reply(now, t1, id, t1, t1 + s(0.002), &reply, None);
+                answered += 1;
+            }
+            now = client.poll_timeout().expect("a timer");
+            client.handle_timeout(now, local(now));
+        }
+        let events: Vec<Event> = std::iter::from_fn(|| client.poll_event()).collect();
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::System(SystemEvent::SyncLost))),
+            "the holdover outlasts the poll interval: {events:?}"
+        );
+    }
+
+    #[test]
     fn a_forged_packet_changes_nothing_and_the_genuine_reply_still_counts() {
         let start = Instant::now();
         let mut client = Client::new(ClientConfig::default());
@@ -548,7 +626,13 @@ mod tests {
         let a = client.add_source(addr(1), lab(), start).expect("added");
         let b = client.add_source(addr(2), lab(), start).expect("added");
         let ta = client.poll_transmit(start, 1).expect("due");
-        let tb = client.poll_transmit(start, 2).expect("due");
+        assert!(
+            client.poll_transmit(start, 2).is_none(),
+            "a separation apart"
+        );
+        let separated = start + sampling_separation(PollInterval::new(0));
+        assert_eq!(client.poll_timeout(), Some(separated));
+        let tb = client.poll_transmit(separated, 2).expect("due");
         assert_eq!((ta.source, tb.source), (a, b));
         // Source a answers 0.5 s ahead; the first update waits for b's first answer.
         client.handle_reply(

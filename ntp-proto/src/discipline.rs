@@ -11,8 +11,10 @@
 //! straight line, and the slope of that line is the frequency correction to set. The discipline
 //! only has to apply what the estimate says: slew away the offset the line gives for now, and run
 //! at the frequency it gives. For that it must know, to the nanosecond, what it has already done
-//! to the clock: [`Discipline::correction`] is that record, kept as a [`SoftClock`] on the local
-//! time axis, the same model the clocks themselves apply.
+//! to the clock: [`Discipline::correction`] is that record, kept as a [`SoftClock`] over the
+//! uncorrected time axis, exactly the model the clocks themselves apply (a frequency correction
+//! acts on the time of the clock underneath, not on the corrected time: at 0.5 % the difference
+//! is 25 ppm).
 //!
 //! # Contract with the clock
 //!
@@ -111,9 +113,11 @@ pub struct Estimate {
 pub struct Discipline {
     config: DisciplineConfig,
     synchronized: bool,
-    /// The corrections ordered so far, on the local time axis counted from `epoch` (nanoseconds):
-    /// the clock model after each order, with the local time from which it holds, newest last.
-    /// Exchanges in flight while a new order was given are read in the model of their time.
+    /// The corrections ordered so far (base = uncorrected time, reading = local time, both in
+    /// nanoseconds from `epoch`, the local time of the first update, when the two were equal):
+    /// the clock model after each order, with the uncorrected time from which it holds, newest
+    /// last. The uncorrected time never jumps, so an exchange in flight while a new order was
+    /// given is read in the model of its own time.
     records: VecDeque<(i128, SoftClock)>,
     epoch: Option<NtpTimestamp>,
     /// The frequency correction in force (s/s) and the standard error it was known with (a
@@ -135,7 +139,7 @@ impl Discipline {
         Self {
             config,
             synchronized: false,
-            records: VecDeque::from([(i128::MIN, SoftClock::new(0, 0))]),
+            records: VecDeque::from([(0, SoftClock::new(0, 0))]),
             epoch: None,
             frequency: seed.map_or(0.0, |s| s.0),
             frequency_sd: seed.map_or(f64::INFINITY, |s| s.1),
@@ -143,15 +147,26 @@ impl Discipline {
         }
     }
 
+    /// The uncorrected time (counted from `epoch`, ns) at which the clock reads `local`, and the
+    /// clock model in force then: the newest whose uncorrected start that reading falls after.
+    /// (After a step back, readings repeat; they are taken as the later ones.)
+    fn base_of(&self, local: NtpTimestamp) -> Option<(i128, SoftClock)> {
+        let reading = (local - self.epoch?).as_nanos();
+        let found = self.records.iter().rev().find_map(|(start, record)| {
+            let base = record.base_at(reading);
+            // A microsecond of slack: the reading at a model's own start must find that model.
+            (base >= *start - 1000).then_some((base, *record))
+        });
+        let (_, oldest) = self.records.front()?;
+        Some(found.unwrap_or((oldest.base_at(reading), *oldest)))
+    }
+
     /// Everything the discipline has added to the clock up to local time `local`.
     pub fn correction(&self, local: NtpTimestamp) -> NtpDuration {
-        match self.epoch {
-            Some(epoch) => {
-                let at = (local - epoch).as_nanos();
-                NtpDuration::from_nanos(self.record_at(at).correction(at))
-            }
-            None => NtpDuration::ZERO,
-        }
+        self.base_of(local)
+            .map_or(NtpDuration::ZERO, |(base, record)| {
+                NtpDuration::from_nanos(record.correction(base))
+            })
     }
 
     /// Local time `local` without the corrections: the time axis of the uncorrected timescale.
@@ -159,23 +174,40 @@ impl Discipline {
         local - self.correction(local)
     }
 
-    /// What is left of the slew in progress at `local`.
-    pub fn remaining_slew(&self, local: NtpTimestamp) -> NtpDuration {
-        match self.epoch {
-            Some(epoch) => {
-                let at = (local - epoch).as_nanos();
-                NtpDuration::from_nanos(self.record_at(at).remaining_slew(at))
-            }
-            None => NtpDuration::ZERO,
-        }
+    /// What the local clock reads at `uncorrected` time, by the newest clock model: the inverse of
+    /// [`Discipline::uncorrected`].
+    pub fn local_at(&self, uncorrected: NtpTimestamp) -> NtpTimestamp {
+        let Some(epoch) = self.epoch else {
+            return uncorrected;
+        };
+        let base = (uncorrected - epoch).as_nanos();
+        let record = self
+            .records
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= base)
+            .or(self.records.front())
+            .map_or(SoftClock::new(0, 0), |(_, record)| *record);
+        epoch + NtpDuration::from_nanos(record.read(base))
     }
 
-    /// Someone else set the local clock by `jump`: the same instants now have local times `jump`
-    /// later, and what this discipline added stays what it was.
-    pub fn clock_jumped(&mut self, jump: NtpDuration) {
-        if let Some(epoch) = &mut self.epoch {
-            *epoch += jump;
-        }
+    /// What is left of the slew in progress at `local`.
+    pub fn remaining_slew(&self, local: NtpTimestamp) -> NtpDuration {
+        self.base_of(local)
+            .map_or(NtpDuration::ZERO, |(base, record)| {
+                NtpDuration::from_nanos(record.remaining_slew(base))
+            })
+    }
+
+    /// Someone else set the local clock by `jump`, seen at local time `now` (after it): recorded
+    /// as a step of the reading, so the uncorrected timescale runs on unbroken and the sources'
+    /// lines see the jump as an offset to correct.
+    pub fn clock_jumped(&mut self, now: NtpTimestamp, jump: NtpDuration) {
+        let Some((at, mut record)) = self.base_of(now - jump) else {
+            return;
+        };
+        record.step(at, jump.as_nanos());
+        self.push_record(at, record);
         if let Some(since) = &mut self.excursion_since {
             *since += jump;
         }
@@ -195,8 +227,8 @@ impl Discipline {
         }
         (self.frequency, self.frequency_sd) = self.frequency_from(estimate.frequency);
         let frequency_ppm = self.frequency * 1e6;
-        let epoch = *self.epoch.get_or_insert(now);
-        let at = (now - epoch).as_nanos();
+        self.epoch.get_or_insert(now);
+        let (at, mut record) = self.base_of(now).unwrap_or((0, SoftClock::new(0, 0)));
         self.synchronized = true;
         if offset.abs() > self.config.step_threshold {
             let since = *self.excursion_since.get_or_insert(now);
@@ -204,18 +236,16 @@ impl Discipline {
                 return ClockAction::Ignored;
             }
             self.excursion_since = None;
-            let mut record = self.record_at(at);
             record.slew(at, 0, frequency_ppm, self.config.max_slew_ppm);
+            // The clock underneath does not jump: the reading does.
             record.step(at, offset.as_nanos());
-            record.shift_base(offset.as_nanos());
-            self.push_record(at + offset.as_nanos(), record);
+            self.push_record(at, record);
             return ClockAction::Step {
                 offset,
                 frequency_ppm,
             };
         }
         self.excursion_since = None;
-        let mut record = self.record_at(at);
         record.slew(
             at,
             offset.as_nanos(),
@@ -227,16 +257,6 @@ impl Discipline {
             offset,
             frequency_ppm,
         }
-    }
-
-    /// The clock model in force at `at` (nanoseconds from the epoch).
-    fn record_at(&self, at: i128) -> SoftClock {
-        self.records
-            .iter()
-            .rev()
-            .find(|(start, _)| *start <= at)
-            .or(self.records.front())
-            .map_or(SoftClock::new(0, 0), |(_, record)| *record)
     }
 
     fn push_record(&mut self, start: i128, record: SoftClock) {
@@ -314,20 +334,24 @@ mod tests {
                 frequency_ppm: 10.0
             }
         );
-        // 500 ppm removes 1 ms in 2 s; the frequency adds 10 us per second throughout.
-        for (elapsed, slewed) in [(1.0, 0.0005), (2.0, 0.001), (5.0, 0.001)] {
-            let got = d.correction(T0 + s(elapsed)).to_seconds_f64();
-            let expected = slewed + 10e-6 * elapsed;
+        // 500 ppm removes 1 ms in 2 s of the clock underneath; the frequency adds 10 us per
+        // second of it throughout. The local clock reads that time plus the corrections.
+        for (under, slewed) in [(1.0, 0.0005), (2.0, 0.001), (5.0, 0.001)] {
+            let expected = slewed + 10e-6 * under;
+            let local = T0 + s(under + expected);
+            let got = d.correction(local).to_seconds_f64();
             assert!(
                 (got - expected).abs() < 1e-9,
-                "{elapsed} s: {got} vs {expected}"
+                "{under} s: {got} vs {expected}"
             );
+            assert!((d.uncorrected(local) - (T0 + s(under))).abs() < s(1e-9));
         }
-        assert!((d.remaining_slew(T0 + s(1.0)).to_seconds_f64() - 0.0005).abs() < 1e-9);
+        let one = T0 + s(1.0 + 0.0005 + 10e-6);
+        assert!((d.remaining_slew(one).to_seconds_f64() - 0.0005).abs() < 1e-9);
     }
 
     #[test]
-    fn a_step_moves_the_local_axis_and_the_record_with_it() {
+    fn a_step_moves_the_reading_not_the_clock_underneath() {
         let mut d = Discipline::new(DisciplineConfig::default(), None);
         let action = d.update(T0, estimate(0.3, Some(20e-6)));
         assert_eq!(
@@ -341,9 +365,10 @@ mod tests {
         let after = T0 + s(0.3);
         assert!((d.correction(after).to_seconds_f64() - 0.3).abs() < 1e-9);
         assert!((d.uncorrected(after) - T0).abs() < s(1e-9));
-        // 100 s later (local), 2 ms more of frequency correction.
-        let later = after + s(100.0);
+        // 100 s of the clock underneath later, 2 ms more of frequency correction.
+        let later = after + s(100.002);
         assert!((d.correction(later).to_seconds_f64() - 0.302).abs() < 1e-9);
+        assert!((d.uncorrected(later) - (T0 + s(100.0))).abs() < s(1e-9));
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! - A candidate is a truechimer when its correctness interval `offset ± root_distance` *overlaps*
 //!   the intersection interval (ntpd 4.2.8, chrony and ntpd-rs do the same); RFC 5905's reference
 //!   code asks for the offset itself to lie inside, which drops honest but imprecise sources.
+//! - Survivors whose root distance is more than [`COMBINE_LIMIT`] times the system peer's are not
+//!   averaged in (chrony's `combinelimit`): the RFC's 1 / distance weights let a source with a
+//!   large asymmetric delay, whose wide interval still touches the others, pull the average by a
+//!   fraction of its error.
 //! - With two sources that disagree there is no majority: nobody can tell which is right, so both
 //!   are falsetickers and nothing is combined. Three or more sources are needed to outvote one
 //!   liar.
@@ -23,6 +27,10 @@ use crate::time::NtpDuration;
 
 /// Fewest survivors the cluster algorithm keeps, 3 (RFC 5905 appendix A.1.1, NMIN).
 pub const MIN_CLUSTER_SURVIVORS: usize = 3;
+
+/// Survivors farther than this many times the system peer's root distance are not combined
+/// (chrony's default `combinelimit`).
+pub const COMBINE_LIMIT: f64 = 3.0;
 
 /// Floor of the distance used as a combine weight, so a zero distance cannot divide by zero.
 const MIN_WEIGHT_DISTANCE: f64 = 1e-9;
@@ -70,7 +78,8 @@ pub enum Verdict {
     Falseticker,
     /// A truechimer pruned by the cluster algorithm for its selection jitter (section 11.2.2).
     Outlier,
-    /// A truechimer that survived clustering and is averaged in (section 11.2.3).
+    /// A truechimer that survived clustering (section 11.2.3); averaged into the offset unless
+    /// its root distance exceeds [`COMBINE_LIMIT`] times the system peer's.
     Survivor,
     /// The survivor the system synchronizes to; its stratum and refid become ours.
     SystemPeer,
@@ -160,10 +169,16 @@ pub fn select(
         };
     }
     let peer = choose_peer(candidates, &survivors, previous_peer);
+    let limit = candidates[peer].radius().mul_f64(COMBINE_LIMIT);
+    let near: Vec<usize> = survivors
+        .iter()
+        .copied()
+        .filter(|&i| candidates[i].radius() <= limit)
+        .collect();
     verdicts[peer] = Verdict::SystemPeer;
     Selection {
         verdicts,
-        combined: Some(combine(candidates, &survivors, peer)),
+        combined: Some(combine(candidates, &near, peer)),
     }
 }
 
@@ -321,6 +336,22 @@ mod tests {
                 assert!(combined.offset.abs() < s(0.003), "{}", combined.offset);
             }
         }
+    }
+
+    #[test]
+    fn a_source_with_a_one_second_asymmetry_is_not_averaged_in() {
+        // Requests to two servers take 1 s longer than replies: they read 0.5 s behind with a
+        // distance just as wide, so their intervals still touch the good server's.
+        let all = [
+            cand(0.0, 0.002, 0.0001, 1),
+            cand(-0.5, 0.5011, 0.0001, 1),
+            cand(-0.5, 0.5012, 0.0001, 1),
+        ];
+        let sel = select(&all, 1, None);
+        assert_eq!(sel.survivors(), 3);
+        let combined = sel.combined.expect("a peer");
+        assert_eq!(combined.system_peer, 0);
+        assert_eq!(combined.offset, NtpDuration::ZERO);
     }
 
     /// Two servers 5 s apart: no majority exists (a 1-of-2 clique is not more than half), so

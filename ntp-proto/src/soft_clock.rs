@@ -72,12 +72,21 @@ impl SoftClock {
         };
     }
 
-    /// The base clock itself was stepped by `shift`: the same instant now has a base time
-    /// `shift` later, and the corrections so far are unchanged.
-    pub fn shift_base(&mut self, shift: i128) {
-        self.base0 += shift;
-        self.reading0 += shift;
-        self.slew_end += shift;
+    /// The base time at which the clock reads `reading`: the inverse of [`SoftClock::read`],
+    /// exact to the nanosecond's rounding (the reading rises with the base at every rate the
+    /// discipline may set, so there is exactly one).
+    pub fn base_at(&self, reading: i128) -> i128 {
+        let frequency = 1.0 + self.frequency_ppm * 1e-6;
+        let slew_end = self.slew_end.max(self.base0);
+        let at_slew_end = self.read(slew_end);
+        let elapsed = if reading <= self.reading0 {
+            (reading - self.reading0) as f64 / frequency
+        } else if reading <= at_slew_end {
+            (reading - self.reading0) as f64 / (frequency + self.slew_ppm * 1e-6)
+        } else {
+            (slew_end - self.base0) as f64 + (reading - at_slew_end) as f64 / frequency
+        };
+        self.base0 + elapsed.round() as i128
     }
 
     /// From `base` on: run at `frequency_ppm`, and add `offset` nanoseconds by running
@@ -137,6 +146,25 @@ mod tests {
         clock.step(2 * S, 300_000_000);
         assert_eq!(clock.correction(2 * S), 300_000_000 - 970_000);
         assert_eq!(clock.frequency_ppm(), 20.0);
+    }
+
+    #[test]
+    fn base_at_inverts_read_before_during_and_after_a_slew() {
+        let mut clock = SoftClock::new(0, 0);
+        clock.slew(10 * S, -3_000_000, -50_000.0, 83_333.0);
+        for base in [
+            -5 * S,
+            0,
+            10 * S,
+            10 * S + 20_000_000,
+            10 * S + 36_000_000,
+            400 * S,
+        ] {
+            let reading = clock.read(base);
+            assert!((clock.base_at(reading) - base).abs() <= 1, "{base}");
+        }
+        clock.step(500 * S, 1_000 * S);
+        assert_eq!(clock.base_at(clock.read(500 * S)), 500 * S);
     }
 
     #[test]

@@ -200,6 +200,16 @@ impl Source {
         reply.into_iter().chain(poll).min()
     }
 
+    /// When the next poll is due; `None` once the server denied us.
+    pub fn next_poll(&self) -> Option<Instant> {
+        self.denied.is_none().then_some(self.next_poll)
+    }
+
+    /// When the reply to the request in flight stops being awaited, if one is.
+    pub fn reply_deadline(&self) -> Option<Instant> {
+        self.outstanding.map(|o| o.deadline)
+    }
+
     /// True when a poll is due at `now`.
     pub fn is_due(&self, now: Instant) -> bool {
         self.denied.is_none() && now >= self.next_poll
@@ -255,14 +265,6 @@ impl Source {
         if let Some(o) = &mut self.outstanding {
             o.straddled = true;
         }
-    }
-
-    /// Someone else set the local clock by `jump`: the samples move into the new timescale (a
-    /// measurement now reads `jump` less than before at the same instant), and a request in
-    /// flight cannot give a sample.
-    pub fn clock_jumped(&mut self, jump: NtpDuration) {
-        self.stats.shift(jump, -jump);
-        self.clock_stepped();
     }
 
     /// Handles a datagram from the source: T1 is when our request really left, T4 when this
@@ -421,6 +423,11 @@ impl Source {
         PollInterval::new(base.get().saturating_add(backoff)).min(self.config.max_poll.max(base))
     }
 
+    /// The current poll interval as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        duration_of(self.poll())
+    }
+
     /// The local address we reach this source from, for loop detection (the IO layer learns it
     /// when it connects a socket).
     pub fn set_local_address(&mut self, address: IpAddr) {
@@ -554,6 +561,14 @@ pub struct SourceEstimate {
 fn is_our_reference(local: IpAddr, reference_id: ReferenceId) -> bool {
     let local = local.to_canonical();
     !local.is_loopback() && reference_id == ReferenceId::from_ip(local)
+}
+
+/// The shortest spacing between requests to different sources: 2^(poll - 3) s, within 2 ms and
+/// 0.2 s (chrony's sampling separation), so that a client with many sources never sends a burst
+/// of its own, and eight sources still fit in one short poll interval.
+pub fn sampling_separation(poll: PollInterval) -> Duration {
+    let seconds = 2f64.powi(i32::from(poll.get()) - 3);
+    Duration::from_secs_f64(seconds.clamp(0.002, 0.2))
 }
 
 /// 2^poll seconds as a [`Duration`] (at least 1/16 s).

@@ -22,12 +22,18 @@ use crate::time::{NtpDuration, NtpTimestamp};
 pub const MAX_SAMPLES: usize = 64;
 /// Fewest samples that give a frequency: two points always fit a line exactly.
 pub const MIN_REGRESSION: usize = 3;
+/// How fast the offset of a source with an unknown slope (one or two samples) may drift, s/s:
+/// an oscillator's error, bounded as chrony bounds it (`WORST_CASE_FREQ_BOUND`, 2000 ppm).
+pub const UNKNOWN_SLOPE_BOUND: f64 = 2000e-6;
 /// How strongly extra delay lowers a sample's weight: a sample whose delay exceeds the lowest by
 /// the mean excess counts (1 + 10)^2 times less (chrony's SD_TO_DIST_RATIO is 0.7; a sample's
 /// offset error is bounded by half its excess delay, so its variance grows with its square).
 const DELAY_WEIGHT: f64 = 10.0;
 /// Curvature beyond this many standard errors means the oldest samples no longer fit a line.
 const CURVATURE_GATE: f64 = 2.0;
+/// How far a real oscillator's frequency may wander between two samples, as a fraction: an error
+/// within this much per second since the newest sample is the line's to follow, not a jump.
+const MAX_WANDER: f64 = 100e-6;
 /// A level change is this many standard errors of the line away from it.
 const LEVEL_GATE: f64 = 10.0;
 /// Fewest samples the curvature test may leave.
@@ -71,9 +77,10 @@ impl Fit {
         let dt = (time - self.time).to_seconds_f64();
         let offset = self.offset + NtpDuration::from_seconds_f64(self.frequency * dt);
         if !self.frequency_sd.is_finite() {
-            // A level line (one or two samples): the slope is unknown, not infinitely wrong; the
-            // caller's dispersion (PHI per second) covers the drift.
-            return (offset, self.offset_sd);
+            // A level line (one or two samples): the slope is unknown, not infinitely wrong. In
+            // the uncorrected timescale the offset drifts at the oscillator's own error, which
+            // no sample has measured yet: PHI (15 ppm) would not cover a 100 ppm clock.
+            return (offset, self.offset_sd + UNKNOWN_SLOPE_BOUND * dt.abs());
         }
         (offset, self.offset_sd.hypot(self.frequency_sd * dt))
     }
@@ -108,7 +115,7 @@ impl SourceStats {
         let fit = self.fit.filter(|f| f.samples >= MIN_REGRESSION);
         let surprise = fit.map(|f| (sample.offset - f.predict(sample.time).0).abs());
         if let (Some(fit), Some(error)) = (fit, surprise)
-            && is_level_change(&fit, sample, error)
+            && is_level_change(&fit, self.samples.back().copied(), sample, error)
         {
             // The server's time (or the path) changed under the line: held once, so that a lone
             // wild reply changes nothing; confirmed by the next, the line starts again from both.
@@ -162,16 +169,6 @@ impl SourceStats {
         self.samples.clear();
         self.fit = None;
         self.suspect = None;
-    }
-
-    /// Moves every sample by `offset` in the uncorrected timescale: the caller learned that the
-    /// corrections it recorded were wrong by that much (the clock was set by someone else).
-    pub fn shift(&mut self, time: NtpDuration, offset: NtpDuration) {
-        for s in self.samples.iter_mut().chain(&mut self.suspect) {
-            s.time += time;
-            s.offset += offset;
-        }
-        self.refit();
     }
 
     fn refit(&mut self) {
@@ -291,13 +288,16 @@ fn regress(points: &[Point]) -> Option<Line> {
     })
 }
 
-/// A sample off the line by more than its delay can explain (its offset error is at most half
-/// its delay, plus dispersion) twice over, and by [`LEVEL_GATE`] times the line's own uncertainty.
-fn is_level_change(fit: &Fit, sample: RawSample, error: NtpDuration) -> bool {
+/// A sample off the line by more than its delay (its offset error is at most half its delay,
+/// plus dispersion) and an oscillator wandering by up to [`MAX_WANDER`] since the newest sample can
+/// explain, twice over, and by [`LEVEL_GATE`] times the line's own uncertainty.
+fn is_level_change(fit: &Fit, newest: Option<RawSample>, sample: RawSample, error: NtpDuration) -> bool {
     let error = error.to_seconds_f64();
     let distance = sample.delay.to_seconds_f64() / 2.0 + sample.dispersion.to_seconds_f64();
+    let since = newest.map_or(0.0, |n| (sample.time - n.time).to_seconds_f64().abs());
     let (_, predicted_sd) = fit.predict(sample.time);
-    error > 2.0 * distance && error > LEVEL_GATE * predicted_sd.hypot(fit.residual_sd)
+    error > 2.0 * (distance + MAX_WANDER * since)
+        && error > LEVEL_GATE * predicted_sd.hypot(fit.residual_sd)
 }
 
 /// True when a weighted quadratic fits significantly better than the line: its curvature term
@@ -368,17 +368,16 @@ fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     ])
 }
 
-/// With one or two samples: their weighted mean, slope unknown.
+/// With one or two samples: the newest, slope unknown.
 fn level(points: &[Point], newest: RawSample) -> Fit {
-    let sum_w: f64 = points.iter().map(|p| 1.0 / p.w).sum();
-    let x = points.iter().map(|p| p.x / p.w).sum::<f64>() / sum_w;
-    let y = points.iter().map(|p| p.y / p.w).sum::<f64>() / sum_w;
-    let spread = points.iter().map(|p| (p.y - y).abs()).fold(0.0, f64::max);
+    // With no slope to carry older samples forward, the newest says most about now (chrony
+    // does the same); their mean would lag by the unknown drift over half their span.
+    let spread = points.iter().map(|p| p.y.abs()).fold(0.0, f64::max);
     Fit {
-        time: newest.time + NtpDuration::from_seconds_f64(x),
-        offset: newest.offset + NtpDuration::from_seconds_f64(y),
+        time: newest.time,
+        offset: newest.offset,
         frequency: 0.0,
-        offset_sd: spread,
+        offset_sd: 0.0,
         frequency_sd: f64::INFINITY,
         residual_sd: spread,
         samples: points.len(),
@@ -485,6 +484,20 @@ mod tests {
         assert_eq!(stats.len(), 2);
         let fit = stats.fit().expect("level");
         assert!((fit.offset.to_seconds_f64() - 10.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn two_samples_of_a_drifting_clock_predict_the_newest_with_room_for_any_drift() {
+        // An oscillator 100 ppm fast: the offset falls 6.4 ms every 64 s.
+        let mut stats = SourceStats::new();
+        stats.add(sample(0.0, 0.0, 0.001));
+        stats.add(sample(64.0, -0.0064, 0.001));
+        let fit = stats.fit().expect("level");
+        assert!(fit.frequency_sd.is_infinite(), "no slope from two samples");
+        let (offset, sd) = fit.predict(T0 + s(128.0));
+        assert_eq!(offset, s(-0.0064), "the newest, not the mean");
+        let truth = -0.0128;
+        assert!((offset.to_seconds_f64() - truth).abs() <= sd, "{sd}");
     }
 
     #[test]

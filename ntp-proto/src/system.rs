@@ -127,7 +127,9 @@ pub const DEFAULT_POLL_LIMITS: (PollInterval, PollInterval) =
 pub struct SyncConfig {
     /// How many sources must agree before the clock is adjusted.
     pub min_sources: usize,
-    /// After this long without a clock update we are no longer synchronized.
+    /// After this long without a clock update we are no longer synchronized; never less than two
+    /// of the system peer's poll intervals, so that a source that answers every poll keeps us
+    /// synchronized at any poll interval.
     pub holdover: NtpDuration,
     /// Measure only, never adjust the clock (like `chronyd -x`).
     pub monitor_only: bool,
@@ -221,6 +223,9 @@ pub struct System {
     peer: Option<SourceId>,
     last_offset: Option<NtpDuration>,
     last_update: Option<NtpTimestamp>,
+    /// The holdover in force since the last update: the configured one, or two of the system
+    /// peer's poll intervals if that is longer.
+    holdover: NtpDuration,
     refusing: bool,
 }
 
@@ -236,6 +241,7 @@ impl System {
             peer: None,
             last_offset: None,
             last_update: None,
+            holdover: config.holdover,
             refusing: false,
         }
     }
@@ -353,6 +359,7 @@ impl System {
             return;
         };
         let address = source.address().ip();
+        let peer_poll = NtpDuration::from_std(source.poll_interval());
         let action = if self.config.monitor_only {
             None
         } else {
@@ -383,6 +390,7 @@ impl System {
         }
         self.last_offset = Some(estimate.offset);
         self.last_update = Some(now);
+        self.holdover = self.config.holdover.max(peer_poll.mul_f64(2.0));
         self.snapshot = SystemSnapshot::synchronized_to(
             address,
             &reply,
@@ -394,28 +402,27 @@ impl System {
         update.action = action;
     }
 
-    /// Someone else set the local clock by `jump`: local times remembered move with it, the
-    /// corrections stay what they were, and each source's samples move into the new timescale.
-    pub fn clock_jumped(&mut self, jump: NtpDuration, sources: &mut Sources) {
-        self.discipline.clock_jumped(jump);
+    /// Someone else set the local clock by `jump`: the discipline records it like a step (so the
+    /// sources' samples stay valid in the uncorrected timescale), and requests in flight give no
+    /// sample.
+    pub fn clock_jumped(&mut self, now: NtpTimestamp, jump: NtpDuration, sources: &mut Sources) {
+        self.discipline.clock_jumped(now, jump);
         if let Some(t) = &mut self.last_update {
             *t += jump;
         }
-        sources.values_mut().for_each(|s| s.clock_jumped(jump));
+        sources.values_mut().for_each(Source::clock_stepped);
     }
 
     /// When the holdover runs out, in local time, if the system is synchronized.
     pub fn holdover_deadline(&self) -> Option<NtpTimestamp> {
         self.peer?;
-        self.last_update.map(|t| t + self.config.holdover)
+        self.last_update.map(|t| t + self.holdover)
     }
 
     /// Checks the holdover at `now`: after `holdover` without a clock update we tell clients we
     /// are unsynchronized again. Returns the event if that just happened.
     pub fn check_holdover(&mut self, now: NtpTimestamp) -> Option<SystemEvent> {
-        let expired = self
-            .last_update
-            .is_some_and(|t| now - t > self.config.holdover);
+        let expired = self.last_update.is_some_and(|t| now - t > self.holdover);
         if expired && self.peer.take().is_some() {
             self.snapshot = SystemSnapshot::unsynchronized(self.precision);
             return Some(SystemEvent::SyncLost);

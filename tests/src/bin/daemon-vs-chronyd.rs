@@ -62,7 +62,10 @@ fn main() -> std::process::ExitCode {
         last["frequency_ppm"].as_f64().unwrap_or(f64::NAN)
     );
     let met = !late.is_empty() && s.rms < 50e-6 && s.max < 250e-6;
-    println!("goal (< 50 us RMS, < 250 us max): {}", if met { "met" } else { "NOT met" });
+    println!(
+        "goal (< 50 us RMS, < 250 us max): {}",
+        if met { "met" } else { "NOT met" }
+    );
     if met {
         std::process::ExitCode::SUCCESS
     } else {

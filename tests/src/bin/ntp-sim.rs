@@ -4,11 +4,17 @@
 //!   the conditions of its published figures (see `ntp_lite_tests::sim::compare`).
 //! - `ntp-sim run CASE [--seed N] [--svg FILE]`: one run of a comparison case, with a plot of the
 //!   clock's error against true time.
+//! - `ntp-sim chrony [--json] [--case TEXT] [--seed N] [--trace FROM:TO]`: chrony's own simulation
+//!   tests, ported (see `ntp_lite_tests::sim::chrony_tests`), over seeds 1..=3: one row per
+//!   scenario and sub-case. `--trace` prints one run's per-second error, rate and log over a span
+//!   of true time.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use ntp_lite_tests::sim::chrony_tests::{self, Case, SEEDS};
 use ntp_lite_tests::sim::compare::{cases, compare, outcome, table};
+use ntp_lite_tests::sim::measure::frequencies;
 use ntp_lite_tests::sim::world::run;
 
 #[derive(Parser)]
@@ -43,6 +49,21 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// chrony's own simulation tests, ported, over seeds 1..=3.
+    Chrony {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only cases whose name contains this.
+        #[arg(long)]
+        case: Option<String>,
+        /// Only this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print each client's error, rate and log over FROM:TO seconds of true time.
+        #[arg(long)]
+        trace: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +82,12 @@ fn main() -> std::process::ExitCode {
                 print!("{}", table(&rows));
             }
         }
+        Command::Chrony {
+            json,
+            case,
+            seed,
+            trace,
+        } => return chrony(json, case.as_deref(), seed, trace.as_deref()),
         Command::Run { case, seed, svg } => {
             let Some(found) = cases().into_iter().find(|c| c.name == case) else {
                 eprintln!("ntp-sim: no case {case:?}; `ntp-sim compare` lists them");
@@ -88,4 +115,81 @@ fn main() -> std::process::ExitCode {
         }
     }
     std::process::ExitCode::SUCCESS
+}
+
+fn chrony(
+    json: bool,
+    only: Option<&str>,
+    seed: Option<u64>,
+    trace: Option<&str>,
+) -> std::process::ExitCode {
+    let seeds: Vec<u64> = seed.map_or(SEEDS.to_vec(), |s| vec![s]);
+    let cases: Vec<Case> = chrony_tests::scenarios()
+        .into_iter()
+        .flat_map(|(_, cases)| cases())
+        .filter(|c| only.is_none_or(|o| c.name.contains(o)))
+        .collect();
+    if let Some(span) = trace {
+        let Some((from, to)) = span
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?)))
+        else {
+            eprintln!("ntp-sim: --trace wants FROM:TO in seconds, e.g. 100:200");
+            return std::process::ExitCode::from(2);
+        };
+        for case in &cases {
+            for seed in &seeds {
+                print_trace(case, *seed, from, to);
+            }
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    let rows: Vec<_> = cases.iter().map(|c| chrony_tests::row(c, &seeds)).collect();
+    if json {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("ntp-sim: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", chrony_tests::table(&rows));
+        for (name, why) in chrony_tests::NOT_APPLICABLE {
+            println!("not applicable yet: {name}: needs {why}");
+        }
+    }
+    if rows.iter().all(|r| r.pass) {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+fn print_trace(case: &Case, seed: u64, from: f64, to: f64) {
+    let result = run(&case.setup.scenario(&case.name), seed);
+    println!("{}", chrony_tests::judge(case, seed, &result));
+    for client in case.setup.client_nodes() {
+        let node = &result.nodes[client];
+        let start = case.setup.client_start;
+        let rates = frequencies(&node.unstepped);
+        println!("node{} (start {start} s): t, error, rate", client + 1);
+        for (i, error) in node.errors.iter().enumerate() {
+            let t = start + i as f64;
+            if t >= from && t <= to {
+                let rate = rates.get(i).copied().unwrap_or(f64::NAN);
+                println!("  {t:>8.0} {error:+.9} {:+.3} ppm", rate * 1e6);
+            }
+        }
+        for (t, line) in node.log.iter().filter(|(t, _)| *t >= from && *t <= to) {
+            println!("  log {t:>10.3} {line}");
+        }
+        let sent: Vec<String> = node
+            .sent_at
+            .iter()
+            .filter(|t| **t >= from && **t <= to)
+            .map(|t| format!("{t:.1}"))
+            .collect();
+        println!("  requests at {}", sent.join(" "));
+    }
 }

@@ -40,6 +40,8 @@ pub struct SimClock {
     frequency: f64,
     corrections: SoftClock,
     slew_ppm: f64,
+    /// Every step made to the clock so far, seconds.
+    stepped: f64,
 }
 
 impl SimClock {
@@ -52,6 +54,7 @@ impl SimClock {
             frequency: spec.freq_ppm * 1e-6,
             corrections: SoftClock::new(0, 0),
             slew_ppm,
+            stepped: 0.0,
         }
     }
 
@@ -105,6 +108,7 @@ impl SimClock {
             } => {
                 self.corrections.step(base, offset.as_nanos());
                 self.corrections.slew(base, 0, frequency_ppm, self.slew_ppm);
+                self.stepped += offset.as_nanos() as f64 * 1e-9;
             }
             ClockAction::Slew {
                 offset,
@@ -119,7 +123,14 @@ impl SimClock {
     /// Someone else sets the clock by `offset` seconds at true time `t` (the core is not told).
     pub fn external_step(&mut self, t: f64, offset: f64) {
         let base = self.base_nanos(t);
-        self.corrections.step(base, (offset * 1e9).round() as i128);
+        let nanos = (offset * 1e9).round() as i128;
+        self.corrections.step(base, nanos);
+        self.stepped += nanos as f64 * 1e-9;
+    }
+
+    /// Every step made to the clock so far (by the core or by someone else), seconds.
+    pub fn stepped(&self) -> f64 {
+        self.stepped
     }
 
     /// The oscillator's current frequency error plus the ordered correction, as a fraction.

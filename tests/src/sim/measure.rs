@@ -31,7 +31,12 @@ pub fn frequencies(errors: &[f64]) -> Vec<f64> {
 /// chrony's sync time (clknetsim `find_sync`): the first second from which the error stays within
 /// `time_limit` and the frequency within `freq_limit` to the end.
 pub fn sync_time(errors: &[f64], time_limit: f64, freq_limit: f64) -> usize {
-    let freqs = frequencies(errors);
+    sync_time_of(errors, &frequencies(errors), time_limit, freq_limit)
+}
+
+/// [`sync_time`] with the frequencies given apart (`freqs[i]` over second `i`..`i + 1`), for a
+/// clock that was stepped: clknetsim's frequency is the clock's rate, which a step does not change.
+pub fn sync_time_of(errors: &[f64], freqs: &[f64], time_limit: f64, freq_limit: f64) -> usize {
     let last_bad = (0..errors.len()).rev().find(|&i| {
         errors[i].abs() > time_limit || freqs.get(i).is_some_and(|f| f.abs() > freq_limit)
     });

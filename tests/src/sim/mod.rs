@@ -10,7 +10,9 @@
 //! - [`measure`]: the figures, measured as chrony's own simulation tests measure them.
 //! - [`plot`]: the error of every client against true time, as SVG.
 //! - [`compare`]: the comparison with chronyd under the conditions of its published figures.
+//! - [`chrony_tests`]: chrony's own simulation tests (clknetsim), ported with their limits.
 
+pub mod chrony_tests;
 pub mod clock;
 pub mod compare;
 pub mod measure;

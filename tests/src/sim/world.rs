@@ -49,6 +49,8 @@ pub struct NodeSpec {
     pub start: f64,
     /// Steps made by someone else: (true time, seconds).
     pub external_steps: Vec<(f64, f64)>,
+    /// A drift-file frequency correction, ppm (positive makes the clock run faster).
+    pub initial_frequency_ppm: Option<f64>,
 }
 
 impl NodeSpec {
@@ -69,6 +71,7 @@ impl NodeSpec {
             },
             start: 0.0,
             external_steps: Vec::new(),
+            initial_frequency_ppm: None,
         }
     }
 
@@ -82,6 +85,7 @@ impl NodeSpec {
             sync: SyncConfig::default(),
             start: 0.0,
             external_steps: Vec::new(),
+            initial_frequency_ppm: None,
         }
     }
 }
@@ -148,10 +152,16 @@ pub const EPOCH_2024: NtpTimestamp = NtpTimestamp::from_parts(3_913_056_000, 0);
 pub struct NodeResult {
     /// Clock minus true time at each whole second (index = second), from its start on.
     pub errors: Vec<f64>,
+    /// Clock minus true time less every step made to it (by the core or by someone else), at the
+    /// same seconds as `errors`: its differences are the clock's rate error, slews included and
+    /// steps not, as clknetsim logs a clock's frequency.
+    pub unstepped: Vec<f64>,
     /// Requests sent, and their true send times.
     pub sent_at: Vec<f64>,
-    /// Replies handed to the core (valid or not).
-    pub received: u64,
+    /// Requests sent to each server node.
+    pub requests_to: BTreeMap<usize, u64>,
+    /// True arrival times of the replies that reached it (whether its socket still waited or not).
+    pub received_at: Vec<f64>,
     /// True time of the first clock update.
     pub first_update: Option<f64>,
     /// Clock steps the core ordered.
@@ -324,6 +334,11 @@ impl<'a> World<'a> {
             if time > self.scenario.duration {
                 break;
             }
+            // The run ends at `duration`: the clocks are sampled then, but nothing is sent that
+            // could not be answered within it (as clknetsim stops at its limit).
+            if time == self.scenario.duration && !matches!(event, Ev::Tick) {
+                continue;
+            }
             match event {
                 Ev::Tick => self.tick(time),
                 Ev::Wake(node) => self.wake(node, time),
@@ -366,7 +381,9 @@ impl<'a> World<'a> {
                 }
             }
             if !spec.sources.is_empty() && t >= spec.start {
-                node.result.errors.push(node.clock.error(t));
+                let error = node.clock.error(t);
+                node.result.errors.push(error);
+                node.result.unstepped.push(error - node.clock.stepped());
             }
             if !node.started && t >= spec.start {
                 node.started = true;
@@ -384,6 +401,7 @@ impl<'a> World<'a> {
         let mut client = Client::new(ClientConfig {
             sync: spec.sync,
             precision: PRECISION,
+            initial_frequency_ppm: spec.initial_frequency_ppm,
             ..ClientConfig::default()
         });
         let now = self.instant(index, t);
@@ -438,6 +456,11 @@ impl<'a> World<'a> {
             let Some(server) = self.node_at(transmit.address) else {
                 continue;
             };
+            *self.nodes[index]
+                .result
+                .requests_to
+                .entry(server)
+                .or_insert(0) += 1;
             let wait = transmit.wait.as_secs_f64();
             if let Some(delay) = self.draw(t, index, server, Direction::Request) {
                 let event = |_| Ev::Request {
@@ -590,13 +613,13 @@ impl<'a> World<'a> {
         sent: f64,
         wait: f64,
     ) {
+        self.nodes[index].result.received_at.push(t);
         if t - sent > wait {
             return;
         }
         let (now, t4) = (self.instant(index, t), self.local(index, t));
         let local_address = address_of(index, self.scenario.ipv6).ip();
         let node = &mut self.nodes[index];
-        node.result.received += 1;
         if let Some(client) = &mut node.client {
             client.handle_reply(now, t4, source, t1, t4, bytes, Some(local_address));
         }
