@@ -291,7 +291,12 @@ fn regress(points: &[Point]) -> Option<Line> {
 /// A sample off the line by more than its delay (its offset error is at most half its delay,
 /// plus dispersion) and an oscillator wandering by up to [`MAX_WANDER`] since the newest sample can
 /// explain, twice over, and by [`LEVEL_GATE`] times the line's own uncertainty.
-fn is_level_change(fit: &Fit, newest: Option<RawSample>, sample: RawSample, error: NtpDuration) -> bool {
+fn is_level_change(
+    fit: &Fit,
+    newest: Option<RawSample>,
+    sample: RawSample,
+    error: NtpDuration,
+) -> bool {
     let error = error.to_seconds_f64();
     let distance = sample.delay.to_seconds_f64() / 2.0 + sample.dispersion.to_seconds_f64();
     let since = newest.map_or(0.0, |n| (sample.time - n.time).to_seconds_f64().abs());

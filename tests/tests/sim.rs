@@ -131,7 +131,7 @@ fn a_duplicated_and_lossy_link_never_counts_a_reply_twice() {
     figures!(
         "30% loss each way, 20% duplicates: {} requests, {} datagrams back, RMS {:.1} us, max {:.1} us",
         node.sent_at.len(),
-        node.received,
+        node.received_at.len(),
         settled.rms * 1e6,
         settled.max * 1e6
     );
