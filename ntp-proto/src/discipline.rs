@@ -19,7 +19,7 @@
 //! # Contract with the clock
 //!
 //! [`ClockAction::Slew`] means: from now on run at `frequency_ppm`, and add `offset` by running
-//! `max_slew_ppm` faster (or slower) until it is in, replacing what is left of an earlier slew
+//! `rate_ppm` faster (or slower) until it is in, replacing what is left of an earlier slew
 //! (the model of [`SoftClock::slew`]). [`ClockAction::Step`] adds `offset` at once, cancels any
 //! slew and then sets `frequency_ppm`. Time never runs backwards under a slew.
 
@@ -55,8 +55,12 @@ pub struct DisciplineConfig {
     /// How long an offset must stay above the step threshold after the first update before it is
     /// stepped (RFC 5905 WATCH is 900 s; 0 steps at once).
     pub stepout: NtpDuration,
-    /// The rate at which the clock slews away an offset, ppm: the clock's own.
+    /// The fastest rate at which the clock slews away an offset, ppm: the clock's own.
     pub max_slew_ppm: f64,
+    /// The slowest: a clock that slews at one fixed rate (the kernel's `adjtime`, 500 ppm) has
+    /// both equal; others spread a small correction over part of the poll interval instead of
+    /// slewing it at full speed, which would be a needless burst of frequency error.
+    pub min_slew_ppm: f64,
     /// The largest frequency correction the clock accepts, ppm.
     pub max_frequency_ppm: f64,
 }
@@ -68,6 +72,7 @@ impl Default for DisciplineConfig {
             panic_threshold: Some(DEFAULT_PANIC_THRESHOLD),
             stepout: NtpDuration::ZERO,
             max_slew_ppm: DEFAULT_MAX_SLEW_PPM,
+            min_slew_ppm: 0.0,
             max_frequency_ppm: DEFAULT_MAX_FREQUENCY_PPM,
         }
     }
@@ -83,12 +88,14 @@ pub enum ClockAction {
         /// The frequency correction to set, ppm (positive makes the clock run faster).
         frequency_ppm: f64,
     },
-    /// Set the frequency correction to `frequency_ppm` and slew away `offset` at `max_slew_ppm`.
+    /// Set the frequency correction to `frequency_ppm` and slew away `offset` at `rate_ppm`.
     Slew {
         /// The correction still to apply: positive moves the clock forward.
         offset: NtpDuration,
         /// The frequency correction to set, ppm (positive makes the clock run faster).
         frequency_ppm: f64,
+        /// How fast to slew, ppm: between the config's `min_slew_ppm` and `max_slew_ppm`.
+        rate_ppm: f64,
     },
     /// The offset exceeds the panic threshold: nothing was changed; an operator must look.
     Refused {
@@ -106,6 +113,9 @@ pub struct Estimate {
     pub offset: NtpDuration,
     /// The frequency correction the clock needs (s/s) and its standard error, if known.
     pub frequency: Option<(f64, f64)>,
+    /// Over how long a small correction may be spread: a fraction of the poll interval, so it is
+    /// in well before the next measurement.
+    pub settle: NtpDuration,
 }
 
 /// The clock discipline: step, slew or refuse; frequency; the record of corrections.
@@ -246,17 +256,28 @@ impl Discipline {
             };
         }
         self.excursion_since = None;
-        record.slew(
-            at,
-            offset.as_nanos(),
-            frequency_ppm,
-            self.config.max_slew_ppm,
-        );
+        let rate_ppm = self.slew_rate(offset, estimate.settle);
+        record.slew(at, offset.as_nanos(), frequency_ppm, rate_ppm);
         self.push_record(at, record);
         ClockAction::Slew {
             offset,
             frequency_ppm,
+            rate_ppm,
         }
+    }
+
+    /// The rate that puts `offset` in over `settle`, within the clock's limits: a large offset is
+    /// slewed as fast as the clock can, a small one gently (chrony spreads a correction similarly,
+    /// over `corrtimeratio` update intervals; a short spread keeps the time error low).
+    fn slew_rate(&self, offset: NtpDuration, settle: NtpDuration) -> f64 {
+        let (min, max) = (self.config.min_slew_ppm, self.config.max_slew_ppm);
+        let settle = settle.to_seconds_f64();
+        let wanted = if settle > 0.0 {
+            offset.to_seconds_f64().abs() / settle * 1e6
+        } else {
+            max
+        };
+        wanted.clamp(min.min(max), max)
     }
 
     fn push_record(&mut self, start: i128, record: SoftClock) {
@@ -315,6 +336,7 @@ mod tests {
         Estimate {
             offset: s(offset),
             frequency: frequency.map(|f| (f, 1e-9)),
+            settle: NtpDuration::ZERO,
         }
     }
 
@@ -331,7 +353,8 @@ mod tests {
             action,
             ClockAction::Slew {
                 offset: s(0.001),
-                frequency_ppm: 10.0
+                frequency_ppm: 10.0,
+                rate_ppm: 500.0,
             }
         );
         // 500 ppm removes 1 ms in 2 s of the clock underneath; the frequency adds 10 us per
@@ -369,6 +392,37 @@ mod tests {
         let later = after + s(100.002);
         assert!((d.correction(later).to_seconds_f64() - 0.302).abs() < 1e-9);
         assert!((d.uncorrected(later) - (T0 + s(100.0))).abs() < s(1e-9));
+    }
+
+    #[test]
+    fn a_small_correction_is_spread_over_the_settle_time_within_the_clock_limits() {
+        let config = DisciplineConfig {
+            min_slew_ppm: 1.0,
+            max_slew_ppm: 1000.0,
+            ..DisciplineConfig::default()
+        };
+        let mut d = Discipline::new(config, None);
+        let rate = |d: &mut Discipline, t: f64, offset: f64, settle: f64| {
+            let estimate = Estimate {
+                offset: s(offset),
+                frequency: None,
+                settle: s(settle),
+            };
+            match d.update(T0 + s(t), estimate) {
+                ClockAction::Slew { rate_ppm, .. } => rate_ppm,
+                other => panic!("slew expected, got {other:?}"),
+            }
+        };
+        // 100 us over 16 s: 6.25 ppm; 100 ms over 16 s would be 6250 ppm: the clock's 1000.
+        assert!((rate(&mut d, 0.0, 100e-6, 16.0) - 6.25).abs() < 1e-4);
+        assert_eq!(rate(&mut d, 1.0, 0.1, 16.0), 1000.0);
+        // 1 us over 16 s is below the slowest rate; no settle time means full speed.
+        assert_eq!(rate(&mut d, 2.0, 1e-6, 16.0), 1.0);
+        assert_eq!(rate(&mut d, 3.0, 1e-6, 0.0), 1000.0);
+        // The record follows the chosen rate: half of 100 us is in after 8 s.
+        rate(&mut d, 10.0, 100e-6, 16.0);
+        let slewed = d.remaining_slew(T0 + s(18.0)).to_seconds_f64();
+        assert!((slewed - 50e-6).abs() < 1e-7, "{slewed}");
     }
 
     #[test]
@@ -419,6 +473,7 @@ mod tests {
         let poor = Estimate {
             offset: NtpDuration::ZERO,
             frequency: Some((-40e-6, 20e-6)),
+            settle: NtpDuration::ZERO,
         };
         d.update(T0 + s(1.0), poor);
         assert!(

@@ -208,6 +208,26 @@ pub struct Update {
     pub events: Vec<SystemEvent>,
 }
 
+/// A correction is spread over this fraction of the system peer's poll interval at most.
+const SETTLE_FRACTION: f64 = 0.5;
+/// ... and over less the more it exceeds this many standard errors of the estimate.
+const SETTLE_NOISE: f64 = 100.0;
+
+/// How long to spread a correction of `offset` known to `offset_sd` (chrony's idea, corrtimeratio:
+/// the larger a correction against the noise, the faster it is made). A correction within the
+/// noise is spread over half the poll interval, so the clock's frequency never jumps by
+/// more than the noise demands; one far beyond the noise (a new frequency just learned, an offset
+/// after an outage) is made in proportionally less time.
+fn settle_time(offset: NtpDuration, offset_sd: f64, poll: PollInterval) -> NtpDuration {
+    let offset = offset.to_seconds_f64().abs();
+    let share = if offset > 0.0 {
+        (SETTLE_NOISE * offset_sd / offset).min(1.0)
+    } else {
+        1.0
+    };
+    poll.to_duration().mul_f64(SETTLE_FRACTION * share)
+}
+
 /// The sources as the client core keeps them, by stable id.
 pub type Sources = BTreeMap<SourceId, Source>;
 
@@ -268,9 +288,18 @@ impl System {
         };
         let peer = fit[combined.system_peer].0;
         let frequency = combined_frequency(&fit, &selection.verdicts);
+        let Some(peer_source) = sources.get(&peer) else {
+            return update;
+        };
+        let settle = settle_time(
+            combined.offset,
+            fit[combined.system_peer].2.offset_sd,
+            peer_source.poll(),
+        );
         let estimate = Estimate {
             offset: combined.offset,
             frequency,
+            settle,
         };
         self.apply(sources, peer, estimate, combined.jitter, now, &mut update);
         update

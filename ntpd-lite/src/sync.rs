@@ -107,6 +107,12 @@ fn client_config(config: &Config, shared: &Shared) -> ClientConfig {
                 step_threshold: NtpDuration::from_seconds_f64(config.sync.step_threshold),
                 panic_threshold: Some(NtpDuration::from_seconds_f64(config.sync.panic_threshold)),
                 max_slew_ppm: config.max_slew_ppm(),
+                // The kernel slews at one fixed rate; the virtual clock at any the core asks.
+                min_slew_ppm: if config.clock.mode == ClockMode::System {
+                    config.max_slew_ppm()
+                } else {
+                    0.0
+                },
                 max_frequency_ppm: config.max_frequency_ppm(),
                 ..DisciplineConfig::default()
             },
@@ -255,11 +261,12 @@ impl Sync {
                 frequency_ppm,
             } => clock
                 .step(offset)
-                .and_then(|()| clock.slew(NtpDuration::ZERO, frequency_ppm)),
+                .and_then(|()| clock.slew(NtpDuration::ZERO, frequency_ppm, None)),
             ClockAction::Slew {
                 offset,
                 frequency_ppm,
-            } => clock.slew(offset, frequency_ppm),
+                rate_ppm,
+            } => clock.slew(offset, frequency_ppm, Some(rate_ppm)),
             ClockAction::Refused { .. } | ClockAction::Ignored => Ok(()),
         };
         if let Err(e) = result {

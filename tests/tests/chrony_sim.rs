@@ -80,14 +80,30 @@ fn s013_nameserv() {
     contract(chrony_tests::s013_nameserv());
 }
 
-/// Known gap, listed in the README: after each outage the core slews its correction (1-4 ms) at the
-/// full 83333 ppm, which chrony's frequency limits count (RMS 22 ppm against 20 on seed 3), and
-/// under 95% request loss the RFC 5905 backoff takes 28000 s to gather three samples (chrony
-/// backs off a quarter step per lost poll). `ntp-sim chrony --case 014` prints the figures.
 #[test]
-#[ignore = "known gap: full-rate slews after outages and RFC backoff under 95% loss (README)"]
-fn s014_intermittent() {
-    contract(chrony_tests::s014_intermittent());
+fn s014_intermittent_window() {
+    contract(
+        chrony_tests::s014_intermittent()
+            .into_iter()
+            .filter(|c| c.name.contains("window"))
+            .collect(),
+    );
+}
+
+/// Known gap, listed in the README: under 95% request loss the RFC 5905 backoff (one poll step
+/// per unanswered poll after eight) gathers the three samples a frequency needs only after
+/// 28000 s (chrony backs off a quarter step per lost poll; its limit is 22000 s), and the 1-2 ms
+/// corrections that follow exceed this sub-case's 100 ppm frequency limit.
+/// `ntp-sim chrony --case every20th` prints the figures.
+#[test]
+#[ignore = "known gap: RFC 5905 backoff under 95% request loss (README)"]
+fn s014_intermittent_every_20th_request() {
+    contract(
+        chrony_tests::s014_intermittent()
+            .into_iter()
+            .filter(|c| c.name.contains("every20th"))
+            .collect(),
+    );
 }
 
 #[test]
@@ -100,11 +116,7 @@ fn s101_poll() {
     contract(chrony_tests::s101_poll());
 }
 
-/// Known gap, listed in the README: five burst samples over 8 s can give a frequency 18 ppm off
-/// with a standard error that claims 1.6 ppm, overriding the correct drift file; the 1.1 ms error
-/// 64 s later is slewed at full rate (1096 ppm for one second, limit 500). Seeds 2 and 3 fail.
 #[test]
-#[ignore = "known gap: small-sample frequency error underestimated, full-rate slews (README)"]
 fn s102_iburst() {
     contract(chrony_tests::s102_iburst());
 }

@@ -31,9 +31,9 @@ fn the_core_matches_or_beats_chronyd_at_the_polls_users_run() {
             assert!(row.max_us <= within, "slower to 1 ms than chronyd: {row:?}");
             continue;
         }
-        // The goal is chronyd's median or better, which rows a-d' meet with margin; without
-        // wander (x1, x4) the core is level with chronyd, within 10% (the README says so).
-        let bound = if row.case.starts_with('x') { 1.25 } else { 1.0 };
+        // The goal is chronyd's median or better: rows a-d' meet it with margin (0.62-0.77x);
+        // without wander (x1 0.80x, x4 0.98x) the seeds spread widely, so allow 10% there.
+        let bound = if row.case.starts_with('x') { 1.1 } else { 0.9 };
         assert!(
             row.ratio <= bound,
             "RMS {:.1} us vs chronyd {:.1} us: {row:?}",

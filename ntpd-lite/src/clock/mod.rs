@@ -85,12 +85,19 @@ impl Clock {
         }
     }
 
-    /// Sets the frequency correction to `frequency_ppm` and slews away `offset` gradually.
-    pub fn slew(&self, offset: NtpDuration, frequency_ppm: f64) -> Result<(), ClockError> {
+    /// Sets the frequency correction to `frequency_ppm` and slews away `offset` at `rate_ppm`
+    /// (the clock's fastest if `None`; the system clock always slews at the kernel's 500 ppm,
+    /// and the core is configured to ask for exactly that).
+    pub fn slew(
+        &self,
+        offset: NtpDuration,
+        frequency_ppm: f64,
+        rate_ppm: Option<f64>,
+    ) -> Result<(), ClockError> {
         match self {
             Self::System(s) => s.slew(offset, frequency_ppm),
             Self::Virtual(v) => {
-                v.slew(SystemTime::now(), offset, frequency_ppm);
+                v.slew(SystemTime::now(), offset, frequency_ppm, rate_ppm);
                 Ok(())
             }
             Self::Monitor => Ok(()),

@@ -59,16 +59,24 @@ impl VirtualClock {
         self.clock.store(Arc::new(clock));
     }
 
-    /// Sets the frequency correction to `frequency_ppm` and adds `offset` by running
-    /// `max_slew_ppm` faster (or slower) until it is in, replacing any slew in progress
-    /// ([`SoftClock::slew`], as `ntp_proto::ClockAction::Slew` means).
-    pub fn slew(&self, system: SystemTime, offset: NtpDuration, frequency_ppm: f64) {
+    /// Sets the frequency correction to `frequency_ppm` and adds `offset` by running `rate_ppm`
+    /// (at most `max_slew_ppm`, which is also the default) faster or slower until it is in,
+    /// replacing any slew in progress ([`SoftClock::slew`], as `ntp_proto::ClockAction::Slew`
+    /// means).
+    pub fn slew(
+        &self,
+        system: SystemTime,
+        offset: NtpDuration,
+        frequency_ppm: f64,
+        rate_ppm: Option<f64>,
+    ) {
         let mut clock = **self.clock.load();
+        let rate = rate_ppm.map_or(self.max_slew_ppm, |r| r.min(self.max_slew_ppm));
         clock.slew(
             unix_nanos(system),
             offset.as_nanos(),
             self.drift_ppm + frequency_ppm,
-            self.max_slew_ppm,
+            rate,
         );
         self.clock.store(Arc::new(clock));
     }
@@ -101,7 +109,7 @@ mod tests {
     fn slew_corrects_gradually_and_never_runs_backwards() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let clock = VirtualClock::new(t0, NtpDuration::from_seconds_f64(0.05), 0.0, 500.0);
-        clock.slew(t0, NtpDuration::from_seconds_f64(-0.05), 0.0);
+        clock.slew(t0, NtpDuration::from_seconds_f64(-0.05), 0.0, None);
         // 0.05 s at 500 ppm takes 100 s; halfway it is half done.
         assert!((at(&clock, t0, 50.0) - 0.025).abs() < 1e-6);
         assert!(at(&clock, t0, 100.0).abs() < 1e-6);
@@ -118,7 +126,7 @@ mod tests {
     fn frequency_correction_cancels_drift_and_step_jumps() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let clock = VirtualClock::new(t0, NtpDuration::ZERO, 20.0, 500.0);
-        clock.slew(t0, NtpDuration::ZERO, -20.0);
+        clock.slew(t0, NtpDuration::ZERO, -20.0, None);
         assert!(at(&clock, t0, 10_000.0).abs() < 1e-6);
         clock.step(
             t0 + Duration::from_secs(10_000),
@@ -132,9 +140,9 @@ mod tests {
     fn a_new_slew_replaces_what_is_left_of_the_last_as_the_discipline_assumes() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let clock = VirtualClock::new(t0, NtpDuration::ZERO, 0.0, 500.0);
-        clock.slew(t0, NtpDuration::from_seconds_f64(0.001), 0.0);
+        clock.slew(t0, NtpDuration::from_seconds_f64(0.001), 0.0, None);
         // Halfway through (1 s at 500 ppm), a zero slew stops it: half of it stays in.
-        clock.slew(t0 + Duration::from_secs(1), NtpDuration::ZERO, 0.0);
+        clock.slew(t0 + Duration::from_secs(1), NtpDuration::ZERO, 0.0, None);
         assert!((at(&clock, t0, 100.0) - 0.0005).abs() < 1e-9);
         // The same as the model the discipline keeps.
         let mut model = SoftClock::new(0, 0);

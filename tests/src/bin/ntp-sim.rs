@@ -70,17 +70,7 @@ fn main() -> std::process::ExitCode {
     match Cli::parse().command {
         Command::Compare { json, seeds, case } => {
             let rows = compare(seeds, case.as_deref());
-            if json {
-                match serde_json::to_string_pretty(&rows) {
-                    Ok(text) => println!("{text}"),
-                    Err(e) => {
-                        eprintln!("ntp-sim: {e}");
-                        return std::process::ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                print!("{}", table(&rows));
-            }
+            return print_rows(&rows, json, table);
         }
         Command::Chrony {
             json,
@@ -145,21 +135,15 @@ fn chrony(
         return std::process::ExitCode::SUCCESS;
     }
     let rows: Vec<_> = cases.iter().map(|c| chrony_tests::row(c, &seeds)).collect();
-    if json {
-        match serde_json::to_string_pretty(&rows) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("ntp-sim: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        }
-    } else {
-        print!("{}", chrony_tests::table(&rows));
+    let printed = print_rows(&rows, json, chrony_tests::table);
+    if !json {
         for (name, why) in chrony_tests::NOT_APPLICABLE {
             println!("not applicable yet: {name}: needs {why}");
         }
     }
-    if rows.iter().all(|r| r.pass) {
+    if printed != std::process::ExitCode::SUCCESS {
+        printed
+    } else if rows.iter().all(|r| r.pass) {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
@@ -191,5 +175,27 @@ fn print_trace(case: &Case, seed: u64, from: f64, to: f64) {
             .map(|t| format!("{t:.1}"))
             .collect();
         println!("  requests at {}", sent.join(" "));
+    }
+}
+
+/// Prints `rows` as JSON or as the table `table` makes of them.
+fn print_rows<T: serde::Serialize>(
+    rows: &[T],
+    json: bool,
+    table: fn(&[T]) -> String,
+) -> std::process::ExitCode {
+    if !json {
+        print!("{}", table(rows));
+        return std::process::ExitCode::SUCCESS;
+    }
+    match serde_json::to_string_pretty(rows) {
+        Ok(text) => {
+            println!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ntp-sim: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -113,9 +113,10 @@ impl SimClock {
             ClockAction::Slew {
                 offset,
                 frequency_ppm,
+                rate_ppm,
             } => self
                 .corrections
-                .slew(base, offset.as_nanos(), frequency_ppm, self.slew_ppm),
+                .slew(base, offset.as_nanos(), frequency_ppm, rate_ppm),
             ClockAction::Refused { .. } | ClockAction::Ignored => {}
         }
     }
