@@ -164,12 +164,6 @@ impl SourceStats {
         self.samples.iter().map(|s| s.delay).min()
     }
 
-    /// Forgets everything.
-    pub fn clear(&mut self) {
-        self.samples.clear();
-        self.fit = None;
-        self.suspect = None;
-    }
 
     fn refit(&mut self) {
         let Some(newest) = self.samples.back().copied() else {
