@@ -164,7 +164,6 @@ impl SourceStats {
         self.samples.iter().map(|s| s.delay).min()
     }
 
-
     fn refit(&mut self) {
         let Some(newest) = self.samples.back().copied() else {
             self.fit = None;
