@@ -26,11 +26,14 @@ pub enum Target {
     },
 }
 
-/// Writes what `target` asks for and lists the files written.
-pub fn run(target: &Target) -> ExitCode {
+/// Writes what `target` asks for about `command` (the CLI's definition, handed down by the
+/// crate root that owns it) and lists the files written.
+pub fn run(target: &Target, command: clap::Command) -> ExitCode {
     let result = match target {
-        Target::Man { dir } => man_pages(dir),
-        Target::Completions { shell, dir } => completions(*shell, dir).map(|file| vec![file]),
+        Target::Man { dir } => man_pages(command, dir),
+        Target::Completions { shell, dir } => {
+            completions(command, *shell, dir).map(|file| vec![file])
+        }
     };
     match result {
         Ok(files) => {
@@ -47,9 +50,9 @@ pub fn run(target: &Target) -> ExitCode {
 }
 
 /// Section 8 (system administration) pages for the command and each visible subcommand.
-pub fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub fn man_pages(command: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
-    let mut command = crate::command().disable_help_subcommand(true);
+    let mut command = command.disable_help_subcommand(true);
     command.build();
     let mut written = vec![page(command.clone(), dir)?];
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
@@ -67,9 +70,8 @@ fn page(command: clap::Command, dir: &Path) -> io::Result<PathBuf> {
 }
 
 /// The completion script for `shell`.
-pub fn completions(shell: Shell, dir: &Path) -> io::Result<PathBuf> {
+pub fn completions(mut command: clap::Command, shell: Shell, dir: &Path) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let mut command = crate::command();
     clap_complete::generate_to(shell, &mut command, "ntpd-lite", dir)
 }
 
@@ -80,7 +82,7 @@ mod tests {
     #[test]
     fn man_pages_and_bash_completions_describe_the_commands() {
         let dir = std::env::temp_dir().join(format!("ntpd-lite-generate-{}", std::process::id()));
-        let pages = man_pages(&dir).expect("man pages");
+        let pages = man_pages(crate::command(), &dir).expect("man pages");
         let names: Vec<String> = pages
             .iter()
             .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
@@ -91,8 +93,10 @@ mod tests {
         assert!(!names.iter().any(|n| n.contains("generate")), "{names:?}");
         let main = std::fs::read_to_string(dir.join("ntpd-lite.8")).expect("page");
         assert!(main.contains(".TH ntpd-lite 8") && main.contains("check\\-config"));
-        let bash =
-            std::fs::read_to_string(completions(Shell::Bash, &dir).expect("bash")).expect("script");
+        let bash = std::fs::read_to_string(
+            completions(crate::command(), Shell::Bash, &dir).expect("bash"),
+        )
+        .expect("script");
         assert!(bash.contains("check-config") && bash.contains("--log-level"));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Status(ask)) => ask_daemon(&ask, "status"),
         Some(Command::Sources(ask)) => ask_daemon(&ask, "sources"),
-        Some(Command::Generate(target)) => generate::run(&target),
+        Some(Command::Generate(target)) => generate::run(&target, command()),
         None => match cli.config {
             Some(file) => run(&file, cli.log_level.as_deref()),
             None => {
