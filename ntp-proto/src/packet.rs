@@ -567,12 +567,8 @@ mod tests {
     }
 
     fn vector(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../shared/vectors/{name}.hex",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}; the shared vectors sit beside the repo"));
+        let path = format!("{}/tests/vectors/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         hex(&text)
     }
 
