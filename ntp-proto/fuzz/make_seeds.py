@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus for the `parse` target into corpus/parse/seed-*.bin.
 
-The captured vectors come from /work/shared/vectors (or the directory given as the first
+The captured vectors come from ntp-proto/tests/vectors (or the directory given as the first
 argument); the rest are made by hand around one captured request: extension fields (RFC 7822),
 MACs, a crypto-NAK, and malformed trailers that parse must reject without panicking.
 """
@@ -9,7 +9,9 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-VECTORS = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/vectors")
+VECTORS = pathlib.Path(
+    sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent / "tests" / "vectors"
+)
 OUT = HERE / "corpus" / "parse"
 
 
