@@ -96,11 +96,11 @@ impl Response {
     }
 
     /// Sets the transmit timestamp (T3), read by the caller just before sending, and encodes the
-    /// 48 bytes. A kiss-o'-death carries no time at all.
+    /// 48 bytes. A kiss-o'-death carries real receive and transmit timestamps too: ntpd 4.2.8
+    /// drops one with zero timestamps, so its clients would ignore our RATE and DENY (chrony fills
+    /// them as well); its stratum 0 and LI 3 still tell every client not to use the time.
     pub fn finish(mut self, transmit: NtpTimestamp) -> [u8; HEADER_LEN] {
-        if !self.packet.is_kiss() {
-            self.packet.transmit_timestamp = transmit;
-        }
+        self.packet.transmit_timestamp = transmit;
         self.packet.serialize()
     }
 }
@@ -393,7 +393,7 @@ impl Server {
         }
         if !self.access.permits(client) {
             return match self.access.action {
-                DenyAction::Kiss => Decision::Respond(kiss(&request, ReferenceId::DENY)),
+                DenyAction::Kiss => Decision::Respond(kiss(&request, ReferenceId::DENY, receive)),
                 DenyAction::Ignore => Decision::Drop(DropReason::AccessIgnored),
             };
         }
@@ -403,7 +403,7 @@ impl Server {
             .map_or(RateVerdict::Allow, |l| l.check(client, now));
         match rate {
             RateVerdict::Allow => Decision::Respond(answer(&request, snapshot, receive)),
-            RateVerdict::Kiss => Decision::Respond(kiss(&request, ReferenceId::RATE)),
+            RateVerdict::Kiss => Decision::Respond(kiss(&request, ReferenceId::RATE, receive)),
             RateVerdict::Drop => Decision::Drop(DropReason::RateLimited),
         }
     }
@@ -443,13 +443,14 @@ fn answer(request: &Packet, snapshot: &SystemSnapshot, receive: NtpTimestamp) ->
 
 /// A kiss-o'-death (RFC 5905 section 7.4): LI 3, stratum 0, the code in the reference ID, the
 /// request's transmit timestamp as origin so the client can match it, and no time.
-fn kiss(request: &Packet, code: ReferenceId) -> Response {
+fn kiss(request: &Packet, code: ReferenceId, receive: NtpTimestamp) -> Response {
     let mut packet = Packet::client_request(request.version, request.poll, NtpTimestamp::ZERO);
     packet.leap = LeapIndicator::Unsynchronized;
     packet.mode = Mode::SERVER;
     packet.stratum = Stratum::UNSPECIFIED;
     packet.reference_id = code;
     packet.origin_timestamp = request.transmit_timestamp;
+    packet.receive_timestamp = receive;
     Response { packet }
 }
 
@@ -629,10 +630,9 @@ mod tests {
             p.origin_timestamp,
             NtpTimestamp::from_bits(0x7e23_e826_342e_7f08)
         );
-        assert!(
-            p.transmit_timestamp.is_zero() && p.receive_timestamp.is_zero(),
-            "a KoD carries no time"
-        );
+        // Real receive and transmit times: ntpd 4.2.8 drops a KoD whose timestamps are zero.
+        assert_eq!(p.receive_timestamp, T + NtpDuration::from_seconds(10));
+        assert_eq!(p.transmit_timestamp, T + NtpDuration::from_seconds(11));
         let ignore = Server::new(
             AccessList {
                 deny,

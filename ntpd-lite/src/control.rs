@@ -101,14 +101,20 @@ async fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
     let reply = match command {
         "status" => serde_json::to_string(&status(shared)),
         "sources" => serde_json::to_string(&shared.sync_status().sources),
-        other => Ok(format!(
-            "{{\"error\":\"unknown command {other:?}; use status or sources\"}}"
-        )),
+        other => Ok(unknown_command(other)),
     }
     .map_err(io::Error::other)?;
     write.write_all(reply.as_bytes()).await?;
     write.write_all(b"\n").await?;
     write.shutdown().await
+}
+
+/// The reply to a command we do not know: valid JSON whatever bytes the command held.
+fn unknown_command(command: &str) -> String {
+    serde_json::json!({
+        "error": format!("unknown command {command:?}; use status or sources"),
+    })
+    .to_string()
 }
 
 /// The daemon's state now, as `status` reports it (and the metrics endpoint exports it).
@@ -228,6 +234,26 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_command_gets_valid_json_whatever_it_held() {
+        for command in [
+            "reboot",
+            "\"quoted\" \\ back",
+            "\u{1b}[2J\u{7}",
+            "caf\u{e9} \u{0}",
+            "",
+        ] {
+            let reply = unknown_command(command);
+            let value: serde_json::Value = serde_json::from_str(&reply)
+                .unwrap_or_else(|e| panic!("{command:?} gave {reply}: {e}"));
+            assert!(
+                value["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("unknown command"))
+            );
+        }
+    }
 
     fn source(address: &str, state: &str, reach: u8) -> SourceStatus {
         SourceStatus {
