@@ -300,8 +300,14 @@ impl RateLimiter {
         // A lost race only means two requests were judged on the same state: harmless.
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |state| {
             let (old_tag, count, tat) = unpack(state);
-            let tat = if old_tag == tag { tat } else { 0 };
-            let count = if old_tag == tag { count } else { 0 };
+            // Another prefix in this slot: take the slot over only once its occupant is idle
+            // (its TAT has passed). While it is busy the newcomer shares its budget, so that
+            // alternating with a colliding prefix never buys an abuser a fresh burst.
+            let (tag, count, tat) = if old_tag == tag || tat > now_ms {
+                (old_tag, count, tat)
+            } else {
+                (tag, 0, 0)
+            };
             if tat.saturating_sub(now_ms) <= tolerance_ms {
                 verdict = RateVerdict::Allow;
                 Some(pack(tag, 0, tat.max(now_ms) + interval_ms))
@@ -744,6 +750,35 @@ mod tests {
             limiter.check(client, epoch + Duration::from_millis(1000)),
             RateVerdict::Allow
         );
+    }
+
+    #[test]
+    fn a_colliding_prefix_cannot_reset_an_abusers_budget() {
+        let epoch = Instant::now();
+        let config = RateLimitConfig {
+            interval: Duration::from_secs(1),
+            burst: 4,
+            ..RateLimitConfig::default()
+        };
+        let limiter = RateLimiter::new(config, epoch);
+        let abuser: IpAddr = "192.0.2.1".parse().expect("ip");
+        let slot = |ip: IpAddr| limiter.prefix_hash(ip) as usize % RATE_TABLE_SLOTS;
+        // Another /32 that lands in the abuser's slot (there are 2^14 slots).
+        let partner = (0..1u32 << 24)
+            .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)))
+            .find(|ip| slot(*ip) == slot(abuser))
+            .expect("a colliding address");
+        let (mut abuser_allowed, mut partner_allowed) = (0, 0);
+        for _ in 0..50 {
+            abuser_allowed += usize::from(limiter.check(abuser, epoch) == RateVerdict::Allow);
+            partner_allowed += usize::from(limiter.check(partner, epoch) == RateVerdict::Allow);
+        }
+        // Before, each alternation reset the slot: all 50 of the abuser's requests were allowed.
+        // Now the two share the slot's one burst while it is busy.
+        assert_eq!(abuser_allowed + partner_allowed, 4, "one burst in all");
+        // Once the abuser has been quiet for its burst, the slot is free again.
+        let later = epoch + Duration::from_secs(60);
+        assert_eq!(limiter.check(partner, later), RateVerdict::Allow);
     }
 
     #[test]
