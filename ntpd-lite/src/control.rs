@@ -55,10 +55,18 @@ pub struct ClockStatus {
 }
 
 /// Binds the control socket, replacing a stale one, readable and writable by the owner only.
-/// Bound before the runtime starts (and before privileges are dropped); see [`serve`].
+/// Bound before the runtime starts (and before privileges are dropped); see [`serve`]. A socket
+/// that still answers belongs to a running daemon: it is left alone and this one fails.
 pub fn bind(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another ntpd-lite answers on this control socket; stop it first, or give this one \
+             its own [control] socket",
+        ));
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -234,6 +242,25 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_daemons_socket_is_never_replaced_but_a_stale_one_is() {
+        let dir = std::env::temp_dir().join(format!("ntpd-lite-control-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let running = bind(&path).expect("first bind");
+        let second = bind(&path).expect_err("a running daemon's socket is in use");
+        assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            std::os::unix::net::UnixStream::connect(&path).is_ok(),
+            "still answers"
+        );
+        drop(running);
+        // The file stays behind when a daemon dies: stale, so it is replaced.
+        assert!(path.exists());
+        let again = bind(&path).expect("a stale socket is replaced");
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn an_unknown_command_gets_valid_json_whatever_it_held() {

@@ -434,3 +434,53 @@ fn a_second_daemon_cannot_take_a_port_in_use() {
             .is_ok()
     );
 }
+
+#[test]
+fn a_second_daemon_never_removes_a_running_daemons_control_socket() {
+    let (mut first, _, _) = local_server("control-first", "", 1, "LOCL");
+    let socket = first.control_socket();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{}\"]\n[local]\nstratum = 1\n[clock]\nmode = \"virtual\"\n\
+         [control]\nsocket = {:?}\n",
+        free_udp_port(),
+        socket.display().to_string()
+    );
+    let path = first.dir().join("second.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut second =
+        std::process::Command::new(ntp_lite_tests::bins::binary("ntpd-lite", "ntpd-lite"))
+            .arg("--config")
+            .arg(&path)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run a second ntpd-lite");
+    // It must give up at once; if it ran instead, end it (the child we started) and fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = second.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    ntp_lite_tests::figures!("second daemon on the first's control socket: exit {status:?}");
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the second daemon must not start: {stderr}"
+    );
+    assert!(stderr.contains("another ntpd-lite answers"), "{stderr}");
+    first.assert_running();
+    assert_eq!(
+        first.status()["stratum"],
+        1,
+        "the first's status still answers"
+    );
+}
