@@ -181,27 +181,26 @@ pub struct RunResult {
     pub nodes: Vec<NodeResult>,
 }
 
+/// One request and what the client's IO knows of it, carried by its packets both ways.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    client: usize,
+    server: usize,
+    source: SourceId,
+    /// The client's clock when the request left.
+    t1: NtpTimestamp,
+    /// True time it left.
+    sent: f64,
+    /// How long the client's socket waits for replies, seconds.
+    wait: f64,
+}
+
 #[derive(Debug)]
 enum Ev {
     Tick,
     Wake(usize),
-    Request {
-        client: usize,
-        server: usize,
-        source: SourceId,
-        bytes: [u8; 48],
-        t1: NtpTimestamp,
-        sent: f64,
-        wait: f64,
-    },
-    Reply {
-        client: usize,
-        source: SourceId,
-        bytes: [u8; 48],
-        t1: NtpTimestamp,
-        sent: f64,
-        wait: f64,
-    },
+    /// A packet of `InFlight` arrives at its server (`Request`) or its client (`Reply`).
+    Arrive(Direction, InFlight, [u8; 48]),
 }
 
 struct Queued {
@@ -342,23 +341,12 @@ impl<'a> World<'a> {
             match event {
                 Ev::Tick => self.tick(time),
                 Ev::Wake(node) => self.wake(node, time),
-                Ev::Request {
-                    client,
-                    server,
-                    source,
-                    bytes,
-                    t1,
-                    sent,
-                    wait,
-                } => self.answer(time, client, server, source, bytes, t1, sent, wait),
-                Ev::Reply {
-                    client,
-                    source,
-                    bytes,
-                    t1,
-                    sent,
-                    wait,
-                } => self.deliver(time, client, source, &bytes, t1, sent, wait),
+                Ev::Arrive(Direction::Request, exchange, bytes) => {
+                    self.answer(time, exchange, &bytes);
+                }
+                Ev::Arrive(Direction::Reply, exchange, bytes) => {
+                    self.deliver(time, exchange, &bytes);
+                }
             }
         }
         for node in &mut self.nodes {
@@ -461,24 +449,15 @@ impl<'a> World<'a> {
                 .requests_to
                 .entry(server)
                 .or_insert(0) += 1;
-            let wait = transmit.wait.as_secs_f64();
-            if let Some(delay) = self.draw(t, index, server, Direction::Request) {
-                let event = |_| Ev::Request {
-                    client: index,
-                    server,
-                    source: transmit.source,
-                    bytes: transmit.bytes,
-                    t1,
-                    sent: t,
-                    wait,
-                };
-                self.push(t + delay, event(()));
-                if self.duplicated()
-                    && let Some(again) = self.draw(t, index, server, Direction::Request)
-                {
-                    self.push(t + again, event(()));
-                }
-            }
+            let exchange = InFlight {
+                client: index,
+                server,
+                source: transmit.source,
+                t1,
+                sent: t,
+                wait: transmit.wait.as_secs_f64(),
+            };
+            self.transmit(t, Direction::Request, exchange, transmit.bytes);
         }
         if let Some(deadline) = client.poll_timeout() {
             let monotonic = deadline.saturating_duration_since(self.base).as_secs_f64();
@@ -541,53 +520,35 @@ impl<'a> World<'a> {
         (self.scenario.delay)(&packet, &mut self.rng).filter(|d| *d >= 0.0)
     }
 
-    fn duplicated(&mut self) -> bool {
-        self.scenario.duplicate > 0.0
-            && rand::Rng::r#gen::<f64>(&mut self.rng) < self.scenario.duplicate
+    /// Sends a packet of `exchange` at true time `t`: lost, delivered, or delivered twice.
+    fn transmit(&mut self, t: f64, direction: Direction, exchange: InFlight, bytes: [u8; 48]) {
+        let (client, server) = (exchange.client, exchange.server);
+        let Some(delay) = self.draw(t, client, server, direction) else {
+            return;
+        };
+        self.push(t + delay, Ev::Arrive(direction, exchange, bytes));
+        let duplicated = self.scenario.duplicate > 0.0
+            && rand::Rng::r#gen::<f64>(&mut self.rng) < self.scenario.duplicate;
+        if duplicated && let Some(again) = self.draw(t, client, server, direction) {
+            self.push(t + again, Ev::Arrive(direction, exchange, bytes));
+        }
     }
 
     /// The server's answer, sent at once (no processing time): T2 = T3 = its clock at arrival.
-    #[allow(clippy::too_many_arguments)]
-    fn answer(
-        &mut self,
-        t: f64,
-        client: usize,
-        server: usize,
-        source: SourceId,
-        bytes: [u8; 48],
-        t1: NtpTimestamp,
-        sent: f64,
-        wait: f64,
-    ) {
+    fn answer(&mut self, t: f64, exchange: InFlight, bytes: &[u8]) {
+        let server = exchange.server;
         if !self.nodes[server].started {
             return;
         }
         let receive = self.local(server, t);
         let snapshot = self.snapshot(server, receive);
-        let from = address_of(client, self.scenario.ipv6).ip();
-        let Decision::Respond(response) =
-            self.server
-                .decide(&bytes, from, &snapshot, receive, self.instant(server, t))
+        let from = address_of(exchange.client, self.scenario.ipv6).ip();
+        let now = self.instant(server, t);
+        let Decision::Respond(response) = self.server.decide(bytes, from, &snapshot, receive, now)
         else {
             return;
         };
-        let reply = response.finish(receive);
-        if let Some(delay) = self.draw(t, client, server, Direction::Reply) {
-            let event = |_| Ev::Reply {
-                client,
-                source,
-                bytes: reply,
-                t1,
-                sent,
-                wait,
-            };
-            self.push(t + delay, event(()));
-            if self.duplicated()
-                && let Some(again) = self.draw(t, client, server, Direction::Reply)
-            {
-                self.push(t + again, event(()));
-            }
-        }
+        self.transmit(t, Direction::Reply, exchange, response.finish(receive));
     }
 
     fn snapshot(&self, server: usize, now: NtpTimestamp) -> SystemSnapshot {
@@ -602,17 +563,15 @@ impl<'a> World<'a> {
     }
 
     /// A reply reaches the client: handed to the core if its socket still waits.
-    #[allow(clippy::too_many_arguments)]
-    fn deliver(
-        &mut self,
-        t: f64,
-        index: usize,
-        source: SourceId,
-        bytes: &[u8],
-        t1: NtpTimestamp,
-        sent: f64,
-        wait: f64,
-    ) {
+    fn deliver(&mut self, t: f64, exchange: InFlight, bytes: &[u8]) {
+        let InFlight {
+            client: index,
+            source,
+            t1,
+            sent,
+            wait,
+            ..
+        } = exchange;
         self.nodes[index].result.received_at.push(t);
         if t - sent > wait {
             return;
