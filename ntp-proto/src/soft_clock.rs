@@ -48,12 +48,6 @@ impl SoftClock {
         self.read(base) - base
     }
 
-    /// What is left of the slew in progress at `base`, nanoseconds (signed).
-    pub fn remaining_slew(&self, base: i128) -> i128 {
-        let left = (self.slew_end - base.max(self.base0)).max(0);
-        scaled(left, self.slew_ppm)
-    }
-
     /// The frequency correction in force, ppm.
     pub fn frequency_ppm(&self) -> f64 {
         self.frequency_ppm
@@ -128,10 +122,8 @@ mod tests {
         clock.slew(10 * S, 1_000_000, 0.0, 500.0);
         // 1 ms at 500 ppm takes 2 s; half of it is in after 1 s.
         assert_eq!(clock.correction(11 * S), 500_000);
-        assert_eq!(clock.remaining_slew(11 * S), 500_000);
         assert_eq!(clock.correction(12 * S), 1_000_000);
         assert_eq!(clock.correction(100 * S), 1_000_000);
-        assert_eq!(clock.remaining_slew(100 * S), 0);
     }
 
     #[test]
