@@ -435,12 +435,13 @@ impl Source {
     }
 
     /// Whether the source may be selected at local time `now`, and as what (RFC 5905 appendix
-    /// A.5.2, fit()): its offset now, from the line through its samples.
+    /// A.5.2, fit()): its offset now, from the line through its samples, with the estimate it
+    /// came from.
     pub fn candidate(
         &self,
         now: NtpTimestamp,
         discipline: &Discipline,
-    ) -> Result<Candidate, Unfit> {
+    ) -> Result<(Candidate, SourceEstimate), Unfit> {
         if let Some(code) = self.denied {
             return Err(Unfit::Denied(code));
         }
@@ -467,12 +468,13 @@ impl Source {
         {
             return Err(Unfit::Loop);
         }
-        Ok(Candidate {
+        let candidate = Candidate {
             offset: estimate.offset,
             root_distance: estimate.root_distance,
             jitter: estimate.jitter,
             stratum: last.stratum,
-        })
+        };
+        Ok((candidate, estimate))
     }
 
     /// What the source's samples say at local time `now`.

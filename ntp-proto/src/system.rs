@@ -228,6 +228,9 @@ fn settle_time(offset: NtpDuration, offset_sd: f64, poll: PollInterval) -> NtpDu
     poll.to_duration().mul_f64(SETTLE_FRACTION * share)
 }
 
+/// A source's fitness in one round: what it offers the selection, or why it may not take part.
+type Judged = (SourceId, Result<(Candidate, SourceEstimate), Unfit>);
+
 /// The sources as the client core keeps them, by stable id.
 pub type Sources = BTreeMap<SourceId, Source>;
 
@@ -321,44 +324,37 @@ impl System {
         now: NtpTimestamp,
         update: &mut Update,
     ) -> (Vec<(SourceId, Candidate, SourceEstimate)>, Selection) {
-        let discipline = &self.discipline;
-        let fit: Vec<(SourceId, Candidate, SourceEstimate)> = sources
+        let judged: Vec<Judged> = sources
             .iter()
-            .filter_map(|(id, s)| {
-                let candidate = s.candidate(now, discipline).ok()?;
-                Some((*id, candidate, s.estimate(now, discipline)?))
-            })
+            .map(|(id, s)| (*id, s.candidate(now, &self.discipline)))
+            .collect();
+        let fit: Vec<(SourceId, Candidate, SourceEstimate)> = judged
+            .iter()
+            .filter_map(|(id, judged)| judged.as_ref().ok().map(|(c, e)| (*id, *c, *e)))
             .collect();
         let candidates: Vec<Candidate> = fit.iter().map(|(_, c, _)| *c).collect();
         let previous = self
             .peer
             .and_then(|p| fit.iter().position(|(id, _, _)| *id == p));
         let selection = select(&candidates, self.config.min_sources, previous);
-        self.record_states(sources, now, &fit, &selection.verdicts, update);
+        self.record_states(&judged, &selection.verdicts, update);
         (fit, selection)
     }
 
-    fn record_states(
-        &mut self,
-        sources: &Sources,
-        now: NtpTimestamp,
-        fit: &[(SourceId, Candidate, SourceEstimate)],
-        verdicts: &[Verdict],
-        update: &mut Update,
-    ) {
-        self.states.retain(|id, _| sources.contains_key(id));
-        for (id, source) in sources {
-            let state = match fit.iter().position(|(fit_id, _, _)| fit_id == id) {
-                Some(k) => match verdicts[k] {
-                    Verdict::SystemPeer => SourceState::Selected,
-                    Verdict::Falseticker => SourceState::Falseticker,
-                    Verdict::Survivor | Verdict::Outlier => SourceState::Candidate,
+    /// Each source's state from its fitness and, for the fit (in order), the selection's verdict.
+    fn record_states(&mut self, judged: &[Judged], verdicts: &[Verdict], update: &mut Update) {
+        self.states
+            .retain(|id, _| judged.iter().any(|(judged_id, _)| judged_id == id));
+        let mut verdicts = verdicts.iter();
+        for (id, fitness) in judged {
+            let state = match fitness {
+                Ok(_) => match verdicts.next() {
+                    Some(Verdict::SystemPeer) => SourceState::Selected,
+                    Some(Verdict::Falseticker) => SourceState::Falseticker,
+                    Some(Verdict::Survivor | Verdict::Outlier) | None => SourceState::Candidate,
                 },
-                None => match source.candidate(now, &self.discipline) {
-                    Err(Unfit::Unreachable) => SourceState::Unreachable,
-                    Err(why) => SourceState::Rejected(why),
-                    Ok(_) => SourceState::Candidate,
-                },
+                Err(Unfit::Unreachable) => SourceState::Unreachable,
+                Err(why) => SourceState::Rejected(*why),
             };
             let before = self
                 .states
