@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::packet::{Mode, Packet, ParseError, PollInterval, Version};
+use crate::packet::{Packet, ParseError, PollInterval, Version};
 use crate::sample::{ReplyError, ReplyLimits, Sample, SentRequest, process_reply};
 use crate::select::{Candidate, Combined, Verdict, select};
 use crate::time::{NtpDuration, NtpTimestamp};
@@ -299,15 +299,8 @@ fn judge_reply(
         Ok((packet, _trailer)) => packet,
         Err(e) => return Judgement::Ignored(IgnoredReply::Malformed(e)),
     };
-    // `check_header` lets a broadcast packet skip the origin match; we asked a unicast question,
-    // so only a server-mode packet can answer it.
-    if packet.mode != Mode::SERVER {
-        return Judgement::Ignored(IgnoredReply::Unmatched(ReplyError::WrongMode(packet.mode)));
-    }
     match process_reply(&packet, sent, t4, limits) {
-        Err(
-            e @ (ReplyError::WrongMode(_) | ReplyError::BadVersion(_) | ReplyError::BogusOrigin),
-        ) => Judgement::Ignored(IgnoredReply::Unmatched(e)),
+        Err(e) if e.is_unmatched() => Judgement::Ignored(IgnoredReply::Unmatched(e)),
         Err(e) => Judgement::Answer(Err(e)),
         Ok(sample) => Judgement::Answer(Ok(Reply {
             packet,
@@ -423,7 +416,7 @@ pub fn select_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{LeapIndicator, Precision, ReferenceId, Stratum};
+    use crate::packet::{LeapIndicator, Mode, Precision, ReferenceId, Stratum};
     use crate::time::NtpShort;
 
     const BASE: u32 = 3_900_000_000;
