@@ -122,13 +122,14 @@ pub struct Estimate {
 #[derive(Clone, Debug)]
 pub struct Discipline {
     config: DisciplineConfig,
-    synchronized: bool,
     /// The corrections ordered so far (base = uncorrected time, reading = local time, both in
     /// nanoseconds from `epoch`, the local time of the first update, when the two were equal):
     /// the clock model after each order, with the uncorrected time from which it holds, newest
     /// last. The uncorrected time never jumps, so an exchange in flight while a new order was
     /// given is read in the model of its own time.
     records: VecDeque<(i128, SoftClock)>,
+    /// Local time of the first update, the origin of the record; `None` before it (then the
+    /// discipline has never acted: nothing is corrected, anything may be stepped).
     epoch: Option<NtpTimestamp>,
     /// The frequency correction in force (s/s) and the standard error it was known with (a
     /// drift file's, or the sources'), so that a much poorer estimate (a source that just
@@ -148,7 +149,6 @@ impl Discipline {
             .map(|f| (f.clamp(-limit, limit) * 1e-6, SEEDED_SD_PPM * 1e-6));
         Self {
             config,
-            synchronized: false,
             records: VecDeque::from([(0, SoftClock::new(0, 0))]),
             epoch: None,
             frequency: seed.map_or(0.0, |s| s.0),
@@ -218,7 +218,7 @@ impl Discipline {
     /// Decides what to do with the clock at local time `now`, given what the sources estimate.
     pub fn update(&mut self, now: NtpTimestamp, estimate: Estimate) -> ClockAction {
         let offset = estimate.offset;
-        let first = !self.synchronized;
+        let first = self.epoch.is_none();
         if !first
             && self
                 .config
@@ -231,7 +231,6 @@ impl Discipline {
         let frequency_ppm = self.frequency * 1e6;
         self.epoch.get_or_insert(now);
         let (at, mut record) = self.base_of(now).unwrap_or((0, SoftClock::new(0, 0)));
-        self.synchronized = true;
         if offset.abs() > self.config.step_threshold {
             let since = *self.excursion_since.get_or_insert(now);
             if !first && now - since < self.config.stepout {
@@ -305,7 +304,7 @@ impl Discipline {
 
     /// True once the first estimate has been applied.
     pub fn is_synchronized(&self) -> bool {
-        self.synchronized
+        self.epoch.is_some()
     }
 
     /// The thresholds and limits in force.
