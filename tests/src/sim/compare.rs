@@ -9,7 +9,7 @@ use ntp_proto::{PollInterval, SourceConfig};
 use serde::Serialize;
 
 use super::clock::ClockSpec;
-use super::measure::{median, spread};
+use super::measure::{median, spread, sync_time};
 use super::net::{Jitter, Link, OneWay};
 use super::world::{EPOCH_2024, NodeSpec, RunResult, Scenario, SourceRef, run, uniform};
 
@@ -176,11 +176,7 @@ pub fn outcome(case: &Case, result: &RunResult) -> Outcome {
         .filter(|t| *t >= case.duration / 2.0)
         .collect();
     let mean_poll = case.duration / 2.0 / (late.len() as f64 / case.sources as f64).max(1.0);
-    let within = client
-        .errors
-        .iter()
-        .rposition(|e| e.abs() > 1e-3)
-        .map_or(0.0, |i| (i + 1) as f64);
+    let within = sync_time(&client.errors, 1e-3, f64::INFINITY) as f64;
     Outcome {
         rms: s.rms,
         max: s.max,
