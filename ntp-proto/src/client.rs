@@ -662,6 +662,12 @@ mod tests {
             matches!(actions[..], [ClockAction::Step { .. }]),
             "{actions:?}"
         );
+        // What we serve is dated in the stepped clock's time, never after our transmit times.
+        let reference = client.serving_snapshot(T0).reference_time;
+        assert!(
+            (reference - (T0 + s(0.502))).abs() < s(0.01),
+            "reference time {reference:?} after a +0.5 s step at T0 + 2 ms"
+        );
         let later = t2 + Duration::from_millis(2);
         client.handle_reply(
             later,

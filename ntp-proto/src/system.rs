@@ -402,11 +402,16 @@ impl System {
         if matches!(action, Some(ClockAction::Ignored)) {
             return;
         }
+        // The clock reads `now` until the action; a step moves every later reading, the reference
+        // time and the holdover's start included (else a server stepped back would advertise a
+        // reference time after its transmit time, which clients reject).
+        let mut now = now;
         if let Some(ClockAction::Step { offset, .. }) = action {
             update.events.push(SystemEvent::Step(offset));
             sources.values_mut().for_each(Source::clock_stepped);
             // The step corrected the offset at once: what is left is the error to advertise.
             peer_estimate.offset -= offset;
+            now += offset;
         }
         match self.peer.replace(peer) {
             None => update.events.push(SystemEvent::SyncGained(peer)),
