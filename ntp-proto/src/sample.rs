@@ -101,6 +101,10 @@ pub enum ReplyError {
     /// The server's receive or transmit timestamp is zero.
     #[error("server sent a zero timestamp")]
     ZeroTimestamp,
+    /// The server says it was last synchronized after it sent the reply (RFC 5905 appendix
+    /// A.5.1.1, "invalid header values": reftime > xmt).
+    #[error("server's reference time is later than its transmit time (invalid header)")]
+    ReferenceAfterTransmit,
     /// The server claims to have held the request longer than the whole round trip took
     /// (T3 - T2 > T4 - T1): impossible, so the timestamps are wrong or forged.
     #[error("server processing time exceeds the round trip (impossible timestamps)")]
@@ -154,7 +158,16 @@ impl Default for ReplyLimits {
 }
 
 /// Checks the reply header against the request it should answer, in the order RFC 4330 section 5
-/// lists: mode, version, origin (bogus), kiss-o'-death, unsynchronized, zero timestamps.
+/// lists: mode, version, origin (bogus), kiss-o'-death, unsynchronized, zero timestamps, then the
+/// reference time (RFC 5905 appendix A.5.1.1). A kiss-o'-death is believed only after the origin
+/// matched: anyone can forge one otherwise.
+///
+/// RFC 5905's packet tests and where each lives: *duplicate* (a request is answered at most once:
+/// `Source` ignores what arrives with no request outstanding); *bogus* ([`ReplyError::BogusOrigin`]);
+/// *invalid*, zero timestamps ([`ReplyError::ZeroTimestamp`]); *unsynchronized*
+/// ([`ReplyError::Unsynchronized`]); *invalid header values*, reference time after transmit time
+/// ([`ReplyError::ReferenceAfterTransmit`]) and root distance ([`ReplyError::RootDistance`], in
+/// [`process_reply`]). Mode and version come first, as for any packet.
 pub fn check_header(reply: &Packet, sent: &SentRequest) -> Result<(), ReplyError> {
     if reply.mode != Mode::SERVER {
         return Err(ReplyError::WrongMode(reply.mode));
@@ -173,6 +186,12 @@ pub fn check_header(reply: &Packet, sent: &SentRequest) -> Result<(), ReplyError
     }
     if reply.transmit_timestamp.is_zero() || reply.receive_timestamp.is_zero() {
         return Err(ReplyError::ZeroTimestamp);
+    }
+    // A zero reference time (some SNTP servers send one) says nothing; it is not in the future.
+    if !reply.reference_timestamp.is_zero()
+        && reply.transmit_timestamp - reply.reference_timestamp < NtpDuration::ZERO
+    {
+        return Err(ReplyError::ReferenceAfterTransmit);
     }
     Ok(())
 }
@@ -355,7 +374,7 @@ mod tests {
         assert!(check(&good, &sent).is_ok());
 
         type Mutation = fn(&mut Packet);
-        let cases: [(Mutation, ReplyError); 10] = [
+        let cases: [(Mutation, ReplyError); 12] = [
             (
                 |p| p.mode = Mode::CLIENT,
                 ReplyError::WrongMode(Mode::CLIENT),
@@ -398,6 +417,19 @@ mod tests {
             (
                 |p| p.receive_timestamp = NtpTimestamp::ZERO,
                 ReplyError::ZeroTimestamp,
+            ),
+            (
+                |p| p.reference_timestamp = at_ms(12),
+                ReplyError::ReferenceAfterTransmit,
+            ),
+            // A kiss-o'-death is believed only once the origin matched.
+            (
+                |p| {
+                    p.stratum = Stratum::UNSPECIFIED;
+                    p.reference_id = ReferenceId::DENY;
+                    p.origin_timestamp = at_ms(0);
+                },
+                ReplyError::BogusOrigin,
             ),
         ];
         for (mutate, expected) in cases {
