@@ -40,6 +40,12 @@ impl Client {
         Ok(Self { socket })
     }
 
+    /// A client on a socket of the caller's, already connected (e.g. bound to a chosen address).
+    pub fn from_socket(socket: UdpSocket) -> io::Result<Self> {
+        socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+        Ok(Self { socket })
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
         self.socket.send(bytes).map(drop)
