@@ -29,6 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::discipline::ClockAction;
+use crate::leap::{LeapFile, LeapStatus};
 use crate::packet::{PollInterval, Precision};
 use crate::sample::ReplyLimits;
 use crate::source::{
@@ -322,7 +323,24 @@ impl Client {
     /// Handles the timers due at `now`: overdue replies, the holdover. Polls that are due are
     /// handed out by [`Client::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant, local: NtpTimestamp) {
+        let leaps = self.system.discipline().leaps();
+        let leap_due = self
+            .last_seen
+            .and_then(|(_, seen, _)| leaps.next_change(seen))
+            .is_some_and(|change| local - change >= NtpDuration::ZERO);
         self.observe(now, local);
+        if leap_due {
+            // A leap second's instant, or a turn of its slew or smear: a disciplined clock runs a
+            // round (its update follows the curve), one serving its local reference makes the leap.
+            if self.system.has_updated() {
+                self.select(local);
+            } else {
+                let update = self.system.leap_round(&mut self.sources, local);
+                self.events.extend(update.action.map(Event::Clock));
+                self.events
+                    .extend(update.events.into_iter().map(Event::System));
+            }
+        }
         let mut missed = false;
         for source in self.sources.values_mut() {
             missed |= source.handle_timeout(now);
@@ -362,7 +380,31 @@ impl Client {
             .has_updated()
             .then(|| self.last_seen.map(|(instant, _, _)| instant + JUMP_CHECK))
             .flatten();
-        sources.chain(names).chain(holdover).chain(jump_check).min()
+        let leap = self.last_seen.and_then(|(instant, local, uncorrected)| {
+            // The uncorrected clock runs with the monotonic one: a clock slewing a leap reaches
+            // the local deadline later (or sooner) than its reading says.
+            let discipline = self.system.discipline();
+            let change = discipline.leaps().next_change(local)?;
+            let left = discipline.uncorrected(change) - uncorrected;
+            Some(instant + left.max(NtpDuration::ZERO).to_std())
+        });
+        sources
+            .chain(names)
+            .chain(holdover)
+            .chain(jump_check)
+            .chain(leap)
+            .min()
+    }
+
+    /// Uses `file` (or none) to know the coming leap seconds; the sources' vote decides without
+    /// one, or once it has expired.
+    pub fn set_leap_file(&mut self, file: Option<LeapFile>) {
+        self.system.set_leap_file(file);
+    }
+
+    /// The coming leap second, the vote, what is announced, at local time `local`.
+    pub fn leap_status(&self, local: NtpTimestamp) -> LeapStatus {
+        self.system.discipline().leaps().status(local)
     }
 
     /// The next event, in order.

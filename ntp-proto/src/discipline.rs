@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 
+use crate::leap::{Leap, LeapConfig, LeapFile, LeapKind, LeapMode, Leaps};
 use crate::soft_clock::SoftClock;
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -63,6 +64,8 @@ pub struct DisciplineConfig {
     pub min_slew_ppm: f64,
     /// The largest frequency correction the clock accepts, ppm.
     pub max_frequency_ppm: f64,
+    /// What the clock does at a leap second.
+    pub leap: LeapConfig,
 }
 
 impl Default for DisciplineConfig {
@@ -74,6 +77,7 @@ impl Default for DisciplineConfig {
             max_slew_ppm: DEFAULT_MAX_SLEW_PPM,
             min_slew_ppm: 0.0,
             max_frequency_ppm: DEFAULT_MAX_FREQUENCY_PPM,
+            leap: LeapConfig::default(),
         }
     }
 }
@@ -96,6 +100,15 @@ pub enum ClockAction {
         frequency_ppm: f64,
         /// How fast to slew, ppm: between the config's `min_slew_ppm` and `max_slew_ppm`.
         rate_ppm: f64,
+    },
+    /// The leap second itself (`step` mode): add `offset` (-1 s for an inserted second) at once,
+    /// as [`ClockAction::Step`] does. A clock whose kernel was told of the leap (and made it)
+    /// does nothing.
+    Leap {
+        /// The correction: -1 s or +1 s.
+        offset: NtpDuration,
+        /// The frequency correction to set, ppm.
+        frequency_ppm: f64,
     },
     /// The offset exceeds the panic threshold: nothing was changed; an operator must look.
     Refused {
@@ -137,6 +150,12 @@ pub struct Discipline {
     frequency: f64,
     frequency_sd: f64,
     excursion_since: Option<NtpTimestamp>,
+    /// The leaps: the clock's target is the leap-free time plus their correction.
+    leaps: Leaps,
+    /// The leap correction made so far by leap steps (`step` mode).
+    leap_stepped: NtpDuration,
+    /// The rate of the leap curve a primary clock was last told to follow, s/s.
+    leap_rate: f64,
 }
 
 impl Discipline {
@@ -154,7 +173,88 @@ impl Discipline {
             frequency: seed.map_or(0.0, |s| s.0),
             frequency_sd: seed.map_or(f64::INFINITY, |s| s.1),
             excursion_since: None,
+            leaps: Leaps::new(
+                LeapConfig {
+                    // Leave half of what the clock can do for the sources' corrections.
+                    slew_rate: config
+                        .leap
+                        .slew_rate
+                        .min(0.5e-6 * config.max_slew_ppm)
+                        .min(0.5e-6 * config.max_frequency_ppm),
+                    ..config.leap
+                },
+                None,
+            ),
+            leap_stepped: NtpDuration::ZERO,
+            leap_rate: 0.0,
         }
+    }
+
+    /// The leaps known and in play.
+    pub fn leaps(&self) -> &Leaps {
+        &self.leaps
+    }
+
+    /// Uses `file` (or none) to know the coming leaps.
+    pub fn set_leap_file(&mut self, file: Option<LeapFile>) {
+        self.leaps.set_file(file);
+    }
+
+    /// Records the leap the selected sources announce at local time `now`.
+    pub fn set_leap_vote(&mut self, now: NtpTimestamp, vote: Option<LeapKind>) {
+        self.leaps.set_vote(now, vote);
+    }
+
+    /// What the leaps in play add to the clock's target at local time `now`: the sources'
+    /// offsets are measured from the leap-free time, the clock should read that plus this.
+    pub fn leap_target(&self, now: NtpTimestamp) -> NtpDuration {
+        self.leaps.correction(now).0
+    }
+
+    /// Begins the coming leap once its time has come, and says what the clock must do for it at
+    /// local time `now`, besides what the sources' estimate asks: in `step` mode the leap second
+    /// itself at its instant; for a clock that follows no source (`primary`: a local reference),
+    /// a slew or smear as a change of frequency at each turn of the curve (a disciplined clock
+    /// gets those from its updates). A clock never disciplined does nothing: its first update
+    /// includes the leap.
+    pub fn advance_leap(
+        &mut self,
+        now: NtpTimestamp,
+        primary: bool,
+    ) -> (Option<Leap>, Option<ClockAction>) {
+        let began = self.leaps.advance(now);
+        let (target, rate) = self.leaps.correction(now);
+        let acting = self.epoch.is_some() || primary;
+        let step = target - self.leap_stepped;
+        let frequency_ppm = (self.frequency + rate) * 1e6;
+        let action = match self.leaps.mode() {
+            LeapMode::Step if step != NtpDuration::ZERO => {
+                self.leap_stepped = target;
+                acting.then_some(ClockAction::Leap {
+                    offset: step,
+                    frequency_ppm,
+                })
+            }
+            LeapMode::Slew | LeapMode::Smear if primary && rate != self.leap_rate => {
+                self.leap_rate = rate;
+                Some(ClockAction::Slew {
+                    offset: NtpDuration::ZERO,
+                    frequency_ppm,
+                    rate_ppm: self.config.max_slew_ppm,
+                })
+            }
+            _ => None,
+        };
+        if let Some(action) = action {
+            self.epoch.get_or_insert(now);
+            let (at, mut record) = self.base_of(now).unwrap_or((0, SoftClock::new(0, 0)));
+            record.slew(at, 0, frequency_ppm, self.config.max_slew_ppm);
+            if let ClockAction::Leap { offset, .. } = action {
+                record.step(at, offset.as_nanos());
+            }
+            self.push_record(at, record);
+        }
+        (began, action)
     }
 
     /// The uncorrected time (counted from `epoch`, ns) at which the clock reads `local`, and the
@@ -228,7 +328,8 @@ impl Discipline {
             return ClockAction::Refused { offset };
         }
         (self.frequency, self.frequency_sd) = self.frequency_from(estimate.frequency);
-        let frequency_ppm = self.frequency * 1e6;
+        // A leap slew or smear in progress moves the target at its own rate: run with it.
+        let frequency_ppm = (self.frequency + self.leaps.correction(now).1) * 1e6;
         self.epoch.get_or_insert(now);
         let (at, mut record) = self.base_of(now).unwrap_or((0, SoftClock::new(0, 0)));
         if offset.abs() > self.config.step_threshold {

@@ -20,6 +20,8 @@
 //!   themselves), shared by the discipline's record, the daemon's virtual clock and the simulator.
 //! - [`discipline`]: the clock discipline: step, slew or refuse, and the exact record of every
 //!   correction (RFC 5905 section 11.3).
+//! - [`leap`]: leap seconds: the leap-seconds file, the sources' vote, what is announced, and the
+//!   leap's correction in each mode (step, slew, smear, ignore).
 //! - [`source`]: one upstream association: poll timer and its adaptation, reply deadline, reach
 //!   register, kiss-o'-death, its statistics and its fitness for selection (sections 9 and 13).
 //! - [`system`]: the system process: a selection round over all sources, the discipline, and
@@ -35,6 +37,7 @@
 
 pub mod client;
 pub mod discipline;
+pub mod leap;
 pub mod packet;
 pub mod query;
 pub mod sample;
@@ -48,6 +51,9 @@ pub mod time;
 
 pub use client::{Client, ClientConfig, Event, NameId, NameKind, SourceReport, Transmit};
 pub use discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
+pub use leap::{
+    Leap, LeapConfig, LeapFile, LeapFileError, LeapKind, LeapMode, LeapOrigin, LeapStatus, Leaps,
+};
 pub use packet::{
     ExtensionField, LeapIndicator, Mode, Packet, ParseError, PollInterval, Precision, ReferenceId,
     Stratum, Trailer, Version,

@@ -307,9 +307,13 @@ impl Source {
             cookie: outstanding.cookie,
             t1,
         };
+        // In the leap-free timescale (see `leap`); unplaceable right at a leap.
+        let leap_shift = discipline
+            .leaps()
+            .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
         match sample::process_reply(&reply, &sent, t4, limits) {
             Err(error) if error.is_unmatched() => ReplyOutcome::Rejected(error),
-            _ if outstanding.straddled => {
+            _ if outstanding.straddled || leap_shift.is_none() => {
                 self.answered();
                 ReplyOutcome::Straddled
             }
@@ -322,6 +326,7 @@ impl Source {
                 ReplyOutcome::Rejected(error)
             }
             Ok(sample) => {
+                let leap_shift = leap_shift.unwrap_or_default();
                 self.answered();
                 self.reach |= 1;
                 self.last_error = None;
@@ -341,7 +346,7 @@ impl Source {
                 let middle = t1 + (t4 - t1).half();
                 let raw = RawSample {
                     time: middle - correction,
-                    offset: sample.offset + correction,
+                    offset: sample.offset + correction + leap_shift,
                     delay: sample.delay,
                     dispersion: sample.dispersion,
                 };
@@ -482,7 +487,8 @@ impl Source {
         let (last, fit, newest) = (self.last?, self.stats.fit()?, self.stats.newest()?);
         let raw_now = discipline.uncorrected(now);
         let (raw_offset, offset_sd) = fit.predict(raw_now);
-        let offset = raw_offset - discipline.correction(now);
+        // From the leap-free time to the clock's target, which carries the leaps in play.
+        let offset = raw_offset - discipline.correction(now) + discipline.leap_target(now);
         let min_delay = self.stats.min_delay().unwrap_or(newest.delay);
         let age = (raw_now - newest.time).max(NtpDuration::ZERO);
         let sd = NtpDuration::from_seconds_f64(offset_sd.min(1e6));

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::collections::BTreeMap;
 
 use crate::discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
+use crate::leap::{self, Leap, LeapFile, LeapOrigin};
 use crate::packet::{LeapIndicator, PollInterval, Precision, ReferenceId, Stratum};
 use crate::sample::{MIN_DISPERSION, PHI};
 use crate::select::{Candidate, Selection, Verdict, select};
@@ -197,6 +198,12 @@ pub enum SystemEvent {
     SourceChanged(SourceId, SourceState),
     /// The local clock was set by someone else, by this much.
     ClockJumped(NtpDuration),
+    /// The coming leap second changed: now this one (and where it is known from), or none.
+    LeapPending(Option<(Leap, LeapOrigin)>),
+    /// The correction for this leap second began (its instant, or its slew or smear window).
+    LeapBegun(Leap),
+    /// What we announce to clients changed (a kernel that makes leaps is told here).
+    LeapAnnounced(LeapIndicator),
 }
 
 /// The result of a selection round.
@@ -250,6 +257,9 @@ pub struct System {
     /// peer's poll intervals if that is longer.
     holdover: NtpDuration,
     refusing: bool,
+    /// The coming leap and the announcement as last reported.
+    leap_pending: Option<(Leap, LeapOrigin)>,
+    leap_announced: LeapIndicator,
 }
 
 impl System {
@@ -266,7 +276,45 @@ impl System {
             last_update: None,
             holdover: config.holdover,
             refusing: false,
+            leap_pending: None,
+            leap_announced: LeapIndicator::NoWarning,
         }
+    }
+
+    /// Uses `file` (or none) to know the coming leap seconds.
+    pub fn set_leap_file(&mut self, file: Option<LeapFile>) {
+        self.discipline.set_leap_file(file);
+    }
+
+    /// What the leaps ask of the clock at local time `now`, besides the sources' estimate (see
+    /// [`Discipline::advance_leap`]), and a change of the coming leap to report.
+    pub fn leap_round(&mut self, sources: &mut Sources, now: NtpTimestamp) -> Update {
+        let mut update = Update::default();
+        // A clock serving its local reference follows no source: it makes the leap itself.
+        let primary = self.config.local_reference.is_some() && self.peer.is_none();
+        let (began, action) = self.discipline.advance_leap(now, primary);
+        update.events.extend(began.map(SystemEvent::LeapBegun));
+        if let Some(ClockAction::Leap { offset, .. }) = action {
+            update.events.push(SystemEvent::Step(offset));
+            sources.values_mut().for_each(Source::clock_stepped);
+            if let Some(t) = &mut self.last_update {
+                *t += offset;
+            }
+            self.snapshot.reference_time += offset;
+        }
+        let status = self.discipline.leaps().status(now);
+        if status.pending != self.leap_pending {
+            self.leap_pending = status.pending;
+            update.events.push(SystemEvent::LeapPending(status.pending));
+        }
+        if status.announced != self.leap_announced {
+            self.leap_announced = status.announced;
+            update
+                .events
+                .push(SystemEvent::LeapAnnounced(status.announced));
+        }
+        update.action = action;
+        update
     }
 
     /// The discipline, whose record of corrections the sources need.
@@ -278,8 +326,19 @@ impl System {
     /// who agrees, the combined offset and frequency, what the discipline makes of them, and our
     /// new system variables.
     pub fn select(&mut self, sources: &mut Sources, now: NtpTimestamp) -> Update {
-        let mut update = Update::default();
+        let mut update = self.leap_round(sources, now);
+        if update.action.is_some() {
+            // The leap second itself this round; the sources' estimate is applied at the next.
+            return update;
+        }
         let (fit, selection) = self.judge(sources, now, &mut update);
+        let announced: Vec<LeapIndicator> = fit
+            .iter()
+            .zip(&selection.verdicts)
+            .filter(|(_, v)| matches!(v, Verdict::Survivor | Verdict::SystemPeer))
+            .filter_map(|((id, _, _), _)| sources.get(id)?.last_reply().map(|r| r.leap))
+            .collect();
+        self.discipline.set_leap_vote(now, leap::vote(&announced));
         let Some(combined) = selection.combined else {
             // Sources that disagree (or too few agreeing) end synchronization at once; sources
             // that merely have no usable samples (unreachable) do not: the holdover decides that.
@@ -463,11 +522,19 @@ impl System {
     /// The system variables to serve at `now`: the synchronized ones, else the local reference
     /// clock if one is configured, else unsynchronized.
     pub fn serving_snapshot(&self, now: NtpTimestamp) -> SystemSnapshot {
-        match self.config.local_reference {
+        let snapshot = match self.config.local_reference {
             Some((stratum, reference_id)) if !self.snapshot.is_synchronized() => {
                 SystemSnapshot::local_reference(stratum, reference_id, self.precision, now)
             }
             _ => self.snapshot,
+        };
+        if !snapshot.is_synchronized() {
+            return snapshot;
+        }
+        // Our own leap decision, not a copy of the system peer's indicator.
+        SystemSnapshot {
+            leap: self.discipline.leaps().announced(now),
+            ..snapshot
         }
     }
 

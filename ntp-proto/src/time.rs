@@ -347,6 +347,40 @@ fn unix_nanos_to_system_time(nanos: i128) -> SystemTime {
     }
 }
 
+/// The proleptic Gregorian (year, month 1-12, day 1-31) of Unix day `days` (days since
+/// 1970-01-01; H. Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+impl NtpTimestamp {
+    /// The UTC date and time, `2016-12-31 23:59:59`, of this timestamp in the era nearest 2030
+    /// (1962 to 2098), for logs and status.
+    pub fn utc_string(self) -> String {
+        const PIVOT_UNIX_NANOS: i128 = 1_893_456_000 * 1_000_000_000;
+        let seconds = self
+            .to_unix_nanos(PIVOT_UNIX_NANOS)
+            .div_euclid(1_000_000_000) as i64;
+        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+        let of_day = seconds.rem_euclid(86_400);
+        format!(
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ntp_proto::discipline::{DEFAULT_MAX_FREQUENCY_PPM, DEFAULT_MAX_SLEW_PPM};
 use ntp_proto::server::{Cidr, DenyAction, RateLimitConfig};
-use ntp_proto::{PollInterval, ReferenceId, Stratum};
+use ntp_proto::{LeapConfig, LeapFile, LeapMode, NtpDuration, PollInterval, ReferenceId, Stratum};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
@@ -70,6 +70,106 @@ pub struct Config {
     /// Log level and the metrics endpoint.
     #[serde(default)]
     pub observability: ObservabilityConfig,
+    /// Leap seconds: where they are known from and what the clock does.
+    #[serde(default)]
+    pub leap: LeapSection,
+}
+
+/// Where Debian's tzdata puts the IETF/IERS leap-seconds list.
+pub const DEFAULT_LEAP_FILE: &str = "/usr/share/zoneinfo/leap-seconds.list";
+
+/// `[leap]`: leap seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LeapSection {
+    /// The leap-seconds list (IETF/IERS format); `""` for none (the sources' vote alone). If
+    /// absent, tzdata's list is used when it is installed.
+    pub file: Option<PathBuf>,
+    /// What the clock does at a leap: `step`, `slew`, `smear` or `ignore`.
+    #[serde(default, deserialize_with = "leap_mode")]
+    pub mode: LeapMode,
+    /// How long before a leap it is announced to clients, seconds.
+    #[serde(default = "default_day", deserialize_with = "positive_seconds")]
+    pub announce: f64,
+    /// The smear window centred on the leap, seconds.
+    #[serde(default = "default_day", deserialize_with = "positive_seconds")]
+    pub smear_window: f64,
+}
+
+impl Default for LeapSection {
+    fn default() -> Self {
+        Self {
+            file: None,
+            mode: LeapMode::default(),
+            announce: default_day(),
+            smear_window: default_day(),
+        }
+    }
+}
+
+const fn default_day() -> f64 {
+    86_400.0
+}
+
+fn leap_mode<'de, D: Deserializer<'de>>(d: D) -> Result<LeapMode, D::Error> {
+    let name = String::deserialize(d)?;
+    [
+        LeapMode::Step,
+        LeapMode::Slew,
+        LeapMode::Smear,
+        LeapMode::Ignore,
+    ]
+    .into_iter()
+    .find(|m| m.name() == name)
+    .ok_or_else(|| {
+        de::Error::custom(format!(
+            "unknown leap mode `{name}`; use \"step\", \"slew\", \"smear\" or \"ignore\""
+        ))
+    })
+}
+
+/// A leap-seconds file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("[leap] file {}: {reason}", path.display())]
+pub struct LeapFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+impl LeapSection {
+    /// The core's leap configuration.
+    pub fn core(&self) -> LeapConfig {
+        LeapConfig {
+            mode: self.mode,
+            announce: NtpDuration::from_seconds_f64(self.announce),
+            smear: NtpDuration::from_seconds_f64(self.smear_window),
+            ..LeapConfig::default()
+        }
+    }
+
+    /// Reads and checks the leap-seconds file: the configured one must be valid; tzdata's, used
+    /// when none is configured, may be missing (then `None`).
+    pub fn load(&self) -> Result<Option<LeapFile>, LeapFileError> {
+        let (path, required) = match &self.file {
+            Some(path) if path.as_os_str().is_empty() => return Ok(None),
+            Some(path) => (path.as_path(), true),
+            None => (Path::new(DEFAULT_LEAP_FILE), false),
+        };
+        let fail = |reason: String| LeapFileError {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        LeapFile::parse(&text)
+            .map(Some)
+            .map_err(|e| fail(e.to_string()))
+    }
 }
 
 /// `[server]`: where and whom to serve.

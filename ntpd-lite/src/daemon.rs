@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ntp_proto::SystemSnapshot;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{Config, LocalConfig};
+use crate::config::Config;
 use crate::control;
 use crate::logging::Logger;
 use crate::metrics;
@@ -20,9 +19,6 @@ use crate::privileges::Privileges;
 use crate::serve;
 use crate::state::Shared;
 use crate::sync;
-
-/// How often a local reference clock refreshes the reference time it advertises.
-const LOCAL_REFRESH: Duration = Duration::from_secs(1);
 
 /// The daemon with every socket bound and privileges dropped, before any runtime thread exists.
 #[derive(Debug)]
@@ -140,12 +136,12 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
         workers,
     } = prepared;
     let mut tasks = Vec::new();
-    let sync_task = (!config.sources.is_empty())
-        .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared))));
-    if let Some(local) = config.local.clone().filter(|_| sync_task.is_none()) {
+    // The core serves a local reference too: it also makes that clock's leap seconds.
+    if let Some(local) = &config.local {
         info!(stratum = local.stratum.get(), refid = ?local.refid, "local reference clock");
-        tasks.push(tokio::spawn(local_reference(local, Arc::clone(&shared))));
     }
+    let sync_task = (!config.sources.is_empty() || config.local.is_some())
+        .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared))));
     if let Some(listener) = control {
         tasks.push(tokio::spawn(control::serve(listener, Arc::clone(&shared))));
     }
@@ -180,20 +176,6 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
         let _ = std::fs::remove_file(path);
     }
     Ok(())
-}
-
-/// A local reference clock: refreshes the reference time it advertises.
-async fn local_reference(local: LocalConfig, shared: Arc<Shared>) {
-    loop {
-        let now = shared.clock.now();
-        shared.publish(SystemSnapshot::local_reference(
-            local.stratum,
-            local.refid,
-            shared.precision,
-            now,
-        ));
-        tokio::time::sleep(LOCAL_REFRESH).await;
-    }
 }
 
 /// Returns on SIGTERM or SIGINT; rereads the configuration on every SIGHUP.

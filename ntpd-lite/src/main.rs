@@ -109,7 +109,11 @@ pub fn command() -> clap::Command {
 
 fn check_config(file: &Path) -> ExitCode {
     match config::Config::load(file) {
-        Ok(_) => {
+        Ok(config) => {
+            if let Err(e) = config.leap.load() {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }

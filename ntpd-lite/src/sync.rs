@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use ntp_proto::client::RESOLVE_RETRY;
 use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
-    Client, ClientConfig, ClockAction, DisciplineConfig, Event, NameId, NameKind, NtpDuration,
-    NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome, SourceConfig, SourceId, SourceReport,
-    Transmit, Version,
+    Client, ClientConfig, ClockAction, DisciplineConfig, Event, LeapKind, LeapMode, NameId,
+    NameKind, NtpDuration, NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome, SourceConfig,
+    SourceId, SourceReport, Transmit, Version,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -29,6 +29,8 @@ use crate::state::{Shared, SourceStatus};
 
 /// How often the drift file is written while running (IO, not protocol: the core does not care).
 const DRIFT_SAVE: Duration = Duration::from_secs(600);
+/// How often a local reference clock refreshes the reference time it advertises.
+const LOCAL_REFRESH: Duration = Duration::from_secs(1);
 
 /// A datagram that arrived on the socket of a request.
 #[derive(Debug)]
@@ -59,6 +61,8 @@ struct Sync {
     addresses: BTreeMap<SourceId, SocketAddr>,
     /// The name each address was last looked up under, for the log.
     names: HashMap<SocketAddr, String>,
+    /// What the clock does at a leap second.
+    leap_mode: LeapMode,
 }
 
 /// Runs the client half until shutdown; saves the drift file on the way out.
@@ -68,10 +72,22 @@ pub async fn run(config: Config, shared: Arc<Shared>) {
     let mut sync = Sync::new(&config, shared, arrivals, lookups);
     let mut drift_save =
         tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_SAVE, DRIFT_SAVE);
+    // A local reference clock advertises a fresh reference time (its root dispersion stays
+    // small); without one, what is served changes only when the core acts.
+    let refresh = if config.local.is_some() {
+        LOCAL_REFRESH
+    } else {
+        DRIFT_SAVE
+    };
+    let mut republish = tokio::time::interval(refresh);
+    // The core's first look at the clocks: its timers (a leap second's too) are set from here.
+    sync.client
+        .handle_timeout(Instant::now(), sync.shared.clock.now());
     while !sync.shared.stopping() {
         sync.drive();
         sync.publish();
         tokio::select! {
+            _ = republish.tick() => {}
             () = sleep_until(sync.client.poll_timeout()) => {
                 sync.client.handle_timeout(Instant::now(), sync.shared.clock.now());
             }
@@ -114,6 +130,7 @@ fn client_config(config: &Config, shared: &Shared) -> ClientConfig {
                     0.0
                 },
                 max_frequency_ppm: config.max_frequency_ppm(),
+                leap: config.leap.core(),
                 ..DisciplineConfig::default()
             },
         },
@@ -144,6 +161,21 @@ impl Sync {
         lookups: mpsc::Sender<Lookup>,
     ) -> Self {
         let mut client = Client::new(client_config(config, &shared));
+        match config.leap.load() {
+            Ok(file) => {
+                if let Some(file) = &file {
+                    let expired = file.is_expired(shared.clock.now());
+                    if expired {
+                        warn!(
+                            "the leap-seconds file has expired: fetch a fresh leap-seconds.list; the sources' vote decides meanwhile"
+                        );
+                    }
+                }
+                client.set_leap_file(file);
+            }
+            // Start-up checked it; a file changed since is reported and not used.
+            Err(e) => error!(error = %e, "leap-seconds file not used"),
+        }
         let now = Instant::now();
         for source in &config.sources {
             let source_config = SourceConfig {
@@ -163,6 +195,7 @@ impl Sync {
             lookups,
             addresses: BTreeMap::new(),
             names: HashMap::new(),
+            leap_mode: config.leap.mode,
         }
     }
 
@@ -262,6 +295,12 @@ impl Sync {
             } => clock
                 .step(offset)
                 .and_then(|()| clock.slew(NtpDuration::ZERO, frequency_ppm, None)),
+            ClockAction::Leap {
+                offset,
+                frequency_ppm,
+            } => clock
+                .leap(offset)
+                .and_then(|()| clock.slew(NtpDuration::ZERO, frequency_ppm, None)),
             ClockAction::Slew {
                 offset,
                 frequency_ppm,
@@ -304,6 +343,27 @@ impl Sync {
             }
             SystemEvent::SourceChanged(id, state) => {
                 info!(source = %self.address_of(id), state = state.name(), "source state changed");
+            }
+            SystemEvent::LeapPending(Some((leap, origin))) => info!(
+                kind = leap.kind.name(),
+                at = %leap.at.utc_string(),
+                from = origin.name(),
+                "leap second pending"
+            ),
+            SystemEvent::LeapPending(None) => info!("no leap second pending"),
+            SystemEvent::LeapBegun(leap) => warn!(
+                kind = leap.kind.name(),
+                at = %leap.at.utc_string(),
+                mode = self.leap_mode.name(),
+                "leap second"
+            ),
+            SystemEvent::LeapAnnounced(indicator) => {
+                // A kernel told of the leap makes it at midnight by itself (step mode only).
+                let kind = LeapKind::from_indicator(indicator)
+                    .filter(|_| self.leap_mode == LeapMode::Step);
+                if let Err(e) = self.shared.clock.announce_leap(kind) {
+                    error!(error = %e, "cannot tell the kernel of the leap second; it will be stepped");
+                }
             }
         }
     }

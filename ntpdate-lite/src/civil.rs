@@ -1,6 +1,8 @@
 //! Calendar dates and times for display: UTC by arithmetic, local time by the C library's
 //! time-zone offset for that instant.
 
+use ntp_proto::time::civil_from_days;
+
 /// A broken-down time in some zone.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Civil {
@@ -123,21 +125,6 @@ fn sign_and_abs(offset: i64) -> (char, i64) {
     } else {
         ('+', offset)
     }
-}
-
-/// (year, month, day) of a day count from 1970-01-01, proleptic Gregorian (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The local zone's offset from UTC at that instant, from localtime_r (0 if it fails).

@@ -7,7 +7,7 @@ mod virtual_clock;
 
 use std::time::SystemTime;
 
-use ntp_proto::{NtpDuration, NtpTimestamp, Precision};
+use ntp_proto::{LeapKind, NtpDuration, NtpTimestamp, Precision};
 
 pub use system::SystemClock;
 pub use virtual_clock::VirtualClock;
@@ -82,6 +82,25 @@ impl Clock {
                 Ok(())
             }
             Self::Monitor => Ok(()),
+        }
+    }
+
+    /// The leap second itself, at its instant: a system clock whose kernel was told of it (see
+    /// [`Clock::announce_leap`]) has made it already; any other clock steps.
+    pub fn leap(&self, offset: NtpDuration) -> Result<(), ClockError> {
+        match self {
+            Self::System(s) if s.leap_armed() => s.announce_leap(None),
+            _ => self.step(offset),
+        }
+    }
+
+    /// Tells a system clock's kernel of the coming leap (STA_INS/STA_DEL), or that none is
+    /// coming; the kernel then inserts or deletes the second at midnight UTC by itself. Other
+    /// clocks are stepped by [`Clock::leap`].
+    pub fn announce_leap(&self, kind: Option<LeapKind>) -> Result<(), ClockError> {
+        match self {
+            Self::System(s) => s.announce_leap(kind),
+            Self::Virtual(_) | Self::Monitor => Ok(()),
         }
     }
 

@@ -2,9 +2,9 @@
 //! `mode = "system"` in a configuration ever reaches this code; no test or CI step does.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use ntp_proto::NtpDuration;
+use ntp_proto::{LeapKind, NtpDuration};
 
 use super::ClockError;
 use crate::config::KERNEL_MAX_FREQUENCY_PPM;
@@ -13,6 +13,8 @@ use crate::config::KERNEL_MAX_FREQUENCY_PPM;
 #[derive(Debug, Default)]
 pub struct SystemClock {
     frequency_ppm_bits: AtomicU64,
+    /// The kernel was told of a leap second (and will make it).
+    leap_armed: AtomicBool,
 }
 
 impl SystemClock {
@@ -51,6 +53,32 @@ impl SystemClock {
         tx.modes = libc::ADJ_OFFSET_SINGLESHOT;
         tx.offset = (offset.as_nanos() / 1000).clamp(-500_000_000, 500_000_000) as libc::c_long;
         adjtime(&mut tx)
+    }
+}
+
+impl SystemClock {
+    /// True while the kernel was told of a leap second.
+    pub fn leap_armed(&self) -> bool {
+        self.leap_armed.load(Ordering::Relaxed)
+    }
+
+    /// Sets or clears the kernel's leap flags (ADJ_STATUS with STA_INS or STA_DEL), keeping the
+    /// other status bits: the kernel inserts or deletes the second at the next midnight UTC.
+    pub fn announce_leap(&self, kind: Option<LeapKind>) -> Result<(), ClockError> {
+        let mut tx = zeroed_timex();
+        adjtime(&mut tx)?;
+        let mut status = tx.status & !(libc::STA_INS | libc::STA_DEL);
+        status |= match kind {
+            Some(LeapKind::Insert) => libc::STA_INS,
+            Some(LeapKind::Delete) => libc::STA_DEL,
+            None => 0,
+        };
+        let mut tx = zeroed_timex();
+        tx.modes = libc::ADJ_STATUS;
+        tx.status = status;
+        adjtime(&mut tx)?;
+        self.leap_armed.store(kind.is_some(), Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -105,6 +105,10 @@ impl SimClock {
             ClockAction::Step {
                 offset,
                 frequency_ppm,
+            }
+            | ClockAction::Leap {
+                offset,
+                frequency_ppm,
             } => {
                 self.corrections.step(base, offset.as_nanos());
                 self.corrections.slew(base, 0, frequency_ppm, self.slew_ppm);

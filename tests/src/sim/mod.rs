@@ -15,6 +15,7 @@
 pub mod chrony_tests;
 pub mod clock;
 pub mod compare;
+pub mod leap;
 pub mod measure;
 pub mod net;
 pub mod plot;

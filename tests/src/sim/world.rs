@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use ntp_proto::server::AccessList;
 use ntp_proto::{
-    Client, ClientConfig, ClockAction, Decision, Event, NameKind, NtpDuration, NtpTimestamp,
-    Precision, ReferenceId, Server, SourceConfig, SourceId, Stratum, SyncConfig, SystemEvent,
-    SystemSnapshot,
+    Client, ClientConfig, ClockAction, Decision, Event, LeapFile, NameKind, NtpDuration,
+    NtpTimestamp, Precision, ReferenceId, Server, SourceConfig, SourceId, Stratum, SyncConfig,
+    SystemEvent, SystemSnapshot,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -51,6 +51,8 @@ pub struct NodeSpec {
     pub external_steps: Vec<(f64, f64)>,
     /// A drift-file frequency correction, ppm (positive makes the clock run faster).
     pub initial_frequency_ppm: Option<f64>,
+    /// A leap-seconds file (its leap mode is in `sync.discipline.leap`).
+    pub leap_file: Option<LeapFile>,
 }
 
 impl NodeSpec {
@@ -72,6 +74,7 @@ impl NodeSpec {
             start: 0.0,
             external_steps: Vec::new(),
             initial_frequency_ppm: None,
+            leap_file: None,
         }
     }
 
@@ -86,6 +89,7 @@ impl NodeSpec {
             start: 0.0,
             external_steps: Vec::new(),
             initial_frequency_ppm: None,
+            leap_file: None,
         }
     }
 }
@@ -368,7 +372,7 @@ impl<'a> World<'a> {
                     node.clock.external_step(t, *offset);
                 }
             }
-            if !spec.sources.is_empty() && t >= spec.start {
+            if (!spec.sources.is_empty() || spec.leap_file.is_some()) && t >= spec.start {
                 let error = node.clock.error(t);
                 node.result.errors.push(error);
                 node.result.unstepped.push(error - node.clock.stepped());
@@ -383,7 +387,8 @@ impl<'a> World<'a> {
 
     fn start(&mut self, index: usize, t: f64) {
         let spec = &self.scenario.nodes[index];
-        if spec.sources.is_empty() {
+        // A reference runs the core too when it has leap seconds to make.
+        if spec.sources.is_empty() && spec.leap_file.is_none() {
             return;
         }
         let mut client = Client::new(ClientConfig {
@@ -392,6 +397,7 @@ impl<'a> World<'a> {
             initial_frequency_ppm: spec.initial_frequency_ppm,
             ..ClientConfig::default()
         });
+        client.set_leap_file(spec.leap_file.clone());
         let now = self.instant(index, t);
         for source in &spec.sources {
             match source {
@@ -403,6 +409,8 @@ impl<'a> World<'a> {
                 }
             }
         }
+        // The core's first look at the clocks (its timers are set from here).
+        client.handle_timeout(now, self.local(index, t));
         self.nodes[index].client = Some(client);
         self.pump(index, t);
     }
