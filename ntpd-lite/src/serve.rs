@@ -29,11 +29,20 @@ pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<Join
     let rate_limiter = config
         .rate_limit
         .map(|r| RateLimiter::new(r, Instant::now()));
-    let access = AccessList {
-        allow: config.allow.clone(),
-        deny: config.deny.clone(),
-        action: config.deny_action,
-    };
+    let started = Instant::now();
+    let access = AccessList::new(
+        config.allow.iter().copied(),
+        config.deny.iter().copied(),
+        config.deny_action,
+    );
+    if access.allow_len() + access.deny_len() > 0 {
+        info!(
+            allow = access.allow_len(),
+            deny = access.deny_len(),
+            ms = started.elapsed().as_millis() as u64,
+            "access list ready (distinct prefixes)"
+        );
+    }
     let server = Arc::new(Server::new(access, rate_limiter));
     let workers = config.workers.unwrap_or_else(default_workers);
     let mut handles = Vec::new();

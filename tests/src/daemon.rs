@@ -28,6 +28,21 @@ impl Daemon {
 
     /// Like [`Daemon::start`], inside the network namespace `netns` if given.
     pub fn start_in(name: &str, config: &str, netns: Option<&crate::netns::Netns>) -> Self {
+        let binary = crate::bins::binary("ntpd-lite", "ntpd-lite");
+        let command = match netns {
+            Some(netns) => netns.command(binary),
+            None => Command::new(binary),
+        };
+        Self::spawn(name, config, command)
+    }
+
+    /// Like [`Daemon::start`], but runs the ntpd-lite at `binary` (e.g. one built from another
+    /// commit, to compare two builds in one benchmark run).
+    pub fn start_binary(name: &str, config: &str, binary: &Path) -> Self {
+        Self::spawn(name, config, Command::new(binary))
+    }
+
+    fn spawn(name: &str, config: &str, mut command: Command) -> Self {
         let dir = tempfile::Builder::new()
             .prefix(&format!("ntpd-lite-{name}-"))
             .tempdir()
@@ -36,10 +51,6 @@ impl Daemon {
         let config_path = dir.path().join("ntpd-lite.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("log")).expect("log file");
-        let mut command = match netns {
-            Some(netns) => netns.command(crate::bins::binary("ntpd-lite", "ntpd-lite")),
-            None => Command::new(crate::bins::binary("ntpd-lite", "ntpd-lite")),
-        };
         let child = command
             .arg("--config")
             .arg(&config_path)
@@ -102,18 +113,24 @@ impl Daemon {
 
     /// Waits until the server at `address` answers a query (at most 10 s).
     pub fn wait_serving(&mut self, address: SocketAddr) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        self.wait_serving_within(address, Duration::from_secs(10));
+    }
+
+    /// Waits until the server at `address` answers a query, at most `limit`; returns how long
+    /// that took.
+    pub fn wait_serving_within(&mut self, address: SocketAddr, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
             self.assert_running();
             if let Ok(client) = Client::connect(address)
                 && client.query(4, 6).is_ok()
             {
-                return;
+                return start.elapsed();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "{} did not answer on {address} within 10 s\n{}",
+            "{} did not answer on {address} within {limit:?}\n{}",
             self.name,
             self.log()
         );

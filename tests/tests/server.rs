@@ -323,6 +323,40 @@ fn access_list_denies_with_kod_deny_or_ignores() {
 }
 
 #[test]
+fn a_deny_list_of_400k_prefixes_is_loaded_whole_and_served_from() {
+    // A block list's size, with the one prefix that names our client in the middle of it.
+    let mut deny = String::from("deny = [\n");
+    for i in 0u32..400_000 {
+        let [a, b, c, _] = (0x0b00_0000 + (i << 8)).to_be_bytes();
+        deny.push_str(&format!("  \"{a}.{b}.{c}.0/24\",\n"));
+        if i == 200_000 {
+            deny.push_str("  \"127.0.0.1/32\",\n");
+        }
+    }
+    deny.push_str("]\n");
+    let port = free_udp_port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\n{deny}\
+         [local]\nstratum = 1\n[clock]\nmode = \"monitor\"\n"
+    );
+    let mut daemon = Daemon::start("big-deny", &config);
+    let v6: SocketAddr = format!("[::1]:{port}").parse().expect("address");
+    // Parsing 400,000 entries takes about a second in a debug build: a generous limit.
+    daemon.wait_serving_within(v6, Duration::from_secs(60));
+    let v4: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let kod = Client::connect(v4)
+        .expect("connect")
+        .query(4, 6)
+        .expect("a KoD");
+    assert_eq!(kod.reply.kiss_code(), Some(ReferenceId::DENY));
+    assert!(
+        daemon.log().contains("allow=0 deny=400001 ms="),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
 fn ntplib_accepts_our_server() {
     if !tools::require(
         "python3 ntplib",
