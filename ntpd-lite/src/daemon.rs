@@ -59,7 +59,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
             metrics::bind(address).map_err(|e| format!("metrics endpoint {address}: {e}"))
         })
         .transpose()?;
-    if let Some(address) = config.observability.metrics {
+    if let Some(address) = metrics.as_ref().and_then(|l| l.local_addr().ok()) {
         info!(%address, "serving metrics at /metrics");
     }
     let workers = start_server(&config, &shared, &privileges)?;
