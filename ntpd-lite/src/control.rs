@@ -1,6 +1,11 @@
 //! The local control socket: a Unix stream socket, owner-only, that answers one command per
-//! connection with one line of JSON: `status` (an object) or `sources` (an array of sources).
+//! connection with one line of JSON: `status` (an object), `sources` (an array of sources), or
+//! for anything else an object with an `error` that says what to send instead.
 //! `ntpd-lite status` and `ntpd-lite sources` are its clients.
+//!
+//! Hostile local users: at most [`MAX_CONNECTIONS`] connections are open at once (a new one closes the oldest still waiting for its command, see `accept`), a command
+//! must arrive within [`COMMAND_TIMEOUT`] and the reply be taken within [`REPLY_TIMEOUT`], and
+//! accept errors (no descriptor left) pause the accept loop.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -11,10 +16,21 @@ use std::time::Duration;
 use ntp_proto::LeapIndicator;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
+use crate::accept::{Backoff, ConnectionTable, Ticket};
 use crate::state::{ServerTotals, Shared, SourceStatus};
+
+/// Connections open at once; a new one closes the oldest that is still waiting for its command.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Longest wait for the command line.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the client to take the reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest command line, its newline not counted.
+pub const MAX_COMMAND: usize = 256;
 
 /// What `status --json` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,45 +100,121 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, shared: Arc<Share
         Ok(listener) => listener,
         Err(e) => return warn!(error = %e, "control socket unusable"),
     };
+    let mut connections = ConnectionTable::new("control", MAX_CONNECTIONS);
+    let mut backoff = Backoff::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &shared).await {
-                debug!(error = %e, "control connection failed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                backoff.failed("control", &e).await;
+                continue;
             }
-        });
+        };
+        backoff.succeeded("control");
+        let shared = Arc::clone(&shared);
+        connections
+            .spawn(move |ticket| answer(stream, shared, ticket))
+            .await;
     }
 }
 
-async fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
+/// A command the control socket answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// The daemon's [`Status`].
+    Status,
+    /// Its sources.
+    Sources,
+}
+
+/// Why a control request gets an error reply instead of an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// An empty line, or nothing before the client closed.
+    #[error("empty command; send status or sources and a newline")]
+    Empty,
+    /// A command this daemon does not know.
+    #[error("unknown command {0:?}; use status or sources")]
+    Unknown(String),
+    /// No newline within [`MAX_COMMAND`] bytes.
+    #[error("command longer than {MAX_COMMAND} bytes; send status or sources and a newline")]
+    TooLong,
+    /// Bytes that are not UTF-8.
+    #[error("the command is not UTF-8 text; send status or sources and a newline")]
+    NotText,
+    /// No complete line within [`COMMAND_TIMEOUT`].
+    #[error(
+        "no complete command within {} s; send status or sources and a newline at once",
+        COMMAND_TIMEOUT.as_secs()
+    )]
+    Timeout,
+    /// Reading failed.
+    #[error("cannot read the command: {0}")]
+    Read(io::Error),
+}
+
+impl Command {
+    /// Parses what was read of one command: at most [`MAX_COMMAND`] + 1 bytes, ending with a
+    /// newline unless the client closed first or the line is too long.
+    pub fn parse(line: &[u8]) -> Result<Self, CommandError> {
+        let line = match line.strip_suffix(b"\n") {
+            Some(line) => line,
+            None if line.len() > MAX_COMMAND => return Err(CommandError::TooLong),
+            None => line,
+        };
+        let text = std::str::from_utf8(line).map_err(|_| CommandError::NotText)?;
+        match text.trim() {
+            "" => Err(CommandError::Empty),
+            "status" => Ok(Self::Status),
+            "sources" => Ok(Self::Sources),
+            other => Err(CommandError::Unknown(other.to_owned())),
+        }
+    }
+}
+
+async fn answer(stream: UnixStream, shared: Arc<Shared>, ticket: Ticket) {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read).take(256);
-    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
-        .await
-        .map_err(io::Error::other)??;
-    let command = line.trim();
-    debug!(command, "control request");
-    let reply = match command {
-        "status" => serde_json::to_string(&status(shared)),
-        "sources" => serde_json::to_string(&shared.sync_status().sources),
-        other => Ok(unknown_command(other)),
+    let command = read_command(read).await;
+    ticket.request_received();
+    debug!(?command, "control request");
+    let mut reply = reply_to(command, &shared);
+    reply.push('\n');
+    let sent = tokio::time::timeout(REPLY_TIMEOUT, async {
+        write.write_all(reply.as_bytes()).await?;
+        write.shutdown().await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(error = %e, "control reply not delivered"),
+        Err(_) => debug!("control reply not taken in time"),
     }
-    .map_err(io::Error::other)?;
-    write.write_all(reply.as_bytes()).await?;
-    write.write_all(b"\n").await?;
-    write.shutdown().await
 }
 
-/// The reply to a command we do not know: valid JSON whatever bytes the command held.
-fn unknown_command(command: &str) -> String {
-    serde_json::json!({
-        "error": format!("unknown command {command:?}; use status or sources"),
-    })
-    .to_string()
+/// Reads one command line, waiting at most [`COMMAND_TIMEOUT`].
+async fn read_command(read: OwnedReadHalf) -> Result<Command, CommandError> {
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(read.take(MAX_COMMAND as u64 + 1));
+    match tokio::time::timeout(COMMAND_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => Err(CommandError::Timeout),
+        Ok(Err(e)) => Err(CommandError::Read(e)),
+        Ok(Ok(_)) => Command::parse(&line),
+    }
+}
+
+/// The one line of JSON that answers `command`, whatever it was.
+fn reply_to(command: Result<Command, CommandError>, shared: &Shared) -> String {
+    let encoded = match command {
+        Ok(Command::Status) => serde_json::to_string(&status(shared)),
+        Ok(Command::Sources) => serde_json::to_string(&shared.sync_status().sources),
+        Err(e) => return error_reply(&e.to_string()),
+    };
+    encoded.unwrap_or_else(|e| error_reply(&format!("cannot encode the reply: {e}")))
+}
+
+/// `{"error": message}`: valid JSON whatever the message holds.
+fn error_reply(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
 }
 
 /// The daemon's state now, as `status` reports it (and the metrics endpoint exports it).
@@ -263,23 +355,44 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_command_gets_valid_json_whatever_it_held() {
-        for command in [
-            "reboot",
-            "\"quoted\" \\ back",
-            "\u{1b}[2J\u{7}",
-            "caf\u{e9} \u{0}",
-            "",
-        ] {
-            let reply = unknown_command(command);
+    fn every_command_line_gets_an_answer_or_an_error_that_says_what_to_send() {
+        let long = vec![b'x'; MAX_COMMAND + 1];
+        let mut cut_char = vec![b'a'; MAX_COMMAND];
+        cut_char.push(0xc3); // the first byte of a two-byte character, cut by the limit
+        let cases: [(&[u8], &str); 14] = [
+            (b"status\n", "status"),
+            (b"sources", "sources"),
+            (b" status \r\n", "status"),
+            (b"", "empty command"),
+            (b"\n", "empty command"),
+            (b"\r\n", "empty command"),
+            (b"reboot\n", "unknown command"),
+            (b"status sources\n", "unknown command"),
+            (b"\"quoted\" \\ back\x1b[2J\x07\0\n", "unknown command"),
+            (b"\xff\xfe\n", "not UTF-8"),
+            (b"caf\xc3\xa9\n", "unknown command"),
+            (&long, "longer than 256 bytes"),
+            (&cut_char, "longer than 256 bytes"),
+            (b"STATUS\n", "unknown command"),
+        ];
+        for (line, expected) in cases {
+            let reply = match Command::parse(line) {
+                Ok(Command::Status) => "status".to_owned(),
+                Ok(Command::Sources) => "sources".to_owned(),
+                Err(e) => error_reply(&e.to_string()),
+            };
+            if matches!(expected, "status" | "sources") {
+                assert_eq!(reply, expected, "{line:?}");
+                continue;
+            }
             let value: serde_json::Value = serde_json::from_str(&reply)
-                .unwrap_or_else(|e| panic!("{command:?} gave {reply}: {e}"));
-            assert!(
-                value["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("unknown command"))
-            );
+                .unwrap_or_else(|e| panic!("{line:?} gave {reply}: {e}"));
+            let error = value["error"].as_str().expect("an error string");
+            assert!(error.contains(expected), "{line:?}: {error}");
+            assert!(error.contains("status or sources"), "{line:?}: {error}");
         }
+        let timeout = CommandError::Timeout.to_string();
+        assert!(timeout.contains("within 5 s") && timeout.contains("status or sources"));
     }
 
     fn source(address: &str, state: &str, reach: u8) -> SourceStatus {

@@ -4,6 +4,7 @@
 //! `status` and `sources` ask a running daemon over its control socket; the hidden `generate`
 //! writes man pages and shell completions.
 
+mod accept;
 mod clock;
 mod config;
 mod control;
