@@ -1,13 +1,13 @@
 //! Hostile local users against a running daemon: never-finished requests held open on the
-//! metrics port and the control socket, descriptor exhaustion, and control requests of every
-//! malformed kind. Loopback only, virtual clocks; every attack is bounded in connections and
-//! time.
+//! metrics port and the control socket, descriptor exhaustion, control requests of every
+//! malformed kind, and a second daemon started on the same configuration. Loopback only,
+//! virtual clocks; every attack is bounded in connections and time.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -429,4 +429,94 @@ fn out_of_descriptors_the_daemon_neither_spins_nor_stays_wedged() {
     target
         .daemon
         .wait_log("accepting connections again", Duration::from_secs(10));
+}
+
+/// Runs `ntpd-lite --config config` and waits for it to exit (at most 30 s; if it runs on, it
+/// is stopped and the test fails).
+fn run_to_exit(config: &Path) -> Output {
+    let mut child = Command::new(binary("ntpd-lite", "ntpd-lite"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ntpd-lite");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "ntpd-lite ran on where it must refuse to start:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The control socket's identity: a replaced socket has another inode.
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("control socket").ino()
+}
+
+#[test]
+fn a_second_daemon_on_the_same_ports_fails_before_it_touches_the_control_socket() {
+    let mut first = start("first");
+    let socket = first.daemon.control_socket();
+    let inode_before = inode(&socket);
+    let requests = |daemon: &Daemon| daemon.log().matches("control request").count();
+    let seen = requests(&first.daemon);
+    let second = |ntp: &str, metrics: &str, name: &str| {
+        let config = format!(
+            "[server]\nlisten = [\"{ntp}\"]\n[local]\nstratum = 1\n[clock]\nmode = \"virtual\"\n\
+             [control]\nsocket = {:?}\n[observability]\nmetrics = \"{metrics}\"\n",
+            socket.display().to_string(),
+        );
+        let path = first.daemon.dir().join(name);
+        std::fs::write(&path, config).expect("write config");
+        let output = run_to_exit(&path);
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // The same configuration; the same NTP port only; the same metrics address only.
+    let cases = [
+        (
+            first.ntp.to_string(),
+            first.metrics.to_string(),
+            "metrics endpoint",
+        ),
+        (
+            first.ntp.to_string(),
+            "127.0.0.1:0".to_owned(),
+            "cannot listen on",
+        ),
+        (
+            "127.0.0.1:0".to_owned(),
+            first.metrics.to_string(),
+            "metrics endpoint",
+        ),
+    ];
+    for (i, (ntp, metrics, refusal)) in cases.iter().enumerate() {
+        let (status, stderr) = second(ntp, metrics, &format!("second-{i}.toml"));
+        ntp_lite_tests::figures!(
+            "second daemon on NTP {ntp}, metrics {metrics}: {status}, {}",
+            stderr.lines().last().unwrap_or_default()
+        );
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains(refusal) && stderr.contains("in use"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("control socket"), "{stderr}");
+    }
+    // Not even a connection reached the first's control socket, and it is the same socket.
+    assert_eq!(requests(&first.daemon), seen, "{}", first.daemon.log());
+    assert_eq!(inode(&socket), inode_before);
+    first.daemon.assert_running();
+    assert_eq!(first.daemon.status()["stratum"], 1);
 }
