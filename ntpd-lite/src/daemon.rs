@@ -63,7 +63,8 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
     let control = config
         .control_socket()
         .map(|path| {
-            control::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))
+            control::bind(path, privileges.uid())
+                .map_err(|e| format!("control socket {}: {e}", path.display()))
         })
         .transpose()?;
     let owned: Vec<&Path> = config.control_socket().into_iter().collect();

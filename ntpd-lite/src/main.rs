@@ -204,9 +204,16 @@ fn ask_daemon(ask: &Ask, command: &str) -> ExitCode {
     };
     let reply = match control::request(&socket, command) {
         Ok(reply) => reply,
+        Err(control::ControlError::Io { source, .. }) => {
+            eprintln!(
+                "ntpd-lite: cannot reach the daemon at {}: {source}; is it running with [control] socket set?",
+                socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!(
-                "ntpd-lite: cannot reach the daemon at {}: {e}; is it running with [control] socket set?",
+                "ntpd-lite: not asking the daemon at {}: {e}",
                 socket.display()
             );
             return ExitCode::FAILURE;

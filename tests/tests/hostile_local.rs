@@ -1,12 +1,13 @@
 //! Hostile local users against a running daemon: never-finished requests held open on the
 //! metrics port and the control socket, descriptor exhaustion, control requests of every
-//! malformed kind, and a second daemon started on the same configuration. Loopback only,
-//! virtual clocks; every attack is bounded in connections and time.
+//! malformed kind, a second daemon started on the same configuration, and control-socket
+//! directories that another user controls. Loopback only, virtual clocks; every attack is
+//! bounded in connections and time.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -519,4 +520,74 @@ fn a_second_daemon_on_the_same_ports_fails_before_it_touches_the_control_socket(
     assert_eq!(inode(&socket), inode_before);
     first.daemon.assert_running();
     assert_eq!(first.daemon.status()["stratum"], 1);
+}
+
+/// A directory for a control socket with `mode`, owned by `owner` (a user name).
+fn socket_directory(parent: &Path, owner: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = parent.join(format!("{owner}-{mode:o}"));
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    let status = Command::new("chown")
+        .arg(owner)
+        .arg(&dir)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown {owner}");
+    dir
+}
+
+#[test]
+fn a_control_socket_directory_that_another_user_controls_is_refused() {
+    // Giving a directory to another user needs root (CI and this machine run tests as root).
+    if !tools::require("root", tools::is_root(), "control directory ownership") {
+        return;
+    }
+    let parent = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        // An attacker in /tmp made the directory first.
+        ("nobody", 0o755, "belongs to uid"),
+        ("root", 0o777, "writable by group or others"),
+        ("root", 0o1777, "writable by group or others"),
+        ("root", 0o775, "writable by group or others"),
+    ];
+    for (owner, mode, refusal) in cases {
+        let dir = socket_directory(parent.path(), owner, mode);
+        let socket = dir.join("control.sock");
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[local]\nstratum = 1\n[clock]\nmode = \"virtual\"\n\
+             [control]\nsocket = {:?}\n",
+            socket.display().to_string()
+        );
+        let path = parent.path().join(format!("{owner}-{mode:o}.toml"));
+        std::fs::write(&path, config).expect("write config");
+        let output = run_to_exit(&path);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ntp_lite_tests::figures!(
+            "directory owned by {owner}, mode {mode:o}: {}",
+            stderr.lines().last().unwrap_or_default()
+        );
+        assert!(!output.status.success());
+        assert!(
+            stderr.contains(refusal) && stderr.contains(&dir.display().to_string()),
+            "{stderr}"
+        );
+        assert!(
+            !socket.exists(),
+            "nothing is created in a refused directory"
+        );
+
+        // The client refuses such a directory too: a socket there may be anyone's.
+        let fake = std::os::unix::net::UnixListener::bind(&socket).expect("a fake daemon");
+        fake.set_nonblocking(true).expect("nonblocking");
+        let output = ntpd_lite_status(&socket);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(stderr.contains(refusal), "{stderr}");
+        assert!(
+            fake.accept()
+                .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock),
+            "the client must not even connect"
+        );
+    }
 }
