@@ -1,20 +1,42 @@
 //! The local control socket: a Unix stream socket, owner-only, that answers one command per
-//! connection with one line of JSON: `status` (an object) or `sources` (an array of sources).
+//! connection with one line of JSON: `status` (an object), `sources` (an array of sources), or
+//! for anything else an object with an `error` that says what to send instead.
 //! `ntpd-lite status` and `ntpd-lite sources` are its clients.
+//!
+//! Hostile local users: the socket's directory, and every one above it, must be owned by root or
+//! the daemon's user and writable by no one else (a sticky directory such as /tmp is allowed
+//! above it), or another user could put their own socket in its place; the daemon refuses to
+//! start and the client refuses to ask. At most [`MAX_CONNECTIONS`] connections are open at
+//! once (a new one closes the oldest still waiting for its command, see `accept`), a command
+//! must arrive within [`COMMAND_TIMEOUT`] and the reply be taken within [`REPLY_TIMEOUT`], and
+//! accept errors (no descriptor left) pause the accept loop.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ntp_proto::LeapIndicator;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
+use crate::accept::{Backoff, ConnectionTable, Ticket};
 use crate::state::{ServerTotals, Shared, SourceStatus};
+
+/// Connections open at once; a new one closes the oldest that is still waiting for its command.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Longest wait for the command line.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the client to take the reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest command line, its newline not counted.
+pub const MAX_COMMAND: usize = 256;
+/// Longest reply the client reads (a daemon with thousands of sources stays far below).
+const MAX_REPLY: u64 = 16 << 20;
 
 /// What `status --json` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,27 +76,142 @@ pub struct ClockStatus {
     pub error: f64,
 }
 
+/// Why the control socket cannot be used, by the daemon or by its client.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A running daemon answers on the socket.
+    #[error(
+        "another ntpd-lite answers on this control socket; stop it first, or give this one its \
+         own [control] socket"
+    )]
+    InUse,
+    /// The path is taken by something that is not a socket.
+    #[error("{} exists and is not a socket; remove it or choose another [control] socket", .0.display())]
+    NotASocket(PathBuf),
+    /// A directory on the way belongs to another user, who could replace the socket.
+    #[error(
+        "{} belongs to uid {owner}, not to root or uid {uid}: that user could put their own \
+         socket in place of the control socket; use a directory owned by root or uid {uid} \
+         (e.g. /run/ntpd-lite), or chown it",
+        .path.display()
+    )]
+    ForeignOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The user trusted besides root: the daemon's, or the client's.
+        uid: u32,
+    },
+    /// A directory on the way can be written by others, who could replace the socket.
+    #[error(
+        "{} is writable by group or others (mode {mode:04o}): anyone who can write there could \
+         put their own socket in place of the control socket; chmod go-w it, or use a directory \
+         of its own (e.g. /run/ntpd-lite)",
+        .path.display()
+    )]
+    Writable {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file system or socket call failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// What it was about.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl ControlError {
+    fn io(path: &Path) -> impl Fn(io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The directory that holds the socket at `path`.
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Judges one directory on the way to the control socket from its owner and mode: owned by root
+/// or `uid`, and writable by no one else. Above the socket's `own` directory, a sticky one (like
+/// /tmp) may be writable by others: they cannot rename or remove what is not theirs.
+fn judge_directory(
+    path: &Path,
+    owner: u32,
+    mode: u32,
+    uid: u32,
+    own: bool,
+) -> Result<(), ControlError> {
+    const STICKY: u32 = 0o1000;
+    if owner != 0 && owner != uid {
+        return Err(ControlError::ForeignOwner {
+            path: path.to_owned(),
+            owner,
+            uid,
+        });
+    }
+    let writable_by_others = mode & 0o022 != 0;
+    if writable_by_others && (own || mode & STICKY == 0) {
+        return Err(ControlError::Writable {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the directory `dir` of a control socket and every directory above it (symbolic links
+/// resolved) with [`judge_directory`], trusting root and `uid`.
+pub fn check_directory(dir: &Path, uid: u32) -> Result<(), ControlError> {
+    let real = std::fs::canonicalize(dir).map_err(ControlError::io(dir))?;
+    for (depth, path) in real.ancestors().enumerate() {
+        let meta = std::fs::metadata(path).map_err(ControlError::io(path))?;
+        judge_directory(path, meta.uid(), meta.mode(), uid, depth == 0)?;
+    }
+    Ok(())
+}
+
 /// Binds the control socket, replacing a stale one, readable and writable by the owner only.
-/// Bound before the runtime starts (and before privileges are dropped); see [`serve`]. A socket
-/// that still answers belongs to a running daemon: it is left alone and this one fails.
-pub fn bind(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+/// Its directory is created if missing (mode 0755) and must pass [`check_directory`] for `uid`,
+/// the user the daemon runs as. Bound before the runtime starts (and before privileges are
+/// dropped), after every network port: see [`serve`]. A socket that still answers belongs to a
+/// running daemon: it is left alone and this one fails.
+pub fn bind(path: &Path, uid: u32) -> Result<std::os::unix::net::UnixListener, ControlError> {
+    let dir = directory_of(path);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(ControlError::io(dir))?;
+    check_directory(dir, uid)?;
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another ntpd-lite answers on this control socket; stop it first, or give this one \
-             its own [control] socket",
-        ));
+        return Err(ControlError::InUse);
     }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(ControlError::io(path))?;
+        }
+        Ok(_) => return Err(ControlError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ControlError::io(path)(e)),
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    listener.set_nonblocking(true)?;
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(ControlError::io(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(ControlError::io(path))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(ControlError::io(path))?;
     Ok(listener)
 }
 
@@ -84,45 +221,121 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, shared: Arc<Share
         Ok(listener) => listener,
         Err(e) => return warn!(error = %e, "control socket unusable"),
     };
+    let mut connections = ConnectionTable::new("control", MAX_CONNECTIONS);
+    let mut backoff = Backoff::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &shared).await {
-                debug!(error = %e, "control connection failed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                backoff.failed("control", &e).await;
+                continue;
             }
-        });
+        };
+        backoff.succeeded("control");
+        let shared = Arc::clone(&shared);
+        connections
+            .spawn(move |ticket| answer(stream, shared, ticket))
+            .await;
     }
 }
 
-async fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
+/// A command the control socket answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// The daemon's [`Status`].
+    Status,
+    /// Its sources.
+    Sources,
+}
+
+/// Why a control request gets an error reply instead of an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// An empty line, or nothing before the client closed.
+    #[error("empty command; send status or sources and a newline")]
+    Empty,
+    /// A command this daemon does not know.
+    #[error("unknown command {0:?}; use status or sources")]
+    Unknown(String),
+    /// No newline within [`MAX_COMMAND`] bytes.
+    #[error("command longer than {MAX_COMMAND} bytes; send status or sources and a newline")]
+    TooLong,
+    /// Bytes that are not UTF-8.
+    #[error("the command is not UTF-8 text; send status or sources and a newline")]
+    NotText,
+    /// No complete line within [`COMMAND_TIMEOUT`].
+    #[error(
+        "no complete command within {} s; send status or sources and a newline at once",
+        COMMAND_TIMEOUT.as_secs()
+    )]
+    Timeout,
+    /// Reading failed.
+    #[error("cannot read the command: {0}")]
+    Read(io::Error),
+}
+
+impl Command {
+    /// Parses what was read of one command: at most [`MAX_COMMAND`] + 1 bytes, ending with a
+    /// newline unless the client closed first or the line is too long.
+    pub fn parse(line: &[u8]) -> Result<Self, CommandError> {
+        let line = match line.strip_suffix(b"\n") {
+            Some(line) => line,
+            None if line.len() > MAX_COMMAND => return Err(CommandError::TooLong),
+            None => line,
+        };
+        let text = std::str::from_utf8(line).map_err(|_| CommandError::NotText)?;
+        match text.trim() {
+            "" => Err(CommandError::Empty),
+            "status" => Ok(Self::Status),
+            "sources" => Ok(Self::Sources),
+            other => Err(CommandError::Unknown(other.to_owned())),
+        }
+    }
+}
+
+async fn answer(stream: UnixStream, shared: Arc<Shared>, ticket: Ticket) {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read).take(256);
-    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
-        .await
-        .map_err(io::Error::other)??;
-    let command = line.trim();
-    debug!(command, "control request");
-    let reply = match command {
-        "status" => serde_json::to_string(&status(shared)),
-        "sources" => serde_json::to_string(&shared.sync_status().sources),
-        other => Ok(unknown_command(other)),
+    let command = read_command(read).await;
+    ticket.request_received();
+    debug!(?command, "control request");
+    let mut reply = reply_to(command, &shared);
+    reply.push('\n');
+    let sent = tokio::time::timeout(REPLY_TIMEOUT, async {
+        write.write_all(reply.as_bytes()).await?;
+        write.shutdown().await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(error = %e, "control reply not delivered"),
+        Err(_) => debug!("control reply not taken in time"),
     }
-    .map_err(io::Error::other)?;
-    write.write_all(reply.as_bytes()).await?;
-    write.write_all(b"\n").await?;
-    write.shutdown().await
 }
 
-/// The reply to a command we do not know: valid JSON whatever bytes the command held.
-fn unknown_command(command: &str) -> String {
-    serde_json::json!({
-        "error": format!("unknown command {command:?}; use status or sources"),
-    })
-    .to_string()
+/// Reads one command line, waiting at most [`COMMAND_TIMEOUT`].
+async fn read_command(read: OwnedReadHalf) -> Result<Command, CommandError> {
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(read.take(MAX_COMMAND as u64 + 1));
+    match tokio::time::timeout(COMMAND_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => Err(CommandError::Timeout),
+        Ok(Err(e)) => Err(CommandError::Read(e)),
+        Ok(Ok(_)) => Command::parse(&line),
+    }
+}
+
+/// The one line of JSON that answers `command`, whatever it was.
+fn reply_to(command: Result<Command, CommandError>, shared: &Shared) -> String {
+    let encoded = match command {
+        Ok(Command::Status) => serde_json::to_string(&status(shared)),
+        Ok(Command::Sources) => serde_json::to_string(&shared.sync_status().sources),
+        Err(e) => return error_reply(&e.to_string()),
+    };
+    encoded.unwrap_or_else(|e| error_reply(&format!("cannot encode the reply: {e}")))
+}
+
+/// `{"error": message}`: valid JSON whatever the message holds.
+fn error_reply(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
 }
 
 /// The daemon's state now, as `status` reports it (and the metrics endpoint exports it).
@@ -156,15 +369,23 @@ pub fn status(shared: &Shared) -> Status {
     }
 }
 
-/// Sends `command` to the daemon at `path` and returns its one-line JSON answer.
-pub fn request(path: &Path, command: &str) -> io::Result<String> {
+/// Sends `command` to the daemon at `path` and returns its one-line JSON answer. Refuses a
+/// socket whose directory another user controls (see [`check_directory`]; root and this user
+/// are trusted): a socket there could be anyone's.
+pub fn request(path: &Path, command: &str) -> Result<String, ControlError> {
     use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(format!("{command}\n").as_bytes())?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    Ok(reply)
+    check_directory(directory_of(path), crate::privileges::effective_uid())?;
+    let io = ControlError::io(path);
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(&io)?;
+    let exchange = |stream: &mut std::os::unix::net::UnixStream| -> io::Result<String> {
+        stream.set_read_timeout(Some(REPLY_TIMEOUT + COMMAND_TIMEOUT))?;
+        stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        stream.write_all(format!("{command}\n").as_bytes())?;
+        let mut reply = String::new();
+        stream.take(MAX_REPLY).read_to_string(&mut reply)?;
+        Ok(reply)
+    };
+    exchange(&mut stream).map_err(io)
 }
 
 /// A readable table like `chronyc tracking` followed by `chronyc sources`.
@@ -243,13 +464,21 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
 mod tests {
     use super::*;
 
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ntpd-lite-control-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
     #[test]
     fn a_running_daemons_socket_is_never_replaced_but_a_stale_one_is() {
-        let dir = std::env::temp_dir().join(format!("ntpd-lite-control-{}", std::process::id()));
+        let dir = temp_dir("stale");
         let path = dir.join("control.sock");
-        let running = bind(&path).expect("first bind");
-        let second = bind(&path).expect_err("a running daemon's socket is in use");
-        assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
+        let uid = crate::privileges::effective_uid();
+        let running = bind(&path, uid).expect("first bind");
+        let second = bind(&path, uid).expect_err("a running daemon's socket is in use");
+        assert!(matches!(second, ControlError::InUse), "{second}");
         assert!(
             std::os::unix::net::UnixStream::connect(&path).is_ok(),
             "still answers"
@@ -257,29 +486,139 @@ mod tests {
         drop(running);
         // The file stays behind when a daemon dies: stale, so it is replaced.
         assert!(path.exists());
-        let again = bind(&path).expect("a stale socket is replaced");
+        let again = bind(&path, uid).expect("a stale socket is replaced");
         drop(again);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
-    fn an_unknown_command_gets_valid_json_whatever_it_held() {
-        for command in [
-            "reboot",
-            "\"quoted\" \\ back",
-            "\u{1b}[2J\u{7}",
-            "caf\u{e9} \u{0}",
-            "",
+    fn a_file_that_is_not_a_socket_is_never_removed() {
+        let dir = temp_dir("file");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("precious");
+        std::fs::write(&path, "keep me").expect("write");
+        let error = bind(&path, crate::privileges::effective_uid()).expect_err("not a socket");
+        assert!(matches!(error, ControlError::NotASocket(_)), "{error}");
+        assert!(error.to_string().contains("remove it or choose another"));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("still there"),
+            "keep me"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_root_or_the_user_may_own_the_way_and_no_one_else_may_write_it() {
+        let path = Path::new("/run/ntpd-lite");
+        let judge = |owner, mode, own| judge_directory(path, owner, mode, 999, own);
+        assert!(judge(0, 0o755, true).is_ok());
+        assert!(judge(999, 0o700, true).is_ok());
+        assert!(judge(0, 0o1777, false).is_ok(), "a sticky /tmp above it");
+        for (owner, mode, own) in [
+            (1000, 0o755, true),
+            (1000, 0o755, false),
+            (65534, 0o700, true),
         ] {
-            let reply = unknown_command(command);
-            let value: serde_json::Value = serde_json::from_str(&reply)
-                .unwrap_or_else(|e| panic!("{command:?} gave {reply}: {e}"));
+            let error = judge(owner, mode, own).expect_err("a foreign owner");
             assert!(
-                value["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("unknown command"))
+                matches!(error, ControlError::ForeignOwner { .. }),
+                "{error}"
             );
+            assert!(error.to_string().contains("belongs to uid"), "{error}");
         }
+        for (mode, own) in [
+            (0o777, true),
+            (0o1777, true),
+            (0o775, true),
+            (0o757, true),
+            (0o777, false),
+            (0o775, false),
+        ] {
+            let error = judge(0, mode, own).expect_err("writable by others");
+            assert!(
+                matches!(error, ControlError::Writable { .. }),
+                "{mode:o} {own}"
+            );
+            assert!(error.to_string().contains("chmod go-w"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_on_disk_too() {
+        let dir = temp_dir("writable");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let uid = crate::privileges::effective_uid();
+        check_directory(&dir, uid).expect("a fresh directory of ours");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let error = check_directory(&dir, uid).expect_err("world-writable");
+        assert!(
+            error.to_string().contains(&dir.display().to_string()),
+            "{error}"
+        );
+        assert!(bind(&dir.join("control.sock"), uid).is_err());
+        assert!(!dir.join("control.sock").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_above_that_others_can_write_is_refused_unless_sticky() {
+        let parent = temp_dir("parent");
+        let dir = parent.join("ntpd-lite");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let uid = crate::privileges::effective_uid();
+        let mode = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        mode(&parent, 0o777);
+        let error = check_directory(&dir, uid).expect_err("others could rename the directory");
+        assert!(
+            matches!(&error, ControlError::Writable { path, .. } if *path == parent),
+            "{error}"
+        );
+        mode(&parent, 0o1777);
+        check_directory(&dir, uid).expect("like /tmp: others cannot rename what is not theirs");
+        let _ = std::fs::remove_dir_all(&parent);
+    }
+
+    #[test]
+    fn every_command_line_gets_an_answer_or_an_error_that_says_what_to_send() {
+        let long = vec![b'x'; MAX_COMMAND + 1];
+        let mut cut_char = vec![b'a'; MAX_COMMAND];
+        cut_char.push(0xc3); // the first byte of a two-byte character, cut by the limit
+        let cases: [(&[u8], &str); 14] = [
+            (b"status\n", "status"),
+            (b"sources", "sources"),
+            (b" status \r\n", "status"),
+            (b"", "empty command"),
+            (b"\n", "empty command"),
+            (b"\r\n", "empty command"),
+            (b"reboot\n", "unknown command"),
+            (b"status sources\n", "unknown command"),
+            (b"\"quoted\" \\ back\x1b[2J\x07\0\n", "unknown command"),
+            (b"\xff\xfe\n", "not UTF-8"),
+            (b"caf\xc3\xa9\n", "unknown command"),
+            (&long, "longer than 256 bytes"),
+            (&cut_char, "longer than 256 bytes"),
+            (b"STATUS\n", "unknown command"),
+        ];
+        for (line, expected) in cases {
+            let reply = match Command::parse(line) {
+                Ok(Command::Status) => "status".to_owned(),
+                Ok(Command::Sources) => "sources".to_owned(),
+                Err(e) => error_reply(&e.to_string()),
+            };
+            if matches!(expected, "status" | "sources") {
+                assert_eq!(reply, expected, "{line:?}");
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_str(&reply)
+                .unwrap_or_else(|e| panic!("{line:?} gave {reply}: {e}"));
+            let error = value["error"].as_str().expect("an error string");
+            assert!(error.contains(expected), "{line:?}: {error}");
+            assert!(error.contains("status or sources"), "{line:?}: {error}");
+        }
+        let timeout = CommandError::Timeout.to_string();
+        assert!(timeout.contains("within 5 s") && timeout.contains("status or sources"));
     }
 
     fn source(address: &str, state: &str, reach: u8) -> SourceStatus {

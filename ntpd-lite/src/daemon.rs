@@ -30,9 +30,11 @@ pub struct Prepared {
     workers: Vec<JoinHandle<()>>,
 }
 
-/// Binds the control socket, the metrics endpoint and the server sockets (starting the server
-/// workers), then drops privileges. Runs before the async runtime is built, so that the
-/// runtime's threads inherit only what the clock needs. Returns a message for a failure.
+/// Binds the metrics endpoint and the server sockets (starting the server workers), then the
+/// control socket, then drops privileges. Runs before the async runtime is built, so that the
+/// runtime's threads inherit only what the clock needs. The network ports come first: a second
+/// daemon on the same configuration fails on a port in use before it goes near the running
+/// one's control socket. Returns a message for a failure.
 pub fn prepare(config: Config) -> Result<Prepared, String> {
     let privileges = Privileges::plan(&config).map_err(|e| e.to_string())?;
     let clock = Clock::from_config(&config.clock, config.max_slew_ppm());
@@ -42,12 +44,6 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
         precision = shared.precision.get(),
         "clock ready"
     );
-    let control = config
-        .control_socket()
-        .map(|path| {
-            control::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))
-        })
-        .transpose()?;
     let metrics = config
         .observability
         .metrics
@@ -55,10 +51,18 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
             metrics::bind(address).map_err(|e| format!("metrics endpoint {address}: {e}"))
         })
         .transpose()?;
-    if let Some(address) = config.observability.metrics {
+    if let Some(address) = metrics.as_ref().and_then(|l| l.local_addr().ok()) {
         info!(%address, "serving metrics at /metrics");
     }
+    // Workers wait for the serving gate: if a later step fails, they have answered nothing.
     let workers = start_server(&config, &shared, &privileges)?;
+    let control = config
+        .control_socket()
+        .map(|path| {
+            control::bind(path, privileges.uid())
+                .map_err(|e| format!("control socket {}: {e}", path.display()))
+        })
+        .transpose()?;
     let owned: Vec<&Path> = config.control_socket().into_iter().collect();
     let capabilities = privileges
         .drop_for_good(&owned)

@@ -4,6 +4,7 @@
 //! `status` and `sources` ask a running daemon over its control socket; the hidden `generate`
 //! writes man pages and shell completions.
 
+mod accept;
 mod clock;
 mod config;
 mod control;
@@ -207,9 +208,16 @@ fn ask_daemon(ask: &Ask, command: &str) -> ExitCode {
     };
     let reply = match control::request(&socket, command) {
         Ok(reply) => reply,
+        Err(control::ControlError::Io { source, .. }) => {
+            eprintln!(
+                "ntpd-lite: cannot reach the daemon at {}: {source}; is it running with [control] socket set?",
+                socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!(
-                "ntpd-lite: cannot reach the daemon at {}: {e}; is it running with [control] socket set?",
+                "ntpd-lite: not asking the daemon at {}: {e}",
                 socket.display()
             );
             return ExitCode::FAILURE;

@@ -4,6 +4,11 @@
 //! `ntpd-lite status` prints, so the two always agree; nothing on the packet path changes. The
 //! exposition format is `prometheus-client`'s OpenMetrics text encoder; HTTP is `hyper`'s HTTP/1
 //! server on the daemon's tokio runtime (a task, no thread), which exists only when configured.
+//!
+//! Hostile local users: at most [`MAX_CONNECTIONS`] connections are open at once, and when that
+//! many are, the oldest one still waiting for its request is closed for the new one (see
+//! `accept`); headers must arrive within [`HEADER_TIMEOUT`] and a connection lasts at most
+//! [`CONNECTION_TIMEOUT`]; accept errors (no descriptor left) pause the accept loop.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -24,18 +29,18 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use crate::accept::{Backoff, ConnectionTable, Ticket};
 use crate::control::{self, Status};
 use crate::state::{ServerTotals, Shared, SourceStatus};
 
-/// Scrapes answered at once; more connections are closed at once.
-const MAX_CONNECTIONS: usize = 8;
+/// Connections open at once; a new one closes the oldest that is still waiting for its request.
+pub const MAX_CONNECTIONS: usize = 32;
 /// Longest wait for a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of one connection.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The OpenMetrics text format, which Prometheus asks for and accepts.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// What `ntpd_lite_source_state` can say, one series each.
@@ -63,30 +68,27 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, serving
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Collector { shared, serving }));
     let registry = Arc::new(registry);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = ConnectionTable::new("metrics", MAX_CONNECTIONS);
+    let mut backoff = Backoff::default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                debug!(error = %e, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                backoff.failed("metrics", &e).await;
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            debug!("too many metrics connections; closing one");
-            continue;
-        };
+        backoff.succeeded("metrics");
         let registry = Arc::clone(&registry);
-        tokio::spawn(async move {
-            answer(stream, registry).await;
-            drop(permit);
-        });
+        connections
+            .spawn(move |ticket| answer(stream, registry, ticket))
+            .await;
     }
 }
 
-async fn answer(stream: TcpStream, registry: Arc<Registry>) {
+async fn answer(stream: TcpStream, registry: Arc<Registry>, ticket: Ticket) {
     let service = service_fn(move |request: Request<Incoming>| {
+        ticket.request_received();
         let response = respond(&request, &registry);
         async move { Ok::<_, Infallible>(response) }
     });

@@ -146,6 +146,13 @@ impl Privileges {
         })
     }
 
+    /// The uid the daemon runs as once started: the configured user's, else this process's.
+    pub fn uid(&self) -> u32 {
+        self.switch_to
+            .as_ref()
+            .map_or_else(effective_uid, |account| account.uid)
+    }
+
     /// True if start-up switches user.
     pub fn switches_user(&self) -> bool {
         self.switch_to.is_some()

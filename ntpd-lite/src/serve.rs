@@ -53,8 +53,9 @@ pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<Join
                 .listen
                 .iter()
                 .any(|a| a.is_ipv4() && a.ip().is_unspecified() && a.port() == address.port());
-        let sockets = bind_group(address, v6_only, workers)
+        let (sockets, address) = bind_group(address, v6_only, workers)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
+        // The bound address: with port 0 in the configuration, the kernel chose the port.
         info!(%address, workers, "serving NTP");
         for (index, socket) in sockets.into_iter().enumerate() {
             let stats = Arc::new(ServerStats::default());
@@ -72,22 +73,23 @@ pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<Join
 /// One socket per worker on `address`: with several workers, an SO_REUSEPORT group, so that each
 /// worker has its own receive queue. The group only forms on a free port: a plain bind first
 /// proves no one (another daemon included) holds it, and a second ntpd-lite's plain bind then
-/// fails on ours, so two daemons never silently share a port.
-fn bind_group(address: SocketAddr, v6_only: bool, workers: usize) -> io::Result<Vec<Socket>> {
+/// fails on ours, so two daemons never silently share a port. Also returns the bound address
+/// (the kernel's port for port 0).
+fn bind_group(
+    address: SocketAddr,
+    v6_only: bool,
+    workers: usize,
+) -> io::Result<(Vec<Socket>, SocketAddr)> {
+    let first = net::bind_server_socket(address, v6_only, SHUTDOWN_POLL, false)?;
+    let address = first.local_addr()?.as_socket().unwrap_or(address);
     if workers <= 1 {
-        return Ok(vec![net::bind_server_socket(
-            address,
-            v6_only,
-            SHUTDOWN_POLL,
-            false,
-        )?]);
+        return Ok((vec![first], address));
     }
-    let probe = net::bind_server_socket(address, v6_only, SHUTDOWN_POLL, false)?;
-    let address = probe.local_addr()?.as_socket().unwrap_or(address);
-    drop(probe);
-    (0..workers)
+    drop(first);
+    let group = (0..workers)
         .map(|_| net::bind_server_socket(address, v6_only, SHUTDOWN_POLL, true))
-        .collect()
+        .collect::<io::Result<_>>()?;
+    Ok((group, address))
 }
 
 /// Workers per listen address when the config does not say: one per CPU, 1 to 4. With a socket

@@ -111,6 +111,54 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
+    /// Waits until a log line contains `what` (at most `timeout`) and returns that line.
+    pub fn wait_log(&mut self, what: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(what)) {
+                return line.to_owned();
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {what:?} in the log within {timeout:?}\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `address=` fields of the first `count` log lines that contain `what`, waiting for
+    /// them (at most 10 s): where the daemon really listens, port 0 resolved.
+    pub fn logged_addresses(&mut self, what: &str, count: usize) -> Vec<SocketAddr> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<SocketAddr> = self
+                .log()
+                .lines()
+                .filter(|l| l.contains(what))
+                .filter_map(|l| {
+                    l.split_whitespace()
+                        .find_map(|field| field.strip_prefix("address="))
+                        .and_then(|a| a.parse().ok())
+                })
+                .take(count)
+                .collect();
+            if found.len() == count {
+                return found;
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{}: not {count} {what:?} lines with an address in the log within 10 s\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the server at `address` answers a query (at most 10 s).
     pub fn wait_serving(&mut self, address: SocketAddr) {
         self.wait_serving_within(address, Duration::from_secs(10));

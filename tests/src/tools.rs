@@ -24,6 +24,15 @@ pub fn require(tool: &str, available: bool, test: &str) -> bool {
     available
 }
 
+/// True if this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|uids| uids.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
 /// True if `python3 -c 'import ntplib'` works.
 pub fn ntplib_installed() -> bool {
     Command::new("python3")

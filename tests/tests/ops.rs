@@ -223,7 +223,7 @@ fn thread_credentials(pid: u32) -> Vec<(String, String, String, String)> {
 #[test]
 fn started_as_root_with_user_nobody_it_serves_as_nobody_with_no_capabilities() {
     // Switching users needs a start as root (CI and this machine run tests as root).
-    if !tools::require("root", is_root(), "user switch") {
+    if !tools::require("root", tools::is_root(), "user switch") {
         return;
     }
     let nobody = uid_of("nobody");
@@ -263,14 +263,6 @@ fn started_as_root_with_user_nobody_it_serves_as_nobody_with_no_capabilities() {
         .expect("still serving after the switch");
     assert_eq!(answer.reply.stratum.get(), 1);
     assert!(daemon.log().contains("privileges dropped"));
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .is_some_and(|uids| uids.split_whitespace().nth(1) == Some("0"))
-    })
 }
 
 #[test]

@@ -546,3 +546,24 @@ fn a_second_daemon_never_removes_a_running_daemons_control_socket() {
         "the first's status still answers"
     );
 }
+
+#[test]
+fn with_port_0_the_log_names_the_ports_the_kernel_chose() {
+    let config = "[server]\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\nworkers = 2\n\
+                  [local]\nstratum = 1\n[clock]\nmode = \"virtual\"\n\
+                  [observability]\nmetrics = \"127.0.0.1:0\"\n";
+    let mut daemon = Daemon::start("port-0", config);
+    let served = daemon.logged_addresses("serving NTP", 2);
+    let metrics = daemon.logged_addresses("serving metrics", 1)[0];
+    ntp_lite_tests::figures!("listen port 0: NTP on {served:?}, metrics on {metrics}");
+    assert!(served.iter().chain([&metrics]).all(|a| a.port() != 0));
+    assert!(served[0].is_ipv4() && served[1].is_ipv6(), "{served:?}");
+    for address in served {
+        daemon.wait_serving(address);
+    }
+    let mut scrape = std::net::TcpStream::connect(metrics).expect("the logged metrics port");
+    std::io::Write::write_all(&mut scrape, b"GET /metrics HTTP/1.0\r\n\r\n").expect("send");
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut scrape, &mut reply).expect("read");
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+}
