@@ -329,9 +329,10 @@ impl Client {
             .and_then(|(_, seen, _)| leaps.next_change(seen))
             .is_some_and(|change| local - change >= NtpDuration::ZERO);
         self.observe(now, local);
-        if leap_due {
-            // A leap second's instant, or a turn of its slew or smear: a disciplined clock runs a
-            // round (its update follows the curve), one serving its local reference makes the leap.
+        // A leap second's instant, or a turn of its slew or smear: a disciplined clock runs a
+        // round (its update follows the curve); one not (yet) disciplined, a local reference
+        // among them, makes the leap itself and reports what it knows of the coming one.
+        if leap_due || !self.system.has_updated() {
             if self.system.has_updated() {
                 self.select(local);
             } else {

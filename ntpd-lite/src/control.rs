@@ -25,7 +25,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
 use crate::accept::{Backoff, ConnectionTable, Ticket};
-use crate::state::{ServerTotals, Shared, SourceStatus};
+use crate::state::{LeapReport, ServerTotals, Shared, SourceStatus};
 
 /// Connections open at once; a new one closes the oldest that is still waiting for its command.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -62,6 +62,9 @@ pub struct Status {
     pub clock: ClockStatus,
     /// Upstream sources.
     pub sources: Vec<SourceStatus>,
+    /// Leap seconds: the coming one and where it is known from, the vote, the announcement.
+    #[serde(default)]
+    pub leap_second: Option<LeapReport>,
     /// Server counters, if serving.
     #[serde(default, skip_deserializing)]
     pub server: Option<ServerTotals>,
@@ -365,6 +368,7 @@ pub fn status(shared: &Shared) -> Status {
             error: shared.clock.error().to_seconds_f64(),
         },
         sources: sync.sources,
+        leap_second: sync.leap,
         server: Some(shared.server_totals()),
     }
 }
@@ -412,6 +416,21 @@ pub fn format_status(status: &Status) -> String {
             "not synchronised"
         ][usize::from(status.leap & 3)]
     );
+    if let Some(leap) = &status.leap_second {
+        let pending = leap.pending.as_ref().map_or_else(
+            || "none".to_owned(),
+            |p| format!("{} before {} UTC (from {})", p.kind, p.at, p.from),
+        );
+        let _ = writeln!(out, "Leap second     : {pending}; mode {}", leap.mode);
+        if let Some(expires) = &leap.file_expires {
+            let state = if leap.file_expired {
+                "EXPIRED"
+            } else {
+                "valid"
+            };
+            let _ = writeln!(out, "Leap file       : {state} until {expires} UTC");
+        }
+    }
     let _ = writeln!(out, "Last offset     : {offset}");
     let _ = writeln!(out, "Frequency       : {:+.3} ppm", status.frequency_ppm);
     let _ = writeln!(out, "Root delay      : {:.9} seconds", status.root_delay);

@@ -409,6 +409,7 @@ mod tests {
                 state: "selected".to_owned(),
                 ..SourceStatus::default()
             }],
+            leap_second: None,
             server: Some(server),
         }
     }

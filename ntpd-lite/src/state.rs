@@ -42,6 +42,37 @@ pub struct SyncStatus {
     pub offset: Option<f64>,
     /// Every source.
     pub sources: Vec<SourceStatus>,
+    /// The leap second state.
+    pub leap: Option<LeapReport>,
+}
+
+/// The leap second state, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeapReport {
+    /// `step`, `slew`, `smear` or `ignore`.
+    pub mode: String,
+    /// The coming leap, if one is known.
+    pub pending: Option<PendingLeap>,
+    /// What a majority of the selected sources announce: `insert`, `delete` or null.
+    pub vote: Option<String>,
+    /// What we announce to clients now: `insert`, `delete` or null.
+    pub announced: Option<String>,
+    /// The leap-seconds file's expiry (UTC), if one is used.
+    pub file_expires: Option<String>,
+    /// True once the file has expired.
+    #[serde(default)]
+    pub file_expired: bool,
+}
+
+/// A coming leap second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingLeap {
+    /// `insert` or `delete`.
+    pub kind: String,
+    /// The midnight (UTC) it ends, e.g. `2017-01-01 00:00:00`.
+    pub at: String,
+    /// `file` or `vote`.
+    pub from: String,
 }
 
 impl Shared {
@@ -92,11 +123,11 @@ impl Shared {
     }
 
     /// Records what the sync task knows for `status`.
-    pub fn set_sync_status(&self, offset: Option<f64>, sources: Vec<SourceStatus>) {
+    pub fn set_sync_status(&self, status: SyncStatus) {
         *self
             .sync_status
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = SyncStatus { offset, sources };
+            .unwrap_or_else(PoisonError::into_inner) = status;
     }
 
     /// What the sync task last reported.

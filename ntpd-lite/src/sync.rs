@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use ntp_proto::client::RESOLVE_RETRY;
 use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
-    Client, ClientConfig, ClockAction, DisciplineConfig, Event, LeapKind, LeapMode, NameId,
-    NameKind, NtpDuration, NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome, SourceConfig,
-    SourceId, SourceReport, Transmit, Version,
+    Client, ClientConfig, ClockAction, DisciplineConfig, Event, LeapKind, LeapMode, LeapStatus,
+    NameId, NameKind, NtpDuration, NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome,
+    SourceConfig, SourceId, SourceReport, Transmit, Version,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, ClockMode, Config, SourceKind};
 use crate::net;
-use crate::state::{Shared, SourceStatus};
+use crate::state::{LeapReport, PendingLeap, Shared, SourceStatus, SyncStatus};
 
 /// How often the drift file is written while running (IO, not protocol: the core does not care).
 const DRIFT_SAVE: Duration = Duration::from_secs(600);
@@ -140,6 +140,23 @@ fn client_config(config: &Config, shared: &Shared) -> ClientConfig {
         },
         precision: shared.precision,
         initial_frequency_ppm: drift,
+    }
+}
+
+/// The leap second state for `status`.
+fn leap_report(status: &LeapStatus) -> LeapReport {
+    let kind = |indicator| LeapKind::from_indicator(indicator).map(|k| k.name().to_owned());
+    LeapReport {
+        mode: status.mode.name().to_owned(),
+        pending: status.pending.map(|(leap, origin)| PendingLeap {
+            kind: leap.kind.name().to_owned(),
+            at: leap.at.utc_string(),
+            from: origin.name().to_owned(),
+        }),
+        vote: status.vote.map(|k| k.name().to_owned()),
+        announced: kind(status.announced),
+        file_expires: status.file_expires.map(|(at, _)| at.utc_string()),
+        file_expired: status.file_expires.is_some_and(|(_, expired)| expired),
     }
 }
 
@@ -388,10 +405,11 @@ impl Sync {
         let now = self.shared.clock.now();
         self.shared.publish(self.client.serving_snapshot(now));
         let sources = self.client.sources(now).iter().map(status_row).collect();
-        self.shared.set_sync_status(
-            self.client.last_offset().map(NtpDuration::to_seconds_f64),
+        self.shared.set_sync_status(SyncStatus {
+            offset: self.client.last_offset().map(NtpDuration::to_seconds_f64),
             sources,
-        );
+            leap: Some(leap_report(&self.client.leap_status(now))),
+        });
     }
 
     fn save_drift(&self) {

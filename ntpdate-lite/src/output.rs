@@ -66,7 +66,29 @@ pub fn print_text(
     let Some(line) = result_line(summary, style) else {
         return Ok(());
     };
-    writeln!(out, "{line}")
+    writeln!(out, "{line}")?;
+    if let Some(note) = leap_note(summary) {
+        writeln!(err, "ntpdate-lite: {note}")?;
+    }
+    Ok(())
+}
+
+/// The system peer's leap indicator, if there is one.
+fn peer_leap(summary: &Summary) -> Option<LeapIndicator> {
+    summary.system_peer().map(|(_, best)| best.packet.leap)
+}
+
+/// What to say when the system peer announces a leap second.
+fn leap_note(summary: &Summary) -> Option<&'static str> {
+    match peer_leap(summary)? {
+        LeapIndicator::InsertSecond => Some(
+            "leap second pending: the server announces 23:59:60 at the end of this UTC day (add-leap)",
+        ),
+        LeapIndicator::DeleteSecond => Some(
+            "leap second pending: the server announces that 23:59:59 is skipped at the end of this UTC day (del-leap)",
+        ),
+        _ => None,
+    }
 }
 
 /// The final line of the chosen format, from the system peer and the combined offset.
@@ -174,11 +196,12 @@ fn print_table(summary: &Summary, style: Style, err: &mut impl Write) -> io::Res
                 .map_or_else(|| "-".to_owned(), |n| Civil::at(n, style.utc).rfc3339());
             let row = match &exchange.result {
                 Ok(r) => format!(
-                    "{:+.6}   {:.6}    {:.6}    ok, stratum {}",
+                    "{:+.6}   {:.6}    {:.6}    ok, stratum {}, {}",
                     secs(r.sample.offset),
                     secs(r.sample.delay),
                     secs(r.sample.dispersion),
-                    r.packet.stratum.get()
+                    r.packet.stratum.get(),
+                    leap_text(r.packet.leap)
                 ),
                 Err(e) => format!("{:38}{e}", "-"),
             };
@@ -227,6 +250,8 @@ pub fn to_json(
         "jitter": summary.combined.map(|c| secs(c.jitter)),
         "time": time,
         "system_peer": peer.map(|(e, _)| e.address_text()),
+        "leap": peer_leap(summary).map(leap_text),
+        "leap_pending": leap_note(summary).is_some(),
         "agree": summary.truechimers,
         "min_agree": summary.min_agree,
         "adjusted": adjusted.map(|a| match a { Action::Step(_) => "step", Action::Slew(_) => "slew" }),

@@ -28,6 +28,8 @@ pub struct Node {
     pub poll: (i8, i8),
     /// Extra lines for the `[sync]` table.
     pub sync: String,
+    /// Lines for a `[leap]` table.
+    pub leap: String,
 }
 
 impl Node {
@@ -43,6 +45,7 @@ impl Node {
             sources: Vec::new(),
             poll: (-2, 0),
             sync: String::new(),
+            leap: String::new(),
         }
     }
 
@@ -77,6 +80,13 @@ impl Node {
         self
     }
 
+    /// Adds lines to the `[leap]` table, e.g. `mode = "smear"`.
+    pub fn leap(mut self, lines: &str) -> Self {
+        self.leap.push_str(lines);
+        self.leap.push('\n');
+        self
+    }
+
     /// The configuration file.
     pub fn toml(&self) -> String {
         let mut text = format!(
@@ -94,6 +104,9 @@ impl Node {
         }
         if !self.sync.is_empty() {
             text.push_str(&format!("[sync]\n{}\n", self.sync));
+        }
+        if !self.leap.is_empty() {
+            text.push_str(&format!("[leap]\n{}\n", self.leap));
         }
         text
     }
