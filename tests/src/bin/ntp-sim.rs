@@ -8,6 +8,9 @@
 //!   tests, ported (see `ntp_lite_tests::sim::chrony_tests`), over seeds 1..=3: one row per
 //!   scenario and sub-case. `--trace` prints one run's per-second error, rate and log over a span
 //!   of true time.
+//! - `ntp-sim leap [--svg DIR]`: leap seconds across a hierarchy in each mode (see
+//!   `ntp_lite_tests::sim::leap`): each node's worst error against the clock it should follow,
+//!   and plots of the served time across the leap.
 
 use std::path::PathBuf;
 
@@ -49,6 +52,12 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Leap seconds across a hierarchy in each mode.
+    Leap {
+        /// Draw leap-second.svg and leap-smear.svg into this directory.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// chrony's own simulation tests, ported, over seeds 1..=3.
     Chrony {
         /// Print a JSON array instead of a table.
@@ -78,6 +87,7 @@ fn main() -> std::process::ExitCode {
             seed,
             trace,
         } => return chrony(json, case.as_deref(), seed, trace.as_deref()),
+        Command::Leap { svg } => return leap(svg.as_deref()),
         Command::Run { case, seed, svg } => {
             let Some(found) = cases().into_iter().find(|c| c.name == case) else {
                 eprintln!("ntp-sim: no case {case:?}; `ntp-sim compare` lists them");
@@ -198,4 +208,41 @@ fn print_rows<T: serde::Serialize>(
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// One line per case and node: the worst error against the clock the node should follow, from
+/// two hours before the leap to the end (a second around the leap and the slew left out).
+fn leap(svg: Option<&std::path::Path>) -> std::process::ExitCode {
+    use ntp_lite_tests::sim::leap::{CASES, errors_against_mode, plots, run_case, span};
+    for case in &CASES {
+        let (scenario, result) = run_case(case, 1);
+        let (_, duration) = span(case);
+        // The slew takes 24 s; ignore mode corrects the second like any offset, within hours.
+        let settle = match case.others {
+            ntp_proto::LeapMode::Slew => 60.0,
+            ntp_proto::LeapMode::Ignore => 3.0 * 3600.0,
+            _ => 1.0,
+        };
+        for node in 1..scenario.nodes.len() {
+            let worst = errors_against_mode(case, node, &result)
+                .iter()
+                .filter(|(t, _)| *t >= -7200.0 && (*t < -1.0 || *t >= settle) && *t <= duration)
+                .map(|(_, e)| e.abs())
+                .fold(0.0, f64::max);
+            println!(
+                "{:7} {:12} worst {:8.3} ms against its clock, {} requests",
+                case.name,
+                scenario.nodes[node].name,
+                worst * 1e3,
+                result.nodes[node].sent_at.len()
+            );
+        }
+    }
+    if let Some(dir) = svg
+        && let Err(e) = plots(dir)
+    {
+        eprintln!("ntp-sim: cannot draw into {}: {e}", dir.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
 }

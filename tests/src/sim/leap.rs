@@ -6,6 +6,8 @@
 use ntp_proto::{LeapConfig, LeapFile, LeapMode, NtpDuration, NtpTimestamp, PollInterval};
 use sha1::{Digest, Sha1};
 
+use std::path::Path;
+
 use super::clock::ClockSpec;
 use super::net::{Link, OneWay};
 use super::world::{NodeSpec, RunResult, Scenario, SourceRef, run, uniform};
@@ -250,4 +252,56 @@ pub fn lone_announcer() -> Scenario {
         duplicate: 0.0,
         ipv6: false,
     }
+}
+
+/// The stratum-1 server's clock minus leap-free true time in the step, slew and smear cases,
+/// one SVG zoomed on the leap (120 s) and one over the whole smear (28 h).
+pub fn plots(dir: &Path) -> Result<(), String> {
+    let mut zoom = Vec::new();
+    let mut day = Vec::new();
+    for case in CASES
+        .iter()
+        .filter(|c| matches!(c.name, "step" | "slew" | "smear"))
+    {
+        let (_, result) = run_case(case, 1);
+        let (before, _) = span(case);
+        let errors = &result.nodes[0].errors;
+        let label = format!("{} mode", case.name);
+        zoom.push((
+            label.clone(),
+            errors
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as f64 - before, *e))
+                .filter(|(t, _)| t.abs() <= 60.0)
+                .map(|(t, e)| (t + 60.0, e))
+                .collect(),
+        ));
+        // Over the day, centred the same way for every mode (the smear run is the longest).
+        day.push((
+            label,
+            errors
+                .iter()
+                .enumerate()
+                .step_by(60)
+                .map(|(i, e)| ((i as f64 - before) / 3600.0 + 14.0, *e))
+                .collect(),
+        ));
+    }
+    let chart = |title: &str, x: (&'static str, f64)| crate::plot::LineChart {
+        title: title.to_owned(),
+        x,
+        y: ("clock minus leap-free time (s)", 1.25),
+        stroke: 2,
+    };
+    chart(
+        "Served time around 2016-12-31 23:59:60 UTC (leap at 60 s)",
+        ("seconds", 120.0),
+    )
+    .draw(&zoom, &dir.join("leap-second.svg"))?;
+    chart(
+        "Served time over the 24 h smear window (leap at 14 h)",
+        ("hours", 28.0),
+    )
+    .draw(&day, &dir.join("leap-smear.svg"))
 }
