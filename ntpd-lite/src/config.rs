@@ -739,6 +739,38 @@ fn rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RateLimitConfig>
 mod tests {
     use super::*;
 
+    #[test]
+    fn leap_table_modes_and_file_rules() {
+        let c = parse("[server]\nlisten = [\"127.0.0.1:11123\"]\n[leap]\nmode = \"smear\"\nsmear-window = 3600.0\nfile = \"\"\n").expect("valid");
+        assert_eq!(c.leap.mode, LeapMode::Smear);
+        assert_eq!(c.leap.core().smear, NtpDuration::from_seconds(3600));
+        assert!(c.leap.load().expect("no file").is_none(), "\"\" means none");
+        let e = parse("[server]\nlisten = [\"127.0.0.1:11123\"]\n[leap]\nmode = \"jump\"\n")
+            .expect_err("bad mode");
+        assert!(e.to_string().contains("step"), "{e}");
+        let missing = parse("[server]\nlisten = [\"127.0.0.1:11123\"]\n[leap]\nfile = \"/nonexistent/leap-seconds.list\"\n").expect("parses");
+        let e = missing
+            .leap
+            .load()
+            .expect_err("a configured file must exist");
+        assert!(
+            e.to_string().contains("/nonexistent/leap-seconds.list"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("leap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let damaged = dir.join("leap-seconds.list");
+        std::fs::write(&damaged, "#@ 3991593600\n#h 0 0 0 0 0\n2272060800 10\n").expect("write");
+        let c = parse(&format!(
+            "[server]\nlisten = [\"127.0.0.1:11123\"]\n[leap]\nfile = {:?}\n",
+            damaged
+        ))
+        .expect("parses");
+        let e = c.leap.load().expect_err("hash mismatch");
+        assert!(e.to_string().contains("hash"), "{e}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
     }
