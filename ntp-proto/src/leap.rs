@@ -145,8 +145,6 @@ pub struct LeapFile {
     entries: Vec<(NtpTimestamp, i32)>,
     /// When the file stops being valid.
     pub expires: NtpTimestamp,
-    /// When it was last updated, if it says.
-    pub updated: Option<NtpTimestamp>,
 }
 
 impl LeapFile {
@@ -159,7 +157,7 @@ impl LeapFile {
             hasher.update(&d);
         };
         let mut entries: Vec<(NtpTimestamp, i32)> = Vec::new();
-        let (mut expires, mut updated, mut hash) = (None, None, None);
+        let (mut expires, mut hash) = (None, None);
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             let bad = |reason| LeapFileError::Line {
@@ -168,7 +166,7 @@ impl LeapFile {
             };
             if let Some(rest) = line.strip_prefix("#$") {
                 digits(rest);
-                updated = Some(ntp_seconds(rest).ok_or(bad("bad update time"))?);
+                ntp_seconds(rest).ok_or(bad("bad update time"))?;
             } else if let Some(rest) = line.strip_prefix("#@") {
                 digits(rest);
                 expires = Some(ntp_seconds(rest).ok_or(bad("bad expiry time"))?);
@@ -211,11 +209,7 @@ impl LeapFile {
         if entries.is_empty() {
             return Err(LeapFileError::Empty);
         }
-        Ok(Self {
-            entries,
-            expires,
-            updated,
-        })
+        Ok(Self { entries, expires })
     }
 
     /// The first leap after `now`, if the file knows one.
@@ -231,15 +225,6 @@ impl LeapFile {
                 },
             })
         })
-    }
-
-    /// TAI - UTC at `now`, seconds.
-    pub fn tai_offset(&self, now: NtpTimestamp) -> i32 {
-        self.entries
-            .iter()
-            .take_while(|(at, _)| now - *at >= NtpDuration::ZERO)
-            .last()
-            .map_or(0, |(_, offset)| *offset)
     }
 
     /// True once the file's expiry date has passed: it may not know a leap announced since.
@@ -494,14 +479,6 @@ impl Leaps {
         (total, rate)
     }
 
-    /// True while a `step` leap is due at `now` and not yet made: the clock must step by
-    /// [`LeapKind::correction`] now.
-    pub fn step_due(&self, now: NtpTimestamp, applied: NtpDuration) -> Option<NtpDuration> {
-        (self.config.mode == LeapMode::Step)
-            .then(|| self.correction(now).0 - applied)
-            .filter(|d| *d != NtpDuration::ZERO)
-    }
-
     /// Moves a sample's server timestamps into the leap-free timescale: the shift to add to its
     /// offset, or `None` when they fall too close to a leap to be placed.
     pub fn leap_free_shift(
@@ -630,8 +607,6 @@ mod tests {
             })
         );
         assert_eq!(file.next_leap(t(10)), None, "none known after 2016");
-        assert_eq!(file.tai_offset(t(-1)), 36);
-        assert_eq!(file.tai_offset(t(0)), 37);
         assert!(!file.is_expired(t(0)));
         assert!(file.is_expired(file.expires));
     }
@@ -702,8 +677,7 @@ mod tests {
         assert_eq!(l.correction(t(-1)).0, NtpDuration::ZERO);
         assert!(l.advance(t(0)).is_some());
         assert_eq!(l.correction(t(0)), (s(-1.0), 0.0));
-        assert_eq!(l.step_due(t(0), NtpDuration::ZERO), Some(s(-1.0)));
-        assert_eq!(l.step_due(t(0), s(-1.0)), None, "made once");
+        assert_eq!(l.advance(t(0)), None, "begun once");
         assert_eq!(l.announced(t(1)), LeapIndicator::NoWarning);
         // Samples: after the leap the server reads a second less; near it, unusable.
         assert_eq!(l.leap_free_shift(t(-10), t(-10)), Some(NtpDuration::ZERO));
@@ -723,7 +697,6 @@ mod tests {
         assert!((rate + 1.0 / 86_400.0).abs() < 1e-12);
         assert_eq!(l.next_change(t(0)), Some(t(DAY / 2) - s(1.0)), "local end");
         assert_eq!(l.correction(t(DAY)), (s(-1.0), 0.0));
-        assert_eq!(l.step_due(t(DAY), NtpDuration::ZERO), None);
     }
 
     #[test]
