@@ -129,6 +129,21 @@ impl Daemon {
         }
     }
 
+    /// The server's counters from `status`: datagrams received, responses sent (KoDs included)
+    /// and datagrams dropped for any reason. Every datagram handled is one of the last two.
+    pub fn server_counters(&self) -> (u64, u64, u64) {
+        let status = self.status();
+        let server = &status["server"];
+        let count = |name: &str| server[name].as_u64().expect("counter");
+        let dropped: u64 = server["dropped"]
+            .as_object()
+            .expect("dropped")
+            .values()
+            .map(|v| v.as_u64().expect("count"))
+            .sum();
+        (count("received"), count("responses"), dropped)
+    }
+
     /// The `address=` fields of the first `count` log lines that contain `what`, waiting for
     /// them (at most 10 s): where the daemon really listens, port 0 resolved.
     pub fn logged_addresses(&mut self, what: &str, count: usize) -> Vec<SocketAddr> {

@@ -35,6 +35,24 @@ impl Netns {
         Some(netns)
     }
 
+    /// What `ntpdig -t 1 127.0.0.1` prints inside the namespace, asked until it succeeds while
+    /// `daemon` (serving on port 123 in here) starts up: at most 50 tries, 100 ms apart.
+    pub fn ntpdig(&self, daemon: &mut crate::daemon::Daemon) -> String {
+        for _ in 0..50 {
+            daemon.assert_running();
+            let run = self
+                .command("ntpdig")
+                .args(["-t", "1", "127.0.0.1"])
+                .output()
+                .expect("run ntpdig");
+            if run.status.success() {
+                return String::from_utf8_lossy(&run.stdout).into_owned();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("ntpdig got no answer in {}\n{}", self.name, daemon.log());
+    }
+
     /// A command that will run inside the namespace.
     pub fn command(&self, program: impl AsRef<Path>) -> Command {
         let mut command = Command::new("ip");

@@ -321,25 +321,10 @@ fn server_on(name: &str, host: u8) -> (Daemon, SocketAddr) {
     (daemon, node.address)
 }
 
-fn server_counters(daemon: &Daemon) -> (u64, u64, u64) {
-    let server = &daemon.status()["server"];
-    let dropped: u64 = server["dropped"]
-        .as_object()
-        .expect("dropped")
-        .values()
-        .map(|v| v.as_u64().expect("count"))
-        .sum();
-    (
-        counter(server, "received"),
-        counter(server, "responses"),
-        dropped,
-    )
-}
-
 #[test]
 fn a_hostile_client_flood_never_silences_an_honest_client_and_every_datagram_is_counted() {
     let (mut daemon, address) = server_on("flood-target", 64);
-    let (received_before, _, _) = server_counters(&daemon);
+    let (received_before, _, _) = daemon.server_counters();
     let stop = Arc::new(AtomicBool::new(false));
     // The attacker: every mode and version, lengths from empty to jumbo, random bytes, from
     // 127.0.0.65 (one socket per length, so that each reply can be matched to its request size).
@@ -408,7 +393,7 @@ fn a_hostile_client_flood_never_silences_an_honest_client_and_every_datagram_is_
     // Loopback may drop under the flood; what arrived is counted exactly once.
     let deadline = Instant::now() + DEADLINE;
     let (received, responses, dropped) = loop {
-        let (received, responses, dropped) = server_counters(&daemon);
+        let (received, responses, dropped) = daemon.server_counters();
         if received == responses + dropped && received >= received_before + honest_sent / 2 {
             break (received, responses, dropped);
         }

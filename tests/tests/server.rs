@@ -156,17 +156,7 @@ fn drops_silently_and_counts_every_reason() {
 #[test]
 fn never_answers_with_more_bytes_than_it_received() {
     let (daemon, v4, _) = local_server("amplification", "", 1, "LOCL");
-    let counters = || {
-        let server = &daemon.status()["server"];
-        let count = |name: &str| server[name].as_u64().expect("counter");
-        let dropped: u64 = server["dropped"]
-            .as_object()
-            .expect("dropped")
-            .values()
-            .map(|v| v.as_u64().expect("count"))
-            .sum();
-        (count("received"), count("responses"), dropped)
-    };
+    let counters = || daemon.server_counters();
     let (received_before, responses_before, dropped_before) = counters();
     let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
@@ -426,21 +416,7 @@ fn ntpdig_accepts_our_server_in_a_private_namespace() {
     };
     let config = "[server]\nlisten = [\"127.0.0.1:123\"]\n[local]\nstratum = 2\n[clock]\nmode = \"virtual\"\n";
     let mut daemon = Daemon::start_in("ntpdig-server", config, Some(&netns));
-    let mut output = None;
-    for _ in 0..50 {
-        daemon.assert_running();
-        let run = netns
-            .command("ntpdig")
-            .args(["-t", "1", "127.0.0.1"])
-            .output()
-            .expect("run ntpdig");
-        if run.status.success() {
-            output = Some(String::from_utf8_lossy(&run.stdout).into_owned());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let output = output.expect("ntpdig got an answer");
+    let output = netns.ntpdig(&mut daemon);
     ntp_lite_tests::figures!("ntpdig: {output}");
     // e.g. "2026-11-21 20:30:01.123456 (+0000) +0.000012 +/- 0.000123 127.0.0.1 s2 no-leap"
     let fields: Vec<&str> = output.split_whitespace().collect();
