@@ -31,6 +31,14 @@ pub mod scenario;
 pub mod sim;
 pub mod tools;
 
+/// How far a one-shot query of a server that reads the same clock as the client may be off: half
+/// the round-trip delay it measured (wherever in the round trip the server read its clock, the
+/// offset is at most that, RFC 5905 section 8), plus 20 us for the two clocks' reading. A bound
+/// that holds however loaded the machine, unlike a fixed one.
+pub fn offset_bound(delay: f64) -> f64 {
+    delay / 2.0 + 20e-6
+}
+
 /// Prints a line of figures that shows in the test output even when the test passes: it writes to
 /// the stderr handle directly, which the test harness does not capture (it captures `print!`).
 pub fn report(line: &str) {

@@ -401,7 +401,11 @@ fn ntplib_accepts_our_server() {
             (Some(2), Some(0), Some(u64::from(version)))
         );
         let offset = reply["offset"].as_f64().expect("offset");
-        assert!(offset.abs() < 0.001, "offset {offset}");
+        let delay = reply["delay"].as_f64().expect("delay");
+        assert!(
+            offset.abs() <= ntp_lite_tests::offset_bound(delay),
+            "offset {offset} with delay {delay}"
+        );
     }
 }
 
@@ -447,7 +451,9 @@ fn ntpdig_accepts_our_server_in_a_private_namespace() {
     assert!(fields.contains(&"s2"), "stratum 2 in {output}");
     assert!(fields.contains(&"no-leap"), "{output}");
     let offset: f64 = fields[3].parse().expect("offset field");
-    assert!(offset.abs() < 0.001, "offset {offset}");
+    // ntpdig's "+/-" is its error bound for this sample: half the delay plus the dispersions.
+    let bound: f64 = fields[5].parse().expect("error bound field");
+    assert!(offset.abs() <= bound + 20e-6, "offset {offset} +/- {bound}");
     // Started as root on port 123 without [daemon] user: once serving, no thread keeps any
     // capability (the clock is virtual; binding is done).
     let capabilities = daemon.thread_capabilities();
