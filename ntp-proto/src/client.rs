@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use crate::discipline::ClockAction;
 use crate::leap::{LeapFile, LeapStatus};
+use crate::packet::Packet;
 use crate::packet::{PollInterval, Precision};
-use crate::sample::ReplyLimits;
+use crate::sample::{AssociationKind, ReplyLimits};
 use crate::source::{
     ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId,
     sampling_separation,
@@ -101,6 +102,9 @@ pub struct Transmit {
     pub bytes: [u8; 48],
     /// How long replies to it are worth handing back.
     pub wait: Duration,
+    /// A client request (send it from a fresh socket) or a peer's (send it from the server's
+    /// socket, where the peer's packets arrive).
+    pub kind: AssociationKind,
 }
 
 /// What the shell must do or may log.
@@ -129,6 +133,8 @@ pub struct SourceReport {
     pub poll: PollInterval,
     /// The stratum of its last valid reply (0 before one).
     pub stratum: u8,
+    /// A server or a symmetric peer.
+    pub kind: AssociationKind,
     /// What its samples say now.
     pub estimate: Option<SourceEstimate>,
     /// How the last selection round saw it.
@@ -278,14 +284,44 @@ impl Client {
         if !separated {
             return None;
         }
-        let (bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
+        let (mut bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
+        let (id, address, kind) = (*id, source.address(), source.kind());
+        if kind == AssociationKind::Peer {
+            bytes = self.peer_request(&bytes);
+        }
         self.last_transmit = Some(now);
         Some(Transmit {
-            source: *id,
-            address: source.address(),
+            source: id,
+            address,
             bytes,
             wait,
+            kind,
         })
+    }
+
+    /// A symmetric active request carries our system variables, as a server's reply does, so that
+    /// the peer can tell whether we are synchronized, and to whom (RFC 5905 section 9.2: the
+    /// peer's loop and stratum checks read them). Its transmit timestamp stays the random cookie,
+    /// and origin and receive stay zero: it answers nothing, only asks.
+    fn peer_request(&self, bytes: &[u8; 48]) -> [u8; 48] {
+        let Ok((mut packet, _)) = Packet::parse(bytes) else {
+            return *bytes;
+        };
+        let local = self
+            .last_seen
+            .map_or(NtpTimestamp::ZERO, |(_, local, _)| local);
+        let snapshot = self.system.serving_snapshot(local);
+        crate::server::describe_system(&mut packet, &snapshot, local);
+        packet.serialize()
+    }
+
+    /// The symmetric peer at `address`, if one is configured: where the shell hands a peer's
+    /// packets, which arrive on the server's socket.
+    pub fn peer_at(&self, address: SocketAddr) -> Option<SourceId> {
+        self.sources
+            .iter()
+            .find(|(_, s)| s.kind() == AssociationKind::Peer && s.address() == address)
+            .map(|(id, _)| *id)
     }
 
     /// Handles a datagram that arrived for `source` on the socket its request went out of: T1 is
@@ -471,6 +507,7 @@ impl Client {
                 reach: s.reach(),
                 poll: s.poll(),
                 stratum: s.last_reply().map_or(0, |r| r.stratum.get()),
+                kind: s.kind(),
                 estimate: s.estimate(local, discipline),
                 state: self
                     .system
@@ -802,5 +839,185 @@ mod tests {
                 .poll_transmit(next + Duration::from_secs(3600), 7)
                 .is_none()
         );
+    }
+
+    fn peer_config() -> SourceConfig {
+        SourceConfig {
+            kind: AssociationKind::Peer,
+            ..lab()
+        }
+    }
+
+    /// A peer `offset` seconds ahead answering `request` in `mode`, stratum 2, with `refid`.
+    fn peer_answer(request: &[u8; 48], t1: NtpTimestamp, mode: Mode, refid: ReferenceId) -> Packet {
+        let mut reply = Packet::parse(&answer(request, t1, 0.0)).expect("parses").0;
+        reply.mode = mode;
+        reply.stratum = Stratum::new(2);
+        reply.reference_id = refid;
+        reply
+    }
+
+    #[test]
+    fn a_peer_is_polled_in_mode_1_with_our_system_variables_and_answered_in_mode_1_or_2() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        assert_eq!(client.peer_at(addr(1)), Some(id));
+        assert_eq!(client.peer_at(addr(2)), None);
+        let t = client.poll_transmit(start, 42).expect("due");
+        assert_eq!(t.kind, AssociationKind::Peer);
+        let request = Packet::parse(&t.bytes).expect("parses").0;
+        assert_eq!(request.mode, Mode::SYMMETRIC_ACTIVE);
+        assert_eq!(request.transmit_timestamp, NtpTimestamp::from_bits(42));
+        assert_eq!(
+            request.origin_timestamp,
+            NtpTimestamp::ZERO,
+            "asks, answers nothing"
+        );
+        assert_eq!(
+            request.stratum,
+            Stratum::UNSYNCHRONIZED,
+            "not synchronized yet"
+        );
+        // A server's mode 4 does not answer a peer's request: rejected, still outstanding.
+        let mode4 = answer(&t.bytes, T0, 0.0);
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &mode4, None);
+        // Nor does a mode 2 whose origin is not our transmit (bogus).
+        let mut bogus = peer_answer(&t.bytes, T0, Mode::SYMMETRIC_PASSIVE, ReferenceId::LOCL);
+        bogus.origin_timestamp = NtpTimestamp::from_bits(41);
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &bogus.serialize(), None);
+        let report = client.sources(T0)[0];
+        assert_eq!((report.counters.rejected, report.counters.accepted), (2, 0));
+        assert_eq!(report.kind, AssociationKind::Peer);
+        // The genuine mode 2 answer is a sample; the same packet again is a duplicate.
+        let genuine =
+            peer_answer(&t.bytes, T0, Mode::SYMMETRIC_PASSIVE, ReferenceId::LOCL).serialize();
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        let report = client.sources(T0)[0];
+        assert_eq!((report.counters.accepted, report.counters.ignored), (1, 1));
+        assert_eq!(report.stratum, 2);
+        // The next poll is answered by the peer's own mode 1 poll (chrony's way): also a sample,
+        // and its duplicate is ignored even while our next request is outstanding.
+        let next = client.poll_timeout().expect("timer");
+        client.handle_timeout(next, T0 + s(1.0));
+        let t = client.poll_transmit(next, 43).expect("due");
+        let mut active = peer_answer(
+            &t.bytes,
+            T0 + s(1.0),
+            Mode::SYMMETRIC_ACTIVE,
+            ReferenceId::LOCL,
+        );
+        active.origin_timestamp = NtpTimestamp::from_bits(43);
+        let active = active.serialize();
+        client.handle_reply(
+            next,
+            T0 + s(1.0),
+            id,
+            T0 + s(1.0),
+            T0 + s(1.002),
+            &active,
+            None,
+        );
+        assert_eq!(client.sources(T0)[0].counters.accepted, 2);
+        // The first update set us to the peer's stratum + 1: our next poll says so.
+        let later = client.poll_timeout().expect("timer");
+        client.handle_timeout(later, T0 + s(2.0));
+        let t = client.poll_transmit(later, 44).expect("due");
+        let request = Packet::parse(&t.bytes).expect("parses").0;
+        assert_eq!(request.stratum, Stratum::new(3));
+        assert_eq!(request.reference_id, ReferenceId::from_ip(addr(1).ip()));
+        client.handle_reply(
+            later,
+            T0 + s(2.0),
+            id,
+            T0 + s(2.0),
+            T0 + s(2.002),
+            &active,
+            None,
+        );
+        assert_eq!(client.sources(T0)[0].counters.ignored, 2, "a duplicate");
+    }
+
+    #[test]
+    fn a_client_association_never_accepts_a_symmetric_packet() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client.add_source(addr(1), lab(), start).expect("added");
+        let t = client.poll_transmit(start, 42).expect("due");
+        assert_eq!(
+            Packet::parse(&t.bytes).expect("parses").0.mode,
+            Mode::CLIENT
+        );
+        for mode in [
+            Mode::SYMMETRIC_ACTIVE,
+            Mode::SYMMETRIC_PASSIVE,
+            Mode::BROADCAST,
+        ] {
+            let reply = peer_answer(&t.bytes, T0, mode, ReferenceId::LOCL).serialize();
+            client.handle_reply(start, T0, id, T0, T0 + s(0.002), &reply, None);
+        }
+        let report = client.sources(T0)[0];
+        assert_eq!((report.counters.rejected, report.counters.accepted), (3, 0));
+        assert!(clock_actions(&mut client).is_empty());
+    }
+
+    #[test]
+    fn a_peer_synchronized_to_us_is_a_loop_and_not_selectable() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        let us: IpAddr = "127.0.0.3".parse().expect("address");
+        let t = client.poll_transmit(start, 42).expect("due");
+        // The peer says its reference is our address: it is synchronized to us.
+        let reply = peer_answer(
+            &t.bytes,
+            T0,
+            Mode::SYMMETRIC_PASSIVE,
+            ReferenceId::from_ip(us),
+        );
+        client.handle_reply(
+            start,
+            T0,
+            id,
+            T0,
+            T0 + s(0.002),
+            &reply.serialize(),
+            Some(us),
+        );
+        let report = client.sources(T0)[0];
+        assert_eq!(report.counters.accepted, 1);
+        assert_eq!(
+            report.state,
+            SourceState::Rejected(crate::source::Unfit::Loop)
+        );
+        assert!(clock_actions(&mut client).is_empty(), "never follows it");
+        // 127.0.0.1 names every host: it signals no loop.
+        let mut other = Client::new(ClientConfig::default());
+        let id = other
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        let t = other.poll_transmit(start, 42).expect("due");
+        let localhost: IpAddr = "127.0.0.1".parse().expect("address");
+        let reply = peer_answer(
+            &t.bytes,
+            T0,
+            Mode::SYMMETRIC_PASSIVE,
+            ReferenceId::from_ip(localhost),
+        );
+        other.handle_reply(
+            start,
+            T0,
+            id,
+            T0,
+            T0 + s(0.002),
+            &reply.serialize(),
+            Some(localhost),
+        );
+        assert_eq!(other.sources(T0)[0].state, SourceState::Selected);
     }
 }

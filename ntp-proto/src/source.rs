@@ -15,7 +15,7 @@ use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
 };
 use crate::sample::{
-    self, MAX_DISTANCE, MIN_DISPERSION, PHI, ReplyError, ReplyLimits, SentRequest,
+    self, AssociationKind, MAX_DISTANCE, MIN_DISPERSION, PHI, ReplyError, ReplyLimits, SentRequest,
 };
 use crate::select::Candidate;
 use crate::stats::{RawSample, SourceStats};
@@ -58,6 +58,8 @@ pub struct SourceConfig {
     pub version: Version,
     /// Samples the statistics should hold at the adapted poll interval.
     pub poll_target: u8,
+    /// A server we are a client of, or a symmetric peer.
+    pub kind: AssociationKind,
 }
 
 impl Default for SourceConfig {
@@ -68,6 +70,7 @@ impl Default for SourceConfig {
             iburst: false,
             version: Version::V4,
             poll_target: DEFAULT_POLL_TARGET,
+            kind: AssociationKind::Server,
         }
     }
 }
@@ -167,6 +170,9 @@ pub struct Source {
     last_error: Option<ReplyError>,
     denied: Option<ReferenceId>,
     counters: SourceCounters,
+    /// The transmit timestamp of the last reply that matched our request: the same again is a
+    /// duplicate (RFC 5905 section 9.2, test 1).
+    last_transmit: Option<NtpTimestamp>,
 }
 
 impl Source {
@@ -189,6 +195,7 @@ impl Source {
             last_error: None,
             denied: None,
             counters: SourceCounters::default(),
+            last_transmit: None,
         }
     }
 
@@ -248,16 +255,20 @@ impl Source {
             duration_of(poll)
         };
         self.next_poll = now + interval;
-        let wait = interval.min(MAX_REPLY_WAIT);
+        // A peer that does not answer at once answers with its own next poll (chrony does): its
+        // reply is awaited until ours.
+        let wait = match self.config.kind {
+            AssociationKind::Server => interval.min(MAX_REPLY_WAIT),
+            AssociationKind::Peer => interval,
+        };
         self.outstanding = Some(Outstanding {
             cookie,
             deadline: now + wait,
             straddled: false,
         });
-        Some((
-            Packet::client_request(self.config.version, poll, cookie).serialize(),
-            wait,
-        ))
+        let mut request = Packet::client_request(self.config.version, poll, cookie);
+        request.mode = self.config.kind.request_mode();
+        Some((request.serialize(), wait))
     }
 
     /// The clock was stepped: a request in flight cannot give a sample any more.
@@ -303,6 +314,9 @@ impl Source {
         let Some(outstanding) = self.outstanding else {
             return ReplyOutcome::Unexpected;
         };
+        if self.last_transmit == Some(reply.transmit_timestamp) {
+            return ReplyOutcome::Unexpected;
+        }
         let sent = SentRequest {
             cookie: outstanding.cookie,
             t1,
@@ -311,7 +325,11 @@ impl Source {
         let leap_shift = discipline
             .leaps()
             .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
-        match sample::process_reply(&reply, &sent, t4, limits) {
+        let judged = sample::judge_reply(self.config.kind, &reply, &sent, t4, limits);
+        if !judged.is_err_and(ReplyError::is_unmatched) {
+            self.last_transmit = Some(reply.transmit_timestamp);
+        }
+        match judged {
             Err(error) if error.is_unmatched() => ReplyOutcome::Rejected(error),
             _ if outstanding.straddled || leap_shift.is_none() => {
                 self.answered();
@@ -508,6 +526,11 @@ impl Source {
         })
     }
 
+    /// A server or a symmetric peer.
+    pub fn kind(&self) -> AssociationKind {
+        self.config.kind
+    }
+
     /// The source's address.
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -564,11 +587,15 @@ pub struct SourceEstimate {
 }
 
 /// True if `reference_id` names `local` (RFC 5905 appendix A.5.2: the source is synchronized to
-/// us). A loopback address names no particular host (every host is 127.0.0.1, and ntpd's orphan
-/// parents advertise it), so it never signals a loop.
+/// us). 127.0.0.1 and ::1 name no particular host (every host has them, and ntpd's orphan parents
+/// advertise 127.0.0.1), so they never signal a loop; another loopback address (a lab's
+/// 127.0.0.x) names one daemon as well as any address does.
 fn is_our_reference(local: IpAddr, reference_id: ReferenceId) -> bool {
     let local = local.to_canonical();
-    !local.is_loopback() && reference_id == ReferenceId::from_ip(local)
+    let anyone = local == IpAddr::from([127, 0, 0, 1])
+        || local == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        || local.is_unspecified();
+    !anyone && reference_id == ReferenceId::from_ip(local)
 }
 
 /// The shortest spacing between requests to different sources: 2^(poll - 3) s, within 2 ms and

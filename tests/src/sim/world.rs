@@ -550,7 +550,7 @@ impl<'a> World<'a> {
         }
         let receive = self.local(server, t);
         let snapshot = self.snapshot(server, receive);
-        let from = address_of(exchange.client, self.scenario.ipv6).ip();
+        let from = address_of(exchange.client, self.scenario.ipv6);
         let now = self.instant(server, t);
         let Decision::Respond(response) = self.server.decide(bytes, from, &snapshot, receive, now)
         else {
