@@ -1,0 +1,104 @@
+//! Symmetric peers (RFC 5905 modes 1 and 2) over real UDP: two ntpd-lite peers, each with its own
+//! upstream, on their own 127.0.0.x addresses (so that reference IDs name them and loops show).
+//! True time is the system clock; every clock here is virtual.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ntp_lite_tests::lab::{Node, clock_error, wait_for};
+use serde_json::Value;
+
+const SYNC_TIMEOUT: Duration = Duration::from_secs(40);
+/// Eight unanswered polls at up to 1 s make the upstream unreachable; then selection moves.
+const FALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn source(status: &Value, address: SocketAddr) -> Value {
+    status["sources"]
+        .as_array()
+        .and_then(|sources| sources.iter().find(|s| s["address"] == address.to_string()))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn following(stratum: u64, refid: SocketAddr) -> impl Fn(&Value) -> bool {
+    move |s| {
+        s["synchronized"] == true
+            && s["stratum"] == stratum
+            && s["refid"] == refid.ip().to_string()
+            && clock_error(s).abs() < 0.001
+    }
+}
+
+#[test]
+fn a_peer_that_loses_its_upstream_carries_on_from_its_peer_without_a_loop() {
+    let upstream_a = Node::new("upstream-a", 40).local(1);
+    let upstream_b = Node::new("upstream-b", 41).local(1);
+    let peer_a = Node::new("peer-a", 42)
+        .offset(0.3)
+        .drift(20.0)
+        .sources(&[upstream_a.address]);
+    let peer_b = Node::new("peer-b", 43)
+        .offset(-0.2)
+        .sources(&[upstream_b.address])
+        .peers(&[peer_a.address]);
+    let peer_a = peer_a.peers(&[peer_b.address]);
+    let mut up_a = upstream_a.start();
+    let _up_b = upstream_b.start();
+    let mut a = peer_a.start();
+    let mut b = peer_b.start();
+
+    // Both follow their own upstream, and each hears its peer (mode 1 out, mode 2 back).
+    for (daemon, upstream, other) in [
+        (&mut a, upstream_a.address, peer_b.address),
+        (&mut b, upstream_b.address, peer_a.address),
+    ] {
+        let status = wait_for(daemon, SYNC_TIMEOUT, "synchronized to its upstream", |s| {
+            following(2, upstream)(s) && source(s, other)["reach"].as_u64().unwrap_or(0) > 0
+        });
+        let peer = source(&status, other);
+        assert_eq!(peer["kind"], "peer", "{peer}");
+        assert_eq!(peer["stratum"], 2, "{peer}");
+        assert_eq!(source(&status, upstream)["kind"], "server");
+        assert!(peer["accepted"].as_u64() > Some(0), "{peer}");
+    }
+
+    // Cut peer A's upstream: A falls back to B (stratum 3, refid B).
+    let cut = Instant::now();
+    up_a.stop();
+    let status = wait_for(&mut a, FALLBACK_TIMEOUT, "peer A follows peer B", |s| {
+        following(3, peer_b.address)(s)
+    });
+    let fallback = cut.elapsed();
+    assert_eq!(source(&status, upstream_a.address)["state"], "unreachable");
+    assert_eq!(source(&status, peer_b.address)["state"], "selected");
+
+    // No loop and no oscillation: for 5 s A stays on B within 1 ms, and B, which sees A's
+    // reference ID name it, never takes A back and stays on its own upstream.
+    let watch = Instant::now();
+    let (mut worst, mut rounds) = (0.0f64, 0);
+    let mut b_saw_loop = false;
+    while watch.elapsed() < Duration::from_secs(5) {
+        let (sa, sb) = (a.status(), b.status());
+        assert!(following(3, peer_b.address)(&sa), "A left B: {sa}");
+        assert!(
+            following(2, upstream_b.address)(&sb),
+            "B left its upstream: {sb}"
+        );
+        let a_at_b = source(&sb, peer_a.address);
+        assert!(
+            a_at_b["state"] != "selected" && a_at_b["state"] != "candidate",
+            "B must not use A, which follows B: {a_at_b}"
+        );
+        b_saw_loop |= a_at_b["state"] == "rejected";
+        worst = worst.max(clock_error(&sa).abs());
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(b_saw_loop, "B rejects A as a loop");
+    ntp_lite_tests::figures!(
+        "peer A fell back to peer B {:.1} s after its upstream stopped; worst error over 5 s \
+         ({rounds} looks) {worst:.6} s; B stayed on its upstream and rejected A (loop)",
+        fallback.as_secs_f64()
+    );
+    assert!(worst < 0.001, "worst {worst} s");
+}
