@@ -324,6 +324,14 @@ impl Client {
             .map(|(id, _)| *id)
     }
 
+    /// A peer's poll was answered in symmetric passive mode (by the server side) with transmit
+    /// timestamp `transmit`, read just before it left: the peer's next packet may answer it.
+    pub fn handle_passive_sent(&mut self, source: SourceId, transmit: NtpTimestamp) {
+        if let Some(entry) = self.sources.get_mut(&source) {
+            entry.passive_sent(transmit);
+        }
+    }
+
     /// Handles a datagram that arrived for `source` on the socket its request went out of: T1 is
     /// when that request left, T4 when this arrived, `local_address` the socket's local address.
     #[allow(clippy::too_many_arguments)]
@@ -1019,5 +1027,41 @@ mod tests {
             Some(localhost),
         );
         assert_eq!(other.sources(T0)[0].state, SourceState::Selected);
+    }
+
+    #[test]
+    fn a_peer_poll_that_answers_our_passive_answer_is_a_sample_and_our_poll_stays_outstanding() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        let t = client.poll_transmit(start, 42).expect("due");
+        // The peer polled us; the server side answered at T0 + 10 ms (its transmit timestamp).
+        let ours = T0 + s(0.010);
+        client.handle_passive_sent(id, ours);
+        // The peer's next poll carries that as its origin (chrony's way): T1 = our transmit.
+        let mut poll = peer_answer(&t.bytes, ours, Mode::SYMMETRIC_ACTIVE, ReferenceId::LOCL);
+        poll.origin_timestamp = ours;
+        let bytes = poll.serialize();
+        client.handle_reply(start, T0, id, T0, ours + s(0.002), &bytes, None);
+        let report = client.sources(T0)[0];
+        assert_eq!(
+            (report.counters.accepted, report.reach),
+            (1, 1),
+            "{report:?}"
+        );
+        let delay = report.estimate.expect("a sample").delay;
+        assert!(
+            delay < s(0.0025),
+            "T1 is the passive answer's transmit: {delay:?}"
+        );
+        // Used once; our own poll is still awaited and its genuine answer still counts.
+        client.handle_reply(start, T0, id, T0, ours + s(0.003), &bytes, None);
+        assert_eq!(client.sources(T0)[0].counters.accepted, 1);
+        let genuine =
+            peer_answer(&t.bytes, T0, Mode::SYMMETRIC_PASSIVE, ReferenceId::LOCL).serialize();
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        assert_eq!(client.sources(T0)[0].counters.accepted, 2);
     }
 }

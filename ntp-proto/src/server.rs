@@ -79,9 +79,14 @@ pub enum Decision {
     Respond(Response),
     /// Send nothing.
     Drop(DropReason),
-    /// A configured peer's packet: hand it to its association (it may answer our request), and
-    /// send the symmetric passive response, if any, as [`Decision::Respond`] would.
-    Peer(Option<Response>),
+    /// A configured peer's packet.
+    Peer {
+        /// Hand it to the peer's association: it may answer our request (its origin is not zero).
+        forward: bool,
+        /// The symmetric passive answer to its poll, sent as [`Decision::Respond`] would; tell the
+        /// association its transmit timestamp, which the peer's next packet may answer.
+        response: Option<Response>,
+    },
 }
 
 /// A response waiting for its transmit timestamp.
@@ -545,13 +550,10 @@ impl Server {
         }
         let respond = || answer_as(Mode::SYMMETRIC_PASSIVE, request, snapshot, receive);
         if self.peers.contains(&from) {
-            let response = active.then(respond);
-            if request.origin_timestamp.is_zero() {
-                return response.map_or(Decision::Drop(DropReason::UnsupportedMode), |r| {
-                    Decision::Respond(r)
-                });
-            }
-            return Decision::Peer(response);
+            return Decision::Peer {
+                forward: !request.origin_timestamp.is_zero(),
+                response: active.then(respond),
+            };
         }
         if !(active && self.passive_peers) {
             return Decision::Drop(DropReason::UnsupportedMode);
@@ -1238,8 +1240,10 @@ mod tests {
             .0
             .transmit_timestamp;
         // A bare request (origin zero) answers nothing of ours: only answered.
-        let Decision::Respond(r) =
-            decide_from(&server, &symmetric(Mode::SYMMETRIC_ACTIVE, 0), peer)
+        let Decision::Peer {
+            forward: false,
+            response: Some(r),
+        } = decide_from(&server, &symmetric(Mode::SYMMETRIC_ACTIVE, 0), peer)
         else {
             panic!("answered");
         };
@@ -1253,12 +1257,18 @@ mod tests {
         // Mode 1 that may answer our request: to the association, and answered.
         assert!(matches!(
             decide_from(&server, &symmetric(Mode::SYMMETRIC_ACTIVE, 7), peer),
-            Decision::Peer(Some(_))
+            Decision::Peer {
+                forward: true,
+                response: Some(_)
+            }
         ));
         // Mode 2 is never answered (two peers would echo each other forever).
         assert_eq!(
             decide_from(&server, &symmetric(Mode::SYMMETRIC_PASSIVE, 7), peer),
-            Decision::Peer(None)
+            Decision::Peer {
+                forward: true,
+                response: None
+            }
         );
         // The same address on another port is no configured peer.
         let stranger = SocketAddr::new(client(), 11124);

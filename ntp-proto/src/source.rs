@@ -173,6 +173,10 @@ pub struct Source {
     /// The transmit timestamp of the last reply that matched our request: the same again is a
     /// duplicate (RFC 5905 section 9.2, test 1).
     last_transmit: Option<NtpTimestamp>,
+    /// Peers only: the transmit timestamp of our last symmetric passive answer to the peer's own
+    /// poll, which is also when it left (the server stamps it just before sending). The peer's
+    /// next packet may carry it as its origin (chrony's do): that completes an exchange too.
+    passive: Option<NtpTimestamp>,
 }
 
 impl Source {
@@ -196,6 +200,7 @@ impl Source {
             denied: None,
             counters: SourceCounters::default(),
             last_transmit: None,
+            passive: None,
         }
     }
 
@@ -276,6 +281,16 @@ impl Source {
         if let Some(o) = &mut self.outstanding {
             o.straddled = true;
         }
+        self.passive = None;
+    }
+
+    /// Peers only: we answered the peer's poll with a symmetric passive packet whose transmit
+    /// timestamp, read just before it left, is `transmit` (RFC 5905 section 9.2: every packet to a
+    /// peer is a request its next packet may answer).
+    pub fn passive_sent(&mut self, transmit: NtpTimestamp) {
+        if self.config.kind == AssociationKind::Peer {
+            self.passive = Some(transmit);
+        }
     }
 
     /// Handles a datagram from the source: T1 is when our request really left, T4 when this
@@ -311,16 +326,27 @@ impl Source {
         let Ok((reply, _)) = Packet::parse(bytes) else {
             return ReplyOutcome::Malformed;
         };
-        let Some(outstanding) = self.outstanding else {
-            return ReplyOutcome::Unexpected;
+        // What the packet may answer: our poll, or our passive answer to the peer's poll.
+        let (sent, straddled, polled) = match (self.outstanding, self.passive) {
+            (_, Some(passive)) if reply.origin_timestamp == passive => {
+                let sent = SentRequest {
+                    cookie: passive,
+                    t1: passive,
+                };
+                (sent, false, false)
+            }
+            (Some(o), _) => {
+                let sent = SentRequest {
+                    cookie: o.cookie,
+                    t1,
+                };
+                (sent, o.straddled, true)
+            }
+            (None, _) => return ReplyOutcome::Unexpected,
         };
         if self.last_transmit == Some(reply.transmit_timestamp) {
             return ReplyOutcome::Unexpected;
         }
-        let sent = SentRequest {
-            cookie: outstanding.cookie,
-            t1,
-        };
         // In the leap-free timescale (see `leap`); unplaceable right at a leap.
         let leap_shift = discipline
             .leaps()
@@ -331,12 +357,12 @@ impl Source {
         }
         match judged {
             Err(error) if error.is_unmatched() => ReplyOutcome::Rejected(error),
-            _ if outstanding.straddled || leap_shift.is_none() => {
-                self.answered();
+            _ if straddled || leap_shift.is_none() => {
+                self.consumed(polled);
                 ReplyOutcome::Straddled
             }
             Err(error) => {
-                self.answered();
+                self.consumed(polled);
                 self.last_error = Some(error);
                 if let ReplyError::Kiss(code) = error {
                     self.handle_kiss(code, reply.poll);
@@ -345,7 +371,7 @@ impl Source {
             }
             Ok(sample) => {
                 let leap_shift = leap_shift.unwrap_or_default();
-                self.answered();
+                self.consumed(polled);
                 self.reach |= 1;
                 self.last_error = None;
                 self.last = Some(ReplyInfo {
@@ -358,6 +384,7 @@ impl Source {
                 });
                 // The offset is the mean of the clock's errors at T1 and T4, so the corrections
                 // to add back are the mean of those at T1 and T4, exactly, whatever the slew.
+                let t1 = sent.t1;
                 let correction = discipline
                     .correction(t1)
                     .midpoint(discipline.correction(t4));
@@ -372,6 +399,17 @@ impl Source {
                 self.adapt_poll(surprise, raw);
                 ReplyOutcome::Accepted
             }
+        }
+    }
+
+    /// The packet answered our poll (`polled`) or our passive answer: that request is done, and
+    /// the peer is alive either way.
+    fn consumed(&mut self, polled: bool) {
+        if polled {
+            self.answered();
+        } else {
+            self.passive = None;
+            self.unanswered = 0;
         }
     }
 

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::net::{self, BATCH, RecvBatch, SendBatch};
-use crate::state::{PeerDatagram, ServerStats, Shared};
+use crate::state::{PeerDatagram, PeerEvent, ServerStats, Shared};
 
 /// How long a blocked worker waits before checking for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -103,6 +103,13 @@ fn bind_group(
     Ok((group, address))
 }
 
+/// Tells the sync task of a configured peer's traffic (see [`PeerEvent`]).
+fn hand_to_peer(shared: &Shared, event: PeerEvent) {
+    if !shared.hand_to_peer(event) {
+        debug!("peer queue full: event dropped");
+    }
+}
+
 /// Workers per listen address when the config does not say: one per CPU, 1 to 4. With a socket
 /// each they do not contend; on 2 CPUs two workers answered 1.7 times chronyd's rate where one
 /// worker answered 1.27 times (see tests/bench/README.md).
@@ -126,7 +133,8 @@ fn worker(
     let fd = socket.as_raw_fd();
     let mut received = RecvBatch::default();
     let mut outgoing = SendBatch::default();
-    let mut pending: [Option<(Response, SocketAddr)>; BATCH] = [None; BATCH];
+    // Each response, where to, and whether it answers a configured peer's poll.
+    let mut pending: [Option<(Response, SocketAddr, bool)>; BATCH] = [None; BATCH];
     while !shared.stopping() {
         let count = match received.receive(fd) {
             Ok(count) => count,
@@ -159,40 +167,49 @@ fn worker(
                 .clock
                 .at(datagram.received.unwrap_or_else(SystemTime::now));
             let decision = server.decide(datagram.bytes, datagram.from, &snapshot, receive, now);
-            let response = match decision {
-                Decision::Respond(response) => Some(response),
+            let (response, peer) = match decision {
+                Decision::Respond(response) => (Some(response), false),
                 Decision::Drop(reason) => {
                     stats.count_drop(reason);
-                    None
+                    (None, false)
                 }
-                Decision::Peer(response) => {
-                    let handed = shared.hand_to_peer(PeerDatagram {
-                        from: datagram.from,
-                        local: address,
-                        t4: receive,
-                        bytes: datagram.bytes.to_vec(),
-                    });
-                    if !handed {
-                        debug!(peer = %datagram.from, "peer queue full: packet dropped");
+                Decision::Peer { forward, response } => {
+                    if forward {
+                        hand_to_peer(
+                            shared,
+                            PeerEvent::Received(PeerDatagram {
+                                from: datagram.from,
+                                local: address,
+                                t4: receive,
+                                bytes: datagram.bytes.to_vec(),
+                            }),
+                        );
                     }
-                    response
+                    (response, true)
                 }
             };
             if let Some(response) = response {
-                pending[responses] = Some((response, datagram.from));
+                pending[responses] = Some((response, datagram.from, peer));
                 responses += 1;
             }
         }
         // The transmit timestamp is read once, as late as possible: just before the batch is sent.
         let transmit = shared.clock.now();
-        for (response, to) in pending[..responses].iter_mut().filter_map(Option::take) {
+        let mut answered_peers = Vec::new();
+        for (response, to, peer) in pending[..responses].iter_mut().filter_map(Option::take) {
             stats.count_response(&response);
             outgoing.push(response.finish(transmit), to);
+            if peer {
+                answered_peers.push(to);
+            }
         }
         let (_, error) = outgoing.flush(fd);
         if let Some(error) = error {
             stats.count_send_error();
             warn!(%address, %error, "send failed");
+        }
+        for to in answered_peers {
+            hand_to_peer(shared, PeerEvent::Answered { to, transmit });
         }
     }
 }

@@ -35,14 +35,28 @@ pub struct Shared {
     serving_gate: (Mutex<bool>, Condvar),
     sync_status: Mutex<SyncStatus>,
     /// Configured peers' packets, from the server workers to the sync task.
-    peer_inbox: mpsc::Sender<PeerDatagram>,
-    peer_receiver: Mutex<Option<mpsc::Receiver<PeerDatagram>>>,
+    peer_inbox: mpsc::Sender<PeerEvent>,
+    peer_receiver: Mutex<Option<mpsc::Receiver<PeerEvent>>>,
     /// A socket on each listen address, for the sync task's requests to peers.
     peer_sockets: Mutex<Vec<(SocketAddr, Arc<UdpSocket>)>>,
 }
 
-/// A configured peer's packet that may answer our request: it arrived on a listen socket, so a
-/// server worker hands it to the sync task, which owns the peer's association.
+/// What a server worker tells the sync task, which owns the peers' associations, of a configured
+/// peer's traffic on a listen socket.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A packet that may answer our request.
+    Received(PeerDatagram),
+    /// Its poll was answered in symmetric passive mode with this transmit timestamp.
+    Answered {
+        /// The peer.
+        to: SocketAddr,
+        /// The answer's transmit timestamp, read just before it left.
+        transmit: NtpTimestamp,
+    },
+}
+
+/// A configured peer's packet that may answer our request.
 #[derive(Debug)]
 pub struct PeerDatagram {
     /// The peer's address.
@@ -120,14 +134,14 @@ impl Shared {
         }
     }
 
-    /// Hands a configured peer's packet to the sync task; false if its queue is full (or it is
-    /// not running), and the packet is dropped.
-    pub fn hand_to_peer(&self, datagram: PeerDatagram) -> bool {
-        self.peer_inbox.try_send(datagram).is_ok()
+    /// Tells the sync task of a configured peer's traffic; false if its queue is full (or it is
+    /// not running), and the event is dropped.
+    pub fn hand_to_peer(&self, event: PeerEvent) -> bool {
+        self.peer_inbox.try_send(event).is_ok()
     }
 
-    /// The receiving end of the peers' packets: the sync task takes it once.
-    pub fn take_peer_receiver(&self) -> Option<mpsc::Receiver<PeerDatagram>> {
+    /// The receiving end of the peers' events: the sync task takes it once.
+    pub fn take_peer_receiver(&self) -> Option<mpsc::Receiver<PeerEvent>> {
         self.peer_receiver
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

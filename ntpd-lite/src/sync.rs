@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, ClockMode, Config, SourceKind};
 use crate::net;
-use crate::state::{LeapReport, PeerDatagram, PendingLeap, Shared, SourceStatus, SyncStatus};
+use crate::state::{LeapReport, PeerEvent, PendingLeap, Shared, SourceStatus, SyncStatus};
 
 /// How often the drift file is written while running (IO, not protocol: the core does not care).
 const DRIFT_SAVE: Duration = Duration::from_secs(600);
@@ -95,7 +95,7 @@ pub async fn run(config: Config, shared: Arc<Shared>) {
                 sync.client.handle_timeout(Instant::now(), sync.shared.clock.now());
             }
             Some(arrival) = arriving.recv() => sync.handle_arrival(arrival),
-            Some(datagram) = next_peer_packet(&mut peer_packets) => sync.handle_peer(datagram),
+            Some(event) = next_peer_packet(&mut peer_packets) => sync.handle_peer(event),
             Some(lookup) = looked_up.recv() => sync.handle_lookup(lookup),
             _ = drift_save.tick() => sync.save_drift(),
             () = sync.shared.shutdown_requested() => break,
@@ -105,9 +105,7 @@ pub async fn run(config: Config, shared: Arc<Shared>) {
 }
 
 /// The next configured peer's packet from the server workers (never, without the channel).
-async fn next_peer_packet(
-    receiver: &mut Option<mpsc::Receiver<PeerDatagram>>,
-) -> Option<PeerDatagram> {
+async fn next_peer_packet(receiver: &mut Option<mpsc::Receiver<PeerEvent>>) -> Option<PeerEvent> {
     match receiver {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
@@ -321,9 +319,18 @@ impl Sync {
         }
     }
 
-    /// A configured peer's packet from a server worker: to its association, with the T1 of our
-    /// last request to it.
-    fn handle_peer(&mut self, datagram: PeerDatagram) {
+    /// A configured peer's traffic from a server worker: a packet goes to its association, with
+    /// the T1 of our last request to it; a passive answer's transmit timestamp too.
+    fn handle_peer(&mut self, event: PeerEvent) {
+        let datagram = match event {
+            PeerEvent::Received(datagram) => datagram,
+            PeerEvent::Answered { to, transmit } => {
+                if let Some(id) = self.client.peer_at(to) {
+                    self.client.handle_passive_sent(id, transmit);
+                }
+                return;
+            }
+        };
         let Some(id) = self.client.peer_at(datagram.from) else {
             return;
         };

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ntp_lite_tests::chrony::ChronydClient;
 use ntp_lite_tests::lab::{Node, clock_error, wait_for};
 use serde_json::Value;
 
@@ -101,4 +102,67 @@ fn a_peer_that_loses_its_upstream_carries_on_from_its_peer_without_a_loop() {
         fallback.as_secs_f64()
     );
     assert!(worst < 0.001, "worst {worst} s");
+}
+
+#[test]
+fn chronyd_peers_with_ntpd_lite_selects_it_and_is_kept_out_of_a_loop() {
+    let upstream = Node::new("upstream", 50).local(1);
+    let chrony_address = SocketAddr::new(
+        "127.0.0.52".parse().expect("address"),
+        ntp_lite_tests::tools::free_udp_port(),
+    );
+    let ours = Node::new("ntpd-lite-peer", 51)
+        .offset(0.2)
+        .sources(&[upstream.address])
+        .peers(&[chrony_address]);
+    let _upstream = upstream.start();
+    let mut daemon = ours.start();
+    let Some(chronyd) = ChronydClient::peer_of(ours.address, chrony_address) else {
+        return;
+    };
+    wait_for(
+        &mut daemon,
+        SYNC_TIMEOUT,
+        "synchronized to its upstream",
+        |s| following(2, upstream.address)(s),
+    );
+    // chronyd takes our mode 2 answers to its mode 1 polls: it selects us, at our stratum.
+    let sources = chronyd.wait_sources(SYNC_TIMEOUT, |s| {
+        s.iter()
+            .any(|s| s.state == '*' && s.address == "127.0.0.51")
+    });
+    let us = sources
+        .iter()
+        .find(|s| s.address == "127.0.0.51")
+        .unwrap_or_else(|| panic!("chronyd lists its peer: {sources:?}\n{}", chronyd.log()));
+    assert_eq!(
+        us.state,
+        '*',
+        "chronyd selected its peer: {sources:?}\n{}",
+        chronyd.log()
+    );
+    assert_eq!(us.stratum, 2);
+    assert!(us.offset.abs() < 0.001, "offset {}", us.offset);
+    // And we hear chronyd's polls answer ours, but it follows us now (its reference ID is our
+    // address): a loop, so it is never selected, and we stay on our upstream.
+    let status = wait_for(
+        &mut daemon,
+        SYNC_TIMEOUT,
+        "chronyd's peer association",
+        |s| {
+            let peer = source(s, chrony_address);
+            peer["reach"].as_u64().unwrap_or(0) > 0 && peer["state"] == "rejected"
+        },
+    );
+    let peer = source(&status, chrony_address);
+    ntp_lite_tests::figures!(
+        "chronyd peer: selects ntpd-lite at stratum {} offset {:+.6} s reach {:o}; ntpd-lite's \
+         view of chronyd: {peer}",
+        us.stratum,
+        us.offset,
+        us.reach
+    );
+    assert_eq!(peer["kind"], "peer");
+    assert!(peer["accepted"].as_u64() > Some(0), "{peer}");
+    assert!(following(2, upstream.address)(&status), "{status}");
 }
