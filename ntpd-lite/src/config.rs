@@ -428,7 +428,7 @@ impl Config {
                 "drift-ppm must be within +-100000 and initial-offset a finite number of seconds",
             );
         }
-        self.check_peers(&whole)?;
+        self.check_peers(whole)?;
         if self.server.is_none() && self.sources.is_empty() {
             return whole(
                 "",

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ntp_lite_tests::chrony::ChronydClient;
+use ntp_lite_tests::client::Client;
+use ntp_lite_tests::daemon::Daemon;
 use ntp_lite_tests::lab::{Node, clock_error, wait_for};
+use ntp_proto::{Mode, NtpTimestamp, Packet, PollInterval, Stratum, Version};
 use serde_json::Value;
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(40);
@@ -165,4 +168,58 @@ fn chronyd_peers_with_ntpd_lite_selects_it_and_is_kept_out_of_a_loop() {
     assert_eq!(peer["kind"], "peer");
     assert!(peer["accepted"].as_u64() > Some(0), "{peer}");
     assert!(following(2, upstream.address)(&status), "{status}");
+}
+
+/// A symmetric active packet from a stranger, with our transmit timestamp `cookie`.
+fn symmetric_active(cookie: u64) -> [u8; 48] {
+    let mut packet = Packet::client_request(
+        Version::V4,
+        PollInterval::new(6),
+        NtpTimestamp::from_bits(cookie),
+    );
+    packet.mode = Mode::SYMMETRIC_ACTIVE;
+    packet.serialize()
+}
+
+#[test]
+fn a_stranger_in_symmetric_mode_is_answered_only_with_passive_peers_and_gets_no_association() {
+    for passive in [false, true] {
+        let node = Node::new(&format!("passive-{passive}"), 60 + u8::from(passive)).local(2);
+        let config = node.toml().replacen(
+            "[server]\n",
+            &format!("[server]\npassive-peers = {passive}\n"),
+            1,
+        );
+        let mut daemon = Daemon::start(&node.name, &config);
+        daemon.wait_serving(node.address);
+        let client = Client::connect(node.address).expect("client socket");
+        client
+            .send_raw(&symmetric_active(0x1234_5678_9abc_def0))
+            .expect("send");
+        if passive {
+            let bytes = client
+                .receive_raw(Duration::from_secs(5))
+                .expect("receive")
+                .expect("a mode 2 answer");
+            let (reply, _) = Packet::parse(&bytes).expect("an NTP packet");
+            assert_eq!(reply.mode, Mode::SYMMETRIC_PASSIVE, "{reply:?}");
+            assert_eq!(
+                reply.origin_timestamp,
+                NtpTimestamp::from_bits(0x1234_5678_9abc_def0)
+            );
+            assert_eq!((reply.stratum, bytes.len()), (Stratum::new(2), 48));
+        }
+        // Whatever answers the mode 1 comes before the answer to this mode 3 query: without
+        // passive peers, nothing does.
+        let answer = client.query(4, 6).expect("a mode 4 answer");
+        assert!(answer.sample.is_ok(), "nothing else came first: {answer:?}");
+        let status = daemon.status();
+        let dropped = status["server"]["dropped"]["unsupported_mode"].as_u64();
+        assert_eq!(dropped, Some(u64::from(!passive)), "{status}");
+        assert_eq!(
+            status["sources"].as_array().map(Vec::len),
+            Some(0),
+            "a passive answer creates no association: {status}"
+        );
+    }
 }
