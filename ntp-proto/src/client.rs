@@ -497,11 +497,14 @@ impl Client {
             .extend(update.events.into_iter().map(Event::System));
     }
 
-    /// True once every source has answered a request, or has been asked and given up on.
+    /// True once every source has answered a request, or has been asked and given up on. A peer
+    /// counts once asked: its answer may wait for its own next poll, and it is a backup, not a
+    /// reason to delay the first update by a whole poll interval.
     fn first_round_complete(&self) -> bool {
-        self.sources
-            .values()
-            .all(|s| s.samples() > 0 || (s.counters().sent > 0 && !s.is_waiting()))
+        self.sources.values().all(|s| {
+            let asked = s.counters().sent > 0;
+            s.samples() > 0 || (asked && (!s.is_waiting() || s.kind() == AssociationKind::Peer))
+        })
     }
 
     /// Every source, for `status`, as seen at local time `local`.
@@ -1063,5 +1066,29 @@ mod tests {
             peer_answer(&t.bytes, T0, Mode::SYMMETRIC_PASSIVE, ReferenceId::LOCL).serialize();
         client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
         assert_eq!(client.sources(T0)[0].counters.accepted, 2);
+    }
+
+    #[test]
+    fn a_silent_peer_does_not_delay_the_first_update() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let server = client.add_source(addr(1), lab(), start).expect("added");
+        client
+            .add_source(addr(2), peer_config(), start)
+            .expect("added");
+        let ts = client.poll_transmit(start, 1).expect("the server's poll");
+        let separated = client.poll_timeout().expect("timer");
+        let tp = client.poll_transmit(separated, 2).expect("the peer's poll");
+        assert_eq!(
+            tp.wait,
+            Duration::from_secs(1),
+            "a peer is awaited a whole poll"
+        );
+        let reply = answer(&ts.bytes, T0, 0.0);
+        client.handle_reply(separated, T0, server, T0, T0 + s(0.002), &reply, None);
+        assert!(
+            matches!(clock_actions(&mut client)[..], [ClockAction::Slew { .. }]),
+            "the server's answer updates the clock at once"
+        );
     }
 }

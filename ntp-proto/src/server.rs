@@ -550,6 +550,10 @@ impl Server {
         }
         let respond = || answer_as(Mode::SYMMETRIC_PASSIVE, request, snapshot, receive);
         if self.peers.contains(&from) {
+            // Mode 2 with origin zero answers nothing and asks nothing.
+            if !active && request.origin_timestamp.is_zero() {
+                return Decision::Drop(DropReason::UnsupportedMode);
+            }
             return Decision::Peer {
                 forward: !request.origin_timestamp.is_zero(),
                 response: active.then(respond),
@@ -1269,6 +1273,10 @@ mod tests {
                 forward: true,
                 response: None
             }
+        );
+        assert_eq!(
+            decide_from(&server, &symmetric(Mode::SYMMETRIC_PASSIVE, 0), peer),
+            Decision::Drop(DropReason::UnsupportedMode)
         );
         // The same address on another port is no configured peer.
         let stranger = SocketAddr::new(client(), 11124);
