@@ -192,6 +192,10 @@ fn a_stranger_in_symmetric_mode_is_answered_only_with_passive_peers_and_gets_no_
         );
         let mut daemon = Daemon::start(&node.name, &config);
         daemon.wait_serving(node.address);
+        // Its local reference is in force once the first round has run: answers say stratum 2.
+        wait_for(&mut daemon, SYNC_TIMEOUT, "local reference", |s| {
+            s["synchronized"] == true
+        });
         let client = Client::connect(node.address).expect("client socket");
         client
             .send_raw(&symmetric_active(0x1234_5678_9abc_def0))
