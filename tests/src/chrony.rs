@@ -210,9 +210,13 @@ impl ChronydClient {
 
     /// chronyd as a symmetric peer of `peer` (chrony's `peer ADDR port N`), polling every
     /// 0.25-1 s, serving (and peering) on `address` (`bindaddress`, `port`), with a local clock at
-    /// `local stratum 10` until something better is selected.
-    pub fn peer_of(peer: SocketAddr, address: SocketAddr) -> Option<Self> {
-        let directives = format!(
+    /// `local stratum 10` until something better is selected, and `upstream` as its server.
+    pub fn peer_of(
+        peer: SocketAddr,
+        address: SocketAddr,
+        upstream: Option<SocketAddr>,
+    ) -> Option<Self> {
+        let mut directives = format!(
             "peer {} port {} minpoll -2 maxpoll 0\nport {}\nbindaddress {}\n\
              local stratum 10\nallow 127.0.0.0/8\n",
             peer.ip(),
@@ -220,6 +224,13 @@ impl ChronydClient {
             address.port(),
             address.ip()
         );
+        if let Some(server) = upstream {
+            directives.push_str(&format!(
+                "server {} port {} iburst minpoll -2 maxpoll 0\n",
+                server.ip(),
+                server.port()
+            ));
+        }
         Self::start(&directives)
     }
 

@@ -76,11 +76,15 @@ fn a_peer_that_loses_its_upstream_carries_on_from_its_peer_without_a_loop() {
     assert_eq!(source(&status, upstream_a.address)["state"], "unreachable");
     assert_eq!(source(&status, peer_b.address)["state"], "selected");
 
-    // No loop and no oscillation: for 5 s A stays on B within 1 ms, and B, which sees A's
-    // reference ID name it, never takes A back and stays on its own upstream.
+    // B learns that A follows it from A's next answer (A's reference ID names B): a loop, so B
+    // rejects A, within a poll or so.
+    wait_for(&mut b, SYNC_TIMEOUT, "B rejects A (loop)", |s| {
+        source(s, peer_a.address)["state"] == "rejected" && following(2, upstream_b.address)(s)
+    });
+    // No loop and no oscillation: for 5 s A stays on B within 1 ms, B stays on its upstream and
+    // never takes A back.
     let watch = Instant::now();
     let (mut worst, mut rounds) = (0.0f64, 0);
-    let mut b_saw_loop = false;
     while watch.elapsed() < Duration::from_secs(5) {
         let (sa, sb) = (a.status(), b.status());
         assert!(following(3, peer_b.address)(&sa), "A left B: {sa}");
@@ -89,16 +93,14 @@ fn a_peer_that_loses_its_upstream_carries_on_from_its_peer_without_a_loop() {
             "B left its upstream: {sb}"
         );
         let a_at_b = source(&sb, peer_a.address);
-        assert!(
-            a_at_b["state"] != "selected" && a_at_b["state"] != "candidate",
-            "B must not use A, which follows B: {a_at_b}"
+        assert_eq!(
+            a_at_b["state"], "rejected",
+            "B must not use A, which follows B"
         );
-        b_saw_loop |= a_at_b["state"] == "rejected";
         worst = worst.max(clock_error(&sa).abs());
         rounds += 1;
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(b_saw_loop, "B rejects A as a loop");
     ntp_lite_tests::figures!(
         "peer A fell back to peer B {:.1} s after its upstream stopped; worst error over 5 s \
          ({rounds} looks) {worst:.6} s; B stayed on its upstream and rejected A (loop)",
@@ -120,7 +122,7 @@ fn chronyd_peers_with_ntpd_lite_selects_it_and_is_kept_out_of_a_loop() {
         .peers(&[chrony_address]);
     let _upstream = upstream.start();
     let mut daemon = ours.start();
-    let Some(chronyd) = ChronydClient::peer_of(ours.address, chrony_address) else {
+    let Some(chronyd) = ChronydClient::peer_of(ours.address, chrony_address, None) else {
         return;
     };
     wait_for(
@@ -226,4 +228,69 @@ fn a_stranger_in_symmetric_mode_is_answered_only_with_passive_peers_and_gets_no_
             "a passive answer creates no association: {status}"
         );
     }
+}
+
+#[test]
+fn ntpd_lite_that_loses_its_upstream_follows_its_chronyd_peer() {
+    let ours_upstream = Node::new("our-upstream", 70).local(1);
+    let chrony_upstream = Node::new("chrony-upstream", 71).local(1);
+    let chrony_address = SocketAddr::new(
+        "127.0.0.72".parse().expect("address"),
+        ntp_lite_tests::tools::free_udp_port(),
+    );
+    let ours = Node::new("ntpd-lite-peer", 73)
+        .offset(0.2)
+        .sources(&[ours_upstream.address])
+        .peers(&[chrony_address]);
+    let mut upstream = ours_upstream.start();
+    let _chrony_upstream = chrony_upstream.start();
+    let mut daemon = ours.start();
+    let Some(chronyd) =
+        ChronydClient::peer_of(ours.address, chrony_address, Some(chrony_upstream.address))
+    else {
+        return;
+    };
+    let sources = chronyd.wait_sources(SYNC_TIMEOUT, |s| {
+        s.iter()
+            .any(|s| s.state == '*' && s.address == "127.0.0.71")
+    });
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.state == '*' && s.address == "127.0.0.71"),
+        "chronyd follows its own upstream: {sources:?}\n{}",
+        chronyd.log()
+    );
+    wait_for(
+        &mut daemon,
+        SYNC_TIMEOUT,
+        "ours on its upstream, chronyd heard",
+        |s| {
+            following(2, ours_upstream.address)(s)
+                && source(s, chrony_address)["state"] == "candidate"
+        },
+    );
+    // Cut our upstream: we follow chronyd (stratum 3, refid chronyd's address) within 1 ms.
+    let cut = Instant::now();
+    upstream.stop();
+    let status = wait_for(&mut daemon, FALLBACK_TIMEOUT, "ours follows chronyd", |s| {
+        following(3, chrony_address)(s)
+    });
+    let peer = source(&status, chrony_address);
+    ntp_lite_tests::figures!(
+        "ntpd-lite followed its chronyd peer {:.1} s after its upstream stopped: error {:+.6} s, \
+         chronyd as seen: {peer}",
+        cut.elapsed().as_secs_f64(),
+        clock_error(&status)
+    );
+    assert_eq!(peer["state"], "selected");
+    assert_eq!(peer["stratum"], 2);
+    // chronyd does not follow us back: it stays on its upstream.
+    let sources = chronyd.sources();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.state == '*' && s.address == "127.0.0.71"),
+        "{sources:?}"
+    );
 }
