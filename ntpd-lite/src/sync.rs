@@ -65,6 +65,8 @@ struct Sync {
     leap_mode: LeapMode,
     /// When the last request to each peer left (T1): its answers arrive on the server's socket.
     peer_sent: HashMap<SourceId, NtpTimestamp>,
+    /// Behind a wildcard listen address, the address each peer sees us as (for loop detection).
+    peer_local: HashMap<SocketAddr, Option<IpAddr>>,
 }
 
 /// Runs the client half until shutdown; saves the drift file on the way out.
@@ -236,6 +238,7 @@ impl Sync {
             names: HashMap::new(),
             leap_mode: config.leap.mode,
             peer_sent: HashMap::new(),
+            peer_local: HashMap::new(),
         }
     }
 
@@ -339,7 +342,13 @@ impl Sync {
             .get(&id)
             .copied()
             .unwrap_or(NtpTimestamp::ZERO);
-        let local = Some(datagram.local.ip()).filter(|ip| !ip.is_unspecified());
+        let local = match datagram.local.ip() {
+            ip if !ip.is_unspecified() => Some(ip),
+            _ => *self
+                .peer_local
+                .entry(datagram.from)
+                .or_insert_with(|| net::route_source(datagram.from).ok()),
+        };
         self.client.handle_reply(
             Instant::now(),
             self.shared.clock.now(),
@@ -612,6 +621,15 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_behind_a_wildcard_sees_us_as_the_routes_source_address() {
+        let peer: SocketAddr = "127.0.0.1:123".parse().expect("address");
+        assert_eq!(
+            net::route_source(peer).expect("a route to loopback"),
+            peer.ip()
+        );
+    }
 
     #[test]
     fn addresses_need_no_lookup_and_a_bare_one_gets_port_123() {
