@@ -1,6 +1,7 @@
-//! One upstream association (RFC 5905 sections 9 and 13, RFC 4330 section 5): when to poll, the
-//! request to send, how long to wait for its reply, what a reply means, the reach register,
-//! kiss-o'-death handling, the source's statistics, and whether it is fit to be selected.
+//! One upstream association, a server or a symmetric peer (RFC 5905 sections 9 and 13, RFC 4330
+//! section 5): when to poll, the request to send, how long to wait for its reply, what a reply
+//! means, the reach register, kiss-o'-death handling, the source's statistics, and whether it is
+//! fit to be selected.
 //!
 //! The [`crate::client::Client`] drives it: [`Source::poll_timeout`] says when it next needs
 //! attention, [`Source::handle_timeout`] ends a request whose reply did not come,
@@ -151,7 +152,7 @@ struct Outstanding {
     straddled: bool,
 }
 
-/// One upstream server.
+/// One upstream server or symmetric peer.
 #[derive(Clone, Debug)]
 pub struct Source {
     address: SocketAddr,
