@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use crate::discipline::ClockAction;
 use crate::leap::{LeapFile, LeapStatus};
+use crate::packet::Packet;
 use crate::packet::{PollInterval, Precision};
-use crate::sample::ReplyLimits;
+use crate::sample::{AssociationKind, ReplyLimits};
 use crate::source::{
     ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId,
     sampling_separation,
@@ -101,6 +102,9 @@ pub struct Transmit {
     pub bytes: [u8; 48],
     /// How long replies to it are worth handing back.
     pub wait: Duration,
+    /// A client request (send it from a fresh socket) or a peer's (send it from the server's
+    /// socket, where the peer's packets arrive).
+    pub kind: AssociationKind,
 }
 
 /// What the shell must do or may log.
@@ -129,6 +133,8 @@ pub struct SourceReport {
     pub poll: PollInterval,
     /// The stratum of its last valid reply (0 before one).
     pub stratum: u8,
+    /// A server or a symmetric peer.
+    pub kind: AssociationKind,
     /// What its samples say now.
     pub estimate: Option<SourceEstimate>,
     /// How the last selection round saw it.
@@ -278,14 +284,52 @@ impl Client {
         if !separated {
             return None;
         }
-        let (bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
+        let (mut bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
+        let (id, address, kind) = (*id, source.address(), source.kind());
+        if kind == AssociationKind::Peer {
+            bytes = self.peer_request(&bytes);
+        }
         self.last_transmit = Some(now);
         Some(Transmit {
-            source: *id,
-            address: source.address(),
+            source: id,
+            address,
             bytes,
             wait,
+            kind,
         })
+    }
+
+    /// A symmetric active request carries our system variables, as a server's reply does, so that
+    /// the peer can tell whether we are synchronized, and to whom (RFC 5905 section 9.2: the
+    /// peer's loop and stratum checks read them). Its transmit timestamp stays the random cookie,
+    /// and origin and receive stay zero: it answers nothing, only asks.
+    fn peer_request(&self, bytes: &[u8; 48]) -> [u8; 48] {
+        let Ok((mut packet, _)) = Packet::parse(bytes) else {
+            return *bytes;
+        };
+        let local = self
+            .last_seen
+            .map_or(NtpTimestamp::ZERO, |(_, local, _)| local);
+        let snapshot = self.system.serving_snapshot(local);
+        crate::server::describe_system(&mut packet, &snapshot, local);
+        packet.serialize()
+    }
+
+    /// The symmetric peer at `address`, if one is configured: where the shell hands a peer's
+    /// packets, which arrive on the server's socket.
+    pub fn peer_at(&self, address: SocketAddr) -> Option<SourceId> {
+        self.sources
+            .iter()
+            .find(|(_, s)| s.kind() == AssociationKind::Peer && s.address() == address)
+            .map(|(id, _)| *id)
+    }
+
+    /// A peer's poll was answered in symmetric passive mode (by the server side) with transmit
+    /// timestamp `transmit`, read just before it left: the peer's next packet may answer it.
+    pub fn handle_passive_sent(&mut self, source: SourceId, transmit: NtpTimestamp) {
+        if let Some(entry) = self.sources.get_mut(&source) {
+            entry.passive_sent(transmit);
+        }
     }
 
     /// Handles a datagram that arrived for `source` on the socket its request went out of: T1 is
@@ -453,11 +497,14 @@ impl Client {
             .extend(update.events.into_iter().map(Event::System));
     }
 
-    /// True once every source has answered a request, or has been asked and given up on.
+    /// True once every source has answered a request, or has been asked and given up on. A peer
+    /// counts once asked: its answer may wait for its own next poll, and it is a backup, not a
+    /// reason to delay the first update by a whole poll interval.
     fn first_round_complete(&self) -> bool {
-        self.sources
-            .values()
-            .all(|s| s.samples() > 0 || (s.counters().sent > 0 && !s.is_waiting()))
+        self.sources.values().all(|s| {
+            let asked = s.counters().sent > 0;
+            s.samples() > 0 || (asked && (!s.is_waiting() || s.kind() == AssociationKind::Peer))
+        })
     }
 
     /// Every source, for `status`, as seen at local time `local`.
@@ -471,6 +518,7 @@ impl Client {
                 reach: s.reach(),
                 poll: s.poll(),
                 stratum: s.last_reply().map_or(0, |r| r.stratum.get()),
+                kind: s.kind(),
                 estimate: s.estimate(local, discipline),
                 state: self
                     .system
@@ -801,6 +849,246 @@ mod tests {
             client
                 .poll_transmit(next + Duration::from_secs(3600), 7)
                 .is_none()
+        );
+    }
+
+    fn peer_config() -> SourceConfig {
+        SourceConfig {
+            kind: AssociationKind::Peer,
+            ..lab()
+        }
+    }
+
+    /// A peer `offset` seconds ahead answering `request` in `mode`, stratum 2, with `refid`.
+    fn peer_answer(request: &[u8; 48], t1: NtpTimestamp, mode: Mode, refid: ReferenceId) -> Packet {
+        let mut reply = Packet::parse(&answer(request, t1, 0.0)).expect("parses").0;
+        reply.mode = mode;
+        reply.stratum = Stratum::new(2);
+        reply.reference_id = refid;
+        reply
+    }
+
+    #[test]
+    fn a_peer_is_polled_in_mode_1_with_our_system_variables_and_answered_in_mode_1_or_2() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        assert_eq!(client.peer_at(addr(1)), Some(id));
+        assert_eq!(client.peer_at(addr(2)), None);
+        let t = client.poll_transmit(start, 42).expect("due");
+        assert_eq!(t.kind, AssociationKind::Peer);
+        let request = Packet::parse(&t.bytes).expect("parses").0;
+        assert_eq!(request.mode, Mode::SYMMETRIC_ACTIVE);
+        assert_eq!(request.transmit_timestamp, NtpTimestamp::from_bits(42));
+        assert_eq!(
+            request.origin_timestamp,
+            NtpTimestamp::ZERO,
+            "asks, answers nothing"
+        );
+        assert_eq!(
+            request.stratum,
+            Stratum::UNSYNCHRONIZED,
+            "not synchronized yet"
+        );
+        // A server's mode 4 does not answer a peer's request: rejected, still outstanding.
+        let mode4 = answer(&t.bytes, T0, 0.0);
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &mode4, None);
+        // Nor does a mode 2 whose origin is not our transmit (bogus).
+        let mut bogus = peer_answer(&t.bytes, T0, Mode::SYMMETRIC_PASSIVE, ReferenceId::LOCL);
+        bogus.origin_timestamp = NtpTimestamp::from_bits(41);
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &bogus.serialize(), None);
+        let report = client.sources(T0)[0];
+        assert_eq!((report.counters.rejected, report.counters.accepted), (2, 0));
+        assert_eq!(report.kind, AssociationKind::Peer);
+        // The genuine mode 2 answer is a sample; the same packet again is a duplicate.
+        let genuine =
+            peer_answer(&t.bytes, T0, Mode::SYMMETRIC_PASSIVE, ReferenceId::LOCL).serialize();
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        let report = client.sources(T0)[0];
+        assert_eq!((report.counters.accepted, report.counters.ignored), (1, 1));
+        assert_eq!(report.stratum, 2);
+        // The next poll is answered by the peer's own mode 1 poll (chrony's way): also a sample,
+        // and its duplicate is ignored even while our next request is outstanding.
+        let next = client.poll_timeout().expect("timer");
+        client.handle_timeout(next, T0 + s(1.0));
+        let t = client.poll_transmit(next, 43).expect("due");
+        let mut active = peer_answer(
+            &t.bytes,
+            T0 + s(1.0),
+            Mode::SYMMETRIC_ACTIVE,
+            ReferenceId::LOCL,
+        );
+        active.origin_timestamp = NtpTimestamp::from_bits(43);
+        let active = active.serialize();
+        client.handle_reply(
+            next,
+            T0 + s(1.0),
+            id,
+            T0 + s(1.0),
+            T0 + s(1.002),
+            &active,
+            None,
+        );
+        assert_eq!(client.sources(T0)[0].counters.accepted, 2);
+        // The first update set us to the peer's stratum + 1: our next poll says so.
+        let later = client.poll_timeout().expect("timer");
+        client.handle_timeout(later, T0 + s(2.0));
+        let t = client.poll_transmit(later, 44).expect("due");
+        let request = Packet::parse(&t.bytes).expect("parses").0;
+        assert_eq!(request.stratum, Stratum::new(3));
+        assert_eq!(request.reference_id, ReferenceId::from_ip(addr(1).ip()));
+        client.handle_reply(
+            later,
+            T0 + s(2.0),
+            id,
+            T0 + s(2.0),
+            T0 + s(2.002),
+            &active,
+            None,
+        );
+        assert_eq!(client.sources(T0)[0].counters.ignored, 2, "a duplicate");
+    }
+
+    #[test]
+    fn a_client_association_never_accepts_a_symmetric_packet() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client.add_source(addr(1), lab(), start).expect("added");
+        let t = client.poll_transmit(start, 42).expect("due");
+        assert_eq!(
+            Packet::parse(&t.bytes).expect("parses").0.mode,
+            Mode::CLIENT
+        );
+        for mode in [
+            Mode::SYMMETRIC_ACTIVE,
+            Mode::SYMMETRIC_PASSIVE,
+            Mode::BROADCAST,
+        ] {
+            let reply = peer_answer(&t.bytes, T0, mode, ReferenceId::LOCL).serialize();
+            client.handle_reply(start, T0, id, T0, T0 + s(0.002), &reply, None);
+        }
+        let report = client.sources(T0)[0];
+        assert_eq!((report.counters.rejected, report.counters.accepted), (3, 0));
+        assert!(clock_actions(&mut client).is_empty());
+    }
+
+    #[test]
+    fn a_peer_synchronized_to_us_is_a_loop_and_not_selectable() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        let us: IpAddr = "127.0.0.3".parse().expect("address");
+        let t = client.poll_transmit(start, 42).expect("due");
+        // The peer says its reference is our address: it is synchronized to us.
+        let reply = peer_answer(
+            &t.bytes,
+            T0,
+            Mode::SYMMETRIC_PASSIVE,
+            ReferenceId::from_ip(us),
+        );
+        client.handle_reply(
+            start,
+            T0,
+            id,
+            T0,
+            T0 + s(0.002),
+            &reply.serialize(),
+            Some(us),
+        );
+        let report = client.sources(T0)[0];
+        assert_eq!(report.counters.accepted, 1);
+        assert_eq!(
+            report.state,
+            SourceState::Rejected(crate::source::Unfit::Loop)
+        );
+        assert!(clock_actions(&mut client).is_empty(), "never follows it");
+        // 127.0.0.1 names every host: it signals no loop.
+        let mut other = Client::new(ClientConfig::default());
+        let id = other
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        let t = other.poll_transmit(start, 42).expect("due");
+        let localhost: IpAddr = "127.0.0.1".parse().expect("address");
+        let reply = peer_answer(
+            &t.bytes,
+            T0,
+            Mode::SYMMETRIC_PASSIVE,
+            ReferenceId::from_ip(localhost),
+        );
+        other.handle_reply(
+            start,
+            T0,
+            id,
+            T0,
+            T0 + s(0.002),
+            &reply.serialize(),
+            Some(localhost),
+        );
+        assert_eq!(other.sources(T0)[0].state, SourceState::Selected);
+    }
+
+    #[test]
+    fn a_peer_poll_that_answers_our_passive_answer_is_a_sample_and_our_poll_stays_outstanding() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let id = client
+            .add_source(addr(1), peer_config(), start)
+            .expect("added");
+        let t = client.poll_transmit(start, 42).expect("due");
+        // The peer polled us; the server side answered at T0 + 10 ms (its transmit timestamp).
+        let ours = T0 + s(0.010);
+        client.handle_passive_sent(id, ours);
+        // The peer's next poll carries that as its origin (chrony's way): T1 = our transmit.
+        let mut poll = peer_answer(&t.bytes, ours, Mode::SYMMETRIC_ACTIVE, ReferenceId::LOCL);
+        poll.origin_timestamp = ours;
+        let bytes = poll.serialize();
+        client.handle_reply(start, T0, id, T0, ours + s(0.002), &bytes, None);
+        let report = client.sources(T0)[0];
+        assert_eq!(
+            (report.counters.accepted, report.reach),
+            (1, 1),
+            "{report:?}"
+        );
+        let delay = report.estimate.expect("a sample").delay;
+        assert!(
+            delay < s(0.0025),
+            "T1 is the passive answer's transmit: {delay:?}"
+        );
+        // Used once; our own poll is still awaited and its genuine answer still counts.
+        client.handle_reply(start, T0, id, T0, ours + s(0.003), &bytes, None);
+        assert_eq!(client.sources(T0)[0].counters.accepted, 1);
+        let genuine =
+            peer_answer(&t.bytes, T0, Mode::SYMMETRIC_PASSIVE, ReferenceId::LOCL).serialize();
+        client.handle_reply(start, T0, id, T0, T0 + s(0.002), &genuine, None);
+        assert_eq!(client.sources(T0)[0].counters.accepted, 2);
+    }
+
+    #[test]
+    fn a_silent_peer_does_not_delay_the_first_update() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let server = client.add_source(addr(1), lab(), start).expect("added");
+        client
+            .add_source(addr(2), peer_config(), start)
+            .expect("added");
+        let ts = client.poll_transmit(start, 1).expect("the server's poll");
+        let separated = client.poll_timeout().expect("timer");
+        let tp = client.poll_transmit(separated, 2).expect("the peer's poll");
+        assert_eq!(
+            tp.wait,
+            Duration::from_secs(1),
+            "a peer is awaited a whole poll"
+        );
+        let reply = answer(&ts.bytes, T0, 0.0);
+        client.handle_reply(separated, T0, server, T0, T0 + s(0.002), &reply, None);
+        assert!(
+            matches!(clock_actions(&mut client)[..], [ClockAction::Slew { .. }]),
+            "the server's answer updates the clock at once"
         );
     }
 }

@@ -58,7 +58,7 @@ pub use packet::{
     ExtensionField, LeapIndicator, Mode, Packet, ParseError, PollInterval, Precision, ReferenceId,
     Stratum, Trailer, Version,
 };
-pub use sample::{Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
+pub use sample::{AssociationKind, Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
 pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use server::{Decision, DropReason, Response, Server};
 pub use soft_clock::SoftClock;

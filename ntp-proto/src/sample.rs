@@ -79,11 +79,49 @@ impl Sample {
     }
 }
 
+/// What an association is, which decides the modes that may answer its requests (RFC 5905
+/// section 9.2, the dispatch table).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum AssociationKind {
+    /// A client of a server: only mode 4 answers a mode 3 request.
+    #[default]
+    Server,
+    /// A symmetric active peer: mode 1 or 2 answers a mode 1 request.
+    Peer,
+}
+
+impl AssociationKind {
+    /// A stable lower-case name for logs and status.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Peer => "peer",
+        }
+    }
+
+    /// The mode of our requests.
+    pub const fn request_mode(self) -> Mode {
+        match self {
+            Self::Server => Mode::CLIENT,
+            Self::Peer => Mode::SYMMETRIC_ACTIVE,
+        }
+    }
+
+    /// True if a packet of `mode` may answer our request (RFC 5905 section 9.2).
+    pub fn answers_with(self, mode: Mode) -> bool {
+        match self {
+            Self::Server => mode == Mode::SERVER,
+            Self::Peer => mode == Mode::SYMMETRIC_ACTIVE || mode == Mode::SYMMETRIC_PASSIVE,
+        }
+    }
+}
+
 /// Why a reply was not used. Each is a misbehaving or unsuitable server, never a crash.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum ReplyError {
-    /// Not a server (4) packet: nothing else answers a client's request.
-    #[error("not a server reply (mode {})", .0.get())]
+    /// Not a mode that answers our request: only a server (4) answers a client, only a peer (1 or
+    /// 2) a symmetric active request.
+    #[error("not a reply to our request (mode {})", .0.get())]
     WrongMode(Mode),
     /// Version outside 1-4.
     #[error("unsupported NTP version {}", .0.get())]
@@ -169,7 +207,16 @@ impl Default for ReplyLimits {
 /// ([`ReplyError::ReferenceAfterTransmit`]) and root distance ([`ReplyError::RootDistance`], in
 /// [`process_reply`]). Mode and version come first, as for any packet.
 pub fn check_header(reply: &Packet, sent: &SentRequest) -> Result<(), ReplyError> {
-    if reply.mode != Mode::SERVER {
+    check_header_for(AssociationKind::Server, reply, sent)
+}
+
+/// [`check_header`] for an association of `kind`: the same tests, with the modes that answer it.
+pub fn check_header_for(
+    kind: AssociationKind,
+    reply: &Packet,
+    sent: &SentRequest,
+) -> Result<(), ReplyError> {
+    if !kind.answers_with(reply.mode) {
         return Err(ReplyError::WrongMode(reply.mode));
     }
     if !reply.version.is_supported() {
@@ -205,7 +252,20 @@ pub fn process_reply(
     t4: NtpTimestamp,
     limits: &ReplyLimits,
 ) -> Result<Sample, ReplyError> {
-    check_header(reply, sent)?;
+    judge_reply(AssociationKind::Server, reply, sent, t4, limits)
+}
+
+/// The one reply judge for an association of `kind`: a peer's packet that answers our symmetric
+/// active request (origin = our transmit) is an exchange like a server's reply, with T2 its receive
+/// and T3 its transmit timestamp, and passes the same tests (RFC 5905 sections 8 and 9.2).
+pub fn judge_reply(
+    kind: AssociationKind,
+    reply: &Packet,
+    sent: &SentRequest,
+    t4: NtpTimestamp,
+    limits: &ReplyLimits,
+) -> Result<Sample, ReplyError> {
+    check_header_for(kind, reply, sent)?;
     let exchange = Exchange {
         t1: sent.t1,
         t2: reply.receive_timestamp,

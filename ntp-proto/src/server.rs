@@ -8,7 +8,7 @@
 use core::fmt;
 use core::str::FromStr;
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use prefix_trie::PrefixSet;
@@ -28,7 +28,8 @@ pub enum DropReason {
     NotARequest,
     /// Mode 6/7 control and monitoring queries: not served (amplification risk).
     Control,
-    /// Symmetric or reserved modes (0, 1, 2): not served.
+    /// Reserved mode 0, or a symmetric mode (1, 2) from an address that is no configured peer
+    /// (mode 1 is answered statelessly only with passive peers allowed).
     UnsupportedMode,
     /// Version 0 or above 4.
     BadVersion,
@@ -78,6 +79,14 @@ pub enum Decision {
     Respond(Response),
     /// Send nothing.
     Drop(DropReason),
+    /// A configured peer's packet.
+    Peer {
+        /// Hand it to the peer's association: it may answer our request (its origin is not zero).
+        forward: bool,
+        /// The symmetric passive answer to its poll, sent as [`Decision::Respond`] would; tell the
+        /// association its transmit timestamp, which the peer's next packet may answer.
+        response: Option<Response>,
+    },
 }
 
 /// A response waiting for its transmit timestamp.
@@ -450,6 +459,8 @@ const fn unpack(state: u64) -> (u64, u64, u64) {
 pub struct Server {
     access: AccessList,
     rate_limiter: Option<RateLimiter>,
+    peers: Vec<SocketAddr>,
+    passive_peers: bool,
 }
 
 impl Server {
@@ -458,16 +469,27 @@ impl Server {
         Self {
             access,
             rate_limiter,
+            peers: Vec::new(),
+            passive_peers: false,
         }
     }
 
-    /// Decides what to send back for `datagram` from `client`, received at `receive` (our clock's
+    /// Also takes symmetric packets: from the configured `peers` (their packets go to their
+    /// associations, their mode 1 is answered with mode 2), and, with `passive`, mode 1 from
+    /// anyone else, answered with mode 2 and no association (RFC 5905 section 9.2).
+    pub fn with_peers(mut self, peers: Vec<SocketAddr>, passive: bool) -> Self {
+        self.peers = peers;
+        self.passive_peers = passive;
+        self
+    }
+
+    /// Decides what to send back for `datagram` from `from`, received at `receive` (our clock's
     /// time, T2) and at monotonic `now` (RFC 5905 section 9.2 fast_xmit, in the policy order
     /// parse, mode, version, access, rate, answer).
     pub fn decide(
         &self,
         datagram: &[u8],
-        client: IpAddr,
+        from: SocketAddr,
         snapshot: &SystemSnapshot,
         receive: NtpTimestamp,
         now: Instant,
@@ -477,14 +499,19 @@ impl Server {
             Err(ParseError::TooShort(_)) => return Decision::Drop(DropReason::TooShort),
             Err(ParseError::MalformedTrailer(_)) => return Decision::Drop(DropReason::Malformed),
         };
-        match request.mode {
-            Mode::CLIENT => {}
+        let client = from.ip();
+        let symmetric = match request.mode {
+            Mode::CLIENT => false,
+            Mode::SYMMETRIC_ACTIVE | Mode::SYMMETRIC_PASSIVE => true,
             Mode::SERVER | Mode::BROADCAST => return Decision::Drop(DropReason::NotARequest),
             Mode::CONTROL | Mode::PRIVATE => return Decision::Drop(DropReason::Control),
             _ => return Decision::Drop(DropReason::UnsupportedMode),
-        }
+        };
         if !request.version.is_supported() {
             return Decision::Drop(DropReason::BadVersion);
+        }
+        if symmetric {
+            return self.decide_symmetric(&request, from, snapshot, receive, now);
         }
         if !self.access.permits(client) {
             return match self.access.action() {
@@ -504,36 +531,95 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A mode 1 or 2 packet (RFC 5905 section 9.2): a configured peer's goes to its association
+    /// if it may answer our request (a non-zero origin), and its mode 1 gets a mode 2 answer (the
+    /// exchange it asks for); mode 1 from anyone else is answered only with passive peers
+    /// allowed, without an association; mode 2 from anyone else answers nothing we asked.
+    fn decide_symmetric(
+        &self,
+        request: &Packet,
+        from: SocketAddr,
+        snapshot: &SystemSnapshot,
+        receive: NtpTimestamp,
+        now: Instant,
+    ) -> Decision {
+        let active = request.mode == Mode::SYMMETRIC_ACTIVE;
+        if !self.access.permits(from.ip()) {
+            return Decision::Drop(DropReason::AccessIgnored);
+        }
+        let respond = || answer_as(Mode::SYMMETRIC_PASSIVE, request, snapshot, receive);
+        if self.peers.contains(&from) {
+            // Mode 2 with origin zero answers nothing and asks nothing.
+            if !active && request.origin_timestamp.is_zero() {
+                return Decision::Drop(DropReason::UnsupportedMode);
+            }
+            return Decision::Peer {
+                forward: !request.origin_timestamp.is_zero(),
+                response: active.then(respond),
+            };
+        }
+        if !(active && self.passive_peers) {
+            return Decision::Drop(DropReason::UnsupportedMode);
+        }
+        let rate = self
+            .rate_limiter
+            .as_ref()
+            .map_or(RateVerdict::Allow, |l| l.check(from.ip(), now));
+        match rate {
+            RateVerdict::Allow => Decision::Respond(respond()),
+            RateVerdict::Kiss | RateVerdict::Drop => Decision::Drop(DropReason::RateLimited),
+        }
+    }
+}
+
 /// The mode 4 answer to a mode 3 request (RFC 5905 section 9.2): version and poll echoed (poll
 /// clamped to our limits), origin = the request's transmit, the rest from the snapshot.
 fn answer(request: &Packet, snapshot: &SystemSnapshot, receive: NtpTimestamp) -> Response {
+    answer_as(Mode::SERVER, request, snapshot, receive)
+}
+
+/// The answer in `mode`: 4 to a client, 2 (symmetric passive) to a peer's mode 1 (RFC 5905
+/// section 9.2, fast_xmit and the symmetric passive reply are built alike).
+fn answer_as(
+    mode: Mode,
+    request: &Packet,
+    snapshot: &SystemSnapshot,
+    receive: NtpTimestamp,
+) -> Response {
     let (min_poll, max_poll) = snapshot.poll_limits;
+    let mut packet = Packet::client_request(
+        request.version,
+        request.poll.clamp(min_poll, max_poll),
+        NtpTimestamp::ZERO,
+    );
+    packet.mode = mode;
+    describe_system(&mut packet, snapshot, receive);
+    packet.origin_timestamp = request.transmit_timestamp;
+    packet.receive_timestamp = receive;
+    Response { packet }
+}
+
+/// Writes our system variables into `packet` at local time `at`: leap, stratum, precision, root
+/// delay and dispersion, reference ID and time; LI 3 and stratum 16 while unsynchronized (RFC
+/// 5905 section 9.2, the header of every packet we send).
+pub fn describe_system(packet: &mut Packet, snapshot: &SystemSnapshot, at: NtpTimestamp) {
     let synchronized = snapshot.is_synchronized();
-    Response {
-        packet: Packet {
-            leap: if synchronized {
-                snapshot.leap
-            } else {
-                LeapIndicator::Unsynchronized
-            },
-            version: request.version,
-            mode: Mode::SERVER,
-            stratum: if synchronized {
-                snapshot.stratum
-            } else {
-                Stratum::UNSYNCHRONIZED
-            },
-            poll: request.poll.clamp(min_poll, max_poll),
-            precision: snapshot.precision,
-            root_delay: NtpShort::from_duration(snapshot.root_delay),
-            root_dispersion: snapshot.root_dispersion_at(receive),
-            reference_id: snapshot.reference_id,
-            reference_timestamp: snapshot.reference_time,
-            origin_timestamp: request.transmit_timestamp,
-            receive_timestamp: receive,
-            transmit_timestamp: NtpTimestamp::ZERO,
-        },
-    }
+    packet.leap = if synchronized {
+        snapshot.leap
+    } else {
+        LeapIndicator::Unsynchronized
+    };
+    packet.stratum = if synchronized {
+        snapshot.stratum
+    } else {
+        Stratum::UNSYNCHRONIZED
+    };
+    packet.precision = snapshot.precision;
+    packet.root_delay = NtpShort::from_duration(snapshot.root_delay);
+    packet.root_dispersion = snapshot.root_dispersion_at(at);
+    packet.reference_id = snapshot.reference_id;
+    packet.reference_timestamp = snapshot.reference_time;
 }
 
 /// A kiss-o'-death (RFC 5905 section 7.4): LI 3, stratum 0, the code in the reference ID, the
@@ -581,7 +667,7 @@ mod tests {
     fn decide(server: &Server, bytes: &[u8]) -> Decision {
         server.decide(
             bytes,
-            client(),
+            SocketAddr::new(client(), 123),
             &snapshot(),
             T + NtpDuration::from_seconds(10),
             Instant::now(),
@@ -595,7 +681,7 @@ mod tests {
                     Packet::parse(&r.finish(T + NtpDuration::from_seconds(11))).expect("48 bytes");
                 p
             }
-            Decision::Drop(why) => panic!("dropped: {why:?}"),
+            other => panic!("not answered: {other:?}"),
         }
     }
 
@@ -644,9 +730,13 @@ mod tests {
     fn unsynchronized_server_says_so() {
         let server = Server::default();
         let unsync = SystemSnapshot::unsynchronized(Precision::new(-20));
-        let Decision::Respond(r) =
-            server.decide(&request(4, 6), client(), &unsync, T, Instant::now())
-        else {
+        let Decision::Respond(r) = server.decide(
+            &request(4, 6),
+            SocketAddr::new(client(), 123),
+            &unsync,
+            T,
+            Instant::now(),
+        ) else {
             panic!("an unsynchronized server still answers");
         };
         assert_eq!(r.packet().leap, LeapIndicator::Unsynchronized);
@@ -1132,5 +1222,100 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn symmetric(mode: Mode, origin: u64) -> [u8; 48] {
+        let mut p = Packet::parse(&request(4, 6)).expect("parses").0;
+        p.mode = mode;
+        p.origin_timestamp = NtpTimestamp::from_bits(origin);
+        p.serialize()
+    }
+
+    fn decide_from(server: &Server, bytes: &[u8], from: SocketAddr) -> Decision {
+        server.decide(bytes, from, &snapshot(), T, Instant::now())
+    }
+
+    #[test]
+    fn a_configured_peer_is_answered_in_mode_2_and_its_replies_go_to_its_association() {
+        let peer = SocketAddr::new(client(), 11123);
+        let server = Server::default().with_peers(vec![peer], false);
+        let xmt = Packet::parse(&request(4, 6))
+            .expect("parses")
+            .0
+            .transmit_timestamp;
+        // A bare request (origin zero) answers nothing of ours: only answered.
+        let Decision::Peer {
+            forward: false,
+            response: Some(r),
+        } = decide_from(&server, &symmetric(Mode::SYMMETRIC_ACTIVE, 0), peer)
+        else {
+            panic!("answered");
+        };
+        let answer = Packet::parse(&r.finish(T)).expect("parses").0;
+        assert_eq!(answer.mode, Mode::SYMMETRIC_PASSIVE);
+        assert_eq!(answer.origin_timestamp, xmt);
+        assert_eq!(
+            (answer.stratum, answer.receive_timestamp),
+            (Stratum::new(2), T)
+        );
+        // Mode 1 that may answer our request: to the association, and answered.
+        assert!(matches!(
+            decide_from(&server, &symmetric(Mode::SYMMETRIC_ACTIVE, 7), peer),
+            Decision::Peer {
+                forward: true,
+                response: Some(_)
+            }
+        ));
+        // Mode 2 is never answered (two peers would echo each other forever).
+        assert_eq!(
+            decide_from(&server, &symmetric(Mode::SYMMETRIC_PASSIVE, 7), peer),
+            Decision::Peer {
+                forward: true,
+                response: None
+            }
+        );
+        assert_eq!(
+            decide_from(&server, &symmetric(Mode::SYMMETRIC_PASSIVE, 0), peer),
+            Decision::Drop(DropReason::UnsupportedMode)
+        );
+        // The same address on another port is no configured peer.
+        let stranger = SocketAddr::new(client(), 11124);
+        for mode in [Mode::SYMMETRIC_ACTIVE, Mode::SYMMETRIC_PASSIVE] {
+            assert_eq!(
+                decide_from(&server, &symmetric(mode, 7), stranger),
+                Decision::Drop(DropReason::UnsupportedMode)
+            );
+        }
+    }
+
+    #[test]
+    fn passive_peers_get_a_stateless_mode_2_answer_only_when_allowed() {
+        let stranger = SocketAddr::new(client(), 123);
+        let closed = Server::default();
+        let open = Server::default().with_peers(Vec::new(), true);
+        assert_eq!(
+            decide_from(&closed, &symmetric(Mode::SYMMETRIC_ACTIVE, 0), stranger),
+            Decision::Drop(DropReason::UnsupportedMode)
+        );
+        let Decision::Respond(r) =
+            decide_from(&open, &symmetric(Mode::SYMMETRIC_ACTIVE, 0), stranger)
+        else {
+            panic!("answered");
+        };
+        assert_eq!(r.packet().mode, Mode::SYMMETRIC_PASSIVE);
+        assert_eq!(
+            decide_from(&open, &symmetric(Mode::SYMMETRIC_PASSIVE, 7), stranger),
+            Decision::Drop(DropReason::UnsupportedMode)
+        );
+        // The access list holds for peers too.
+        let denied = Server::new(
+            AccessList::new([], [Cidr::new(client(), 32)], DenyAction::Kiss),
+            None,
+        )
+        .with_peers(vec![stranger], true);
+        assert_eq!(
+            decide_from(&denied, &symmetric(Mode::SYMMETRIC_ACTIVE, 7), stranger),
+            Decision::Drop(DropReason::AccessIgnored)
+        );
     }
 }

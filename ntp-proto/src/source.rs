@@ -1,6 +1,7 @@
-//! One upstream association (RFC 5905 sections 9 and 13, RFC 4330 section 5): when to poll, the
-//! request to send, how long to wait for its reply, what a reply means, the reach register,
-//! kiss-o'-death handling, the source's statistics, and whether it is fit to be selected.
+//! One upstream association, a server or a symmetric peer (RFC 5905 sections 9 and 13, RFC 4330
+//! section 5): when to poll, the request to send, how long to wait for its reply, what a reply
+//! means, the reach register, kiss-o'-death handling, the source's statistics, and whether it is
+//! fit to be selected.
 //!
 //! The [`crate::client::Client`] drives it: [`Source::poll_timeout`] says when it next needs
 //! attention, [`Source::handle_timeout`] ends a request whose reply did not come,
@@ -15,7 +16,7 @@ use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
 };
 use crate::sample::{
-    self, MAX_DISTANCE, MIN_DISPERSION, PHI, ReplyError, ReplyLimits, SentRequest,
+    self, AssociationKind, MAX_DISTANCE, MIN_DISPERSION, PHI, ReplyError, ReplyLimits, SentRequest,
 };
 use crate::select::Candidate;
 use crate::stats::{RawSample, SourceStats};
@@ -58,6 +59,8 @@ pub struct SourceConfig {
     pub version: Version,
     /// Samples the statistics should hold at the adapted poll interval.
     pub poll_target: u8,
+    /// A server we are a client of, or a symmetric peer.
+    pub kind: AssociationKind,
 }
 
 impl Default for SourceConfig {
@@ -68,6 +71,7 @@ impl Default for SourceConfig {
             iburst: false,
             version: Version::V4,
             poll_target: DEFAULT_POLL_TARGET,
+            kind: AssociationKind::Server,
         }
     }
 }
@@ -148,7 +152,7 @@ struct Outstanding {
     straddled: bool,
 }
 
-/// One upstream server.
+/// One upstream server or symmetric peer.
 #[derive(Clone, Debug)]
 pub struct Source {
     address: SocketAddr,
@@ -167,6 +171,13 @@ pub struct Source {
     last_error: Option<ReplyError>,
     denied: Option<ReferenceId>,
     counters: SourceCounters,
+    /// The transmit timestamp of the last reply that matched our request: the same again is a
+    /// duplicate (RFC 5905 section 9.2, test 1).
+    last_transmit: Option<NtpTimestamp>,
+    /// Peers only: the transmit timestamp of our last symmetric passive answer to the peer's own
+    /// poll, which is also when it left (the server stamps it just before sending). The peer's
+    /// next packet may carry it as its origin (chrony's do): that completes an exchange too.
+    passive: Option<NtpTimestamp>,
 }
 
 impl Source {
@@ -189,6 +200,8 @@ impl Source {
             last_error: None,
             denied: None,
             counters: SourceCounters::default(),
+            last_transmit: None,
+            passive: None,
         }
     }
 
@@ -248,22 +261,36 @@ impl Source {
             duration_of(poll)
         };
         self.next_poll = now + interval;
-        let wait = interval.min(MAX_REPLY_WAIT);
+        // A peer that does not answer at once answers with its own next poll (chrony does): its
+        // reply is awaited until ours.
+        let wait = match self.config.kind {
+            AssociationKind::Server => interval.min(MAX_REPLY_WAIT),
+            AssociationKind::Peer => interval,
+        };
         self.outstanding = Some(Outstanding {
             cookie,
             deadline: now + wait,
             straddled: false,
         });
-        Some((
-            Packet::client_request(self.config.version, poll, cookie).serialize(),
-            wait,
-        ))
+        let mut request = Packet::client_request(self.config.version, poll, cookie);
+        request.mode = self.config.kind.request_mode();
+        Some((request.serialize(), wait))
     }
 
     /// The clock was stepped: a request in flight cannot give a sample any more.
     pub fn clock_stepped(&mut self) {
         if let Some(o) = &mut self.outstanding {
             o.straddled = true;
+        }
+        self.passive = None;
+    }
+
+    /// Peers only: we answered the peer's poll with a symmetric passive packet whose transmit
+    /// timestamp, read just before it left, is `transmit` (RFC 5905 section 9.2: every packet to a
+    /// peer is a request its next packet may answer).
+    pub fn passive_sent(&mut self, transmit: NtpTimestamp) {
+        if self.config.kind == AssociationKind::Peer {
+            self.passive = Some(transmit);
         }
     }
 
@@ -300,25 +327,43 @@ impl Source {
         let Ok((reply, _)) = Packet::parse(bytes) else {
             return ReplyOutcome::Malformed;
         };
-        let Some(outstanding) = self.outstanding else {
+        // What the packet may answer: our poll, or our passive answer to the peer's poll.
+        let (sent, straddled, polled) = match (self.outstanding, self.passive) {
+            (_, Some(passive)) if reply.origin_timestamp == passive => {
+                let sent = SentRequest {
+                    cookie: passive,
+                    t1: passive,
+                };
+                (sent, false, false)
+            }
+            (Some(o), _) => {
+                let sent = SentRequest {
+                    cookie: o.cookie,
+                    t1,
+                };
+                (sent, o.straddled, true)
+            }
+            (None, _) => return ReplyOutcome::Unexpected,
+        };
+        if self.last_transmit == Some(reply.transmit_timestamp) {
             return ReplyOutcome::Unexpected;
-        };
-        let sent = SentRequest {
-            cookie: outstanding.cookie,
-            t1,
-        };
+        }
         // In the leap-free timescale (see `leap`); unplaceable right at a leap.
         let leap_shift = discipline
             .leaps()
             .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
-        match sample::process_reply(&reply, &sent, t4, limits) {
+        let judged = sample::judge_reply(self.config.kind, &reply, &sent, t4, limits);
+        if !judged.is_err_and(ReplyError::is_unmatched) {
+            self.last_transmit = Some(reply.transmit_timestamp);
+        }
+        match judged {
             Err(error) if error.is_unmatched() => ReplyOutcome::Rejected(error),
-            _ if outstanding.straddled || leap_shift.is_none() => {
-                self.answered();
+            _ if straddled || leap_shift.is_none() => {
+                self.consumed(polled);
                 ReplyOutcome::Straddled
             }
             Err(error) => {
-                self.answered();
+                self.consumed(polled);
                 self.last_error = Some(error);
                 if let ReplyError::Kiss(code) = error {
                     self.handle_kiss(code, reply.poll);
@@ -327,7 +372,7 @@ impl Source {
             }
             Ok(sample) => {
                 let leap_shift = leap_shift.unwrap_or_default();
-                self.answered();
+                self.consumed(polled);
                 self.reach |= 1;
                 self.last_error = None;
                 self.last = Some(ReplyInfo {
@@ -340,6 +385,7 @@ impl Source {
                 });
                 // The offset is the mean of the clock's errors at T1 and T4, so the corrections
                 // to add back are the mean of those at T1 and T4, exactly, whatever the slew.
+                let t1 = sent.t1;
                 let correction = discipline
                     .correction(t1)
                     .midpoint(discipline.correction(t4));
@@ -354,6 +400,17 @@ impl Source {
                 self.adapt_poll(surprise, raw);
                 ReplyOutcome::Accepted
             }
+        }
+    }
+
+    /// The packet answered our poll (`polled`) or our passive answer: that request is done, and
+    /// the peer is alive either way.
+    fn consumed(&mut self, polled: bool) {
+        if polled {
+            self.answered();
+        } else {
+            self.passive = None;
+            self.unanswered = 0;
         }
     }
 
@@ -508,6 +565,11 @@ impl Source {
         })
     }
 
+    /// A server or a symmetric peer.
+    pub fn kind(&self) -> AssociationKind {
+        self.config.kind
+    }
+
     /// The source's address.
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -564,11 +626,15 @@ pub struct SourceEstimate {
 }
 
 /// True if `reference_id` names `local` (RFC 5905 appendix A.5.2: the source is synchronized to
-/// us). A loopback address names no particular host (every host is 127.0.0.1, and ntpd's orphan
-/// parents advertise it), so it never signals a loop.
+/// us). 127.0.0.1 and ::1 name no particular host (every host has them, and ntpd's orphan parents
+/// advertise 127.0.0.1), so they never signal a loop; another loopback address (a lab's
+/// 127.0.0.x) names one daemon as well as any address does.
 fn is_our_reference(local: IpAddr, reference_id: ReferenceId) -> bool {
     let local = local.to_canonical();
-    !local.is_loopback() && reference_id == ReferenceId::from_ip(local)
+    let anyone = local == IpAddr::from([127, 0, 0, 1])
+        || local == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        || local.is_unspecified();
+    !anyone && reference_id == ReferenceId::from_ip(local)
 }
 
 /// The shortest spacing between requests to different sources: 2^(poll - 3) s, within 2 ms and

@@ -1,7 +1,7 @@
 //! The TOML configuration: parsed into typed values, validated while parsing so that every error
 //! carries the file, line and column where it was made and a hint what to write instead.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,6 +59,9 @@ pub struct Config {
     /// Upstream servers to synchronize to.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// Symmetric peers (RFC 5905 modes 1 and 2), reached from the `[server] listen` socket.
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConfig>,
     /// Discipline thresholds.
     #[serde(default)]
     pub sync: SyncConfig,
@@ -195,6 +198,10 @@ pub struct ServerConfig {
     /// per CPU, 1 to 4.
     #[serde(default, deserialize_with = "workers")]
     pub workers: Option<usize>,
+    /// Answer symmetric active (mode 1) packets from unconfigured addresses with mode 2, keeping
+    /// no association; off by default.
+    #[serde(default)]
+    pub passive_peers: bool,
 }
 
 /// `[local]`: serve from the local clock at a fixed stratum.
@@ -269,6 +276,22 @@ pub struct SourceConfig {
     /// Pool only: how many addresses to use.
     #[serde(default = "default_pool_size")]
     pub max_sources: usize,
+}
+
+/// One `[[peer]]`: a symmetric active association (RFC 5905 mode 1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PeerConfig {
+    /// `ip:port`, `[v6]:port` or a bare address (port 123): the peer's packets are recognized
+    /// by it, so it must be an address, not a name.
+    #[serde(deserialize_with = "peer_address")]
+    pub address: SocketAddr,
+    /// Shortest poll interval, log2 seconds (-4 to 17); default 6.
+    #[serde(default = "default_minpoll", deserialize_with = "poll")]
+    pub minpoll: PollInterval,
+    /// Longest poll interval, log2 seconds (-4 to 17); default 10.
+    #[serde(default = "default_maxpoll", deserialize_with = "poll")]
+    pub maxpoll: PollInterval,
 }
 
 /// How a source's name is used.
@@ -405,6 +428,7 @@ impl Config {
                 "drift-ppm must be within +-100000 and initial-offset a finite number of seconds",
             );
         }
+        self.check_peers(whole)?;
         if self.server.is_none() && self.sources.is_empty() {
             return whole(
                 "",
@@ -443,6 +467,41 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// A peer's packets arrive where the server listens, so each needs a listen address of its
+    /// family; each peer once; minpoll within maxpoll.
+    fn check_peers(
+        &self,
+        whole: impl Fn(&str, &str) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        for (index, peer) in self.peers.iter().enumerate() {
+            let listen = self.server.as_ref().map_or(&[][..], |s| &s.listen[..]);
+            if !listen.iter().any(|l| l.is_ipv4() == peer.address.is_ipv4()) {
+                return whole(
+                    "[[peer]]",
+                    "a [[peer]] is reached from the server's socket: add a [server] listen address of the peer's address family (IPv4 or IPv6)",
+                );
+            }
+            if peer.minpoll > peer.maxpoll {
+                return whole("[[peer]]", "minpoll must not exceed maxpoll for this peer");
+            }
+            if self.peers[..index]
+                .iter()
+                .any(|p| p.address == peer.address)
+            {
+                return whole(
+                    "[[peer]]",
+                    "this peer is listed twice; keep one [[peer]] for it",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured peers' addresses.
+    pub fn peer_addresses(&self) -> Vec<SocketAddr> {
+        self.peers.iter().map(|p| p.address).collect()
     }
 
     /// The system clock is the kernel's: the discipline must assume the kernel's slew rate and
@@ -603,6 +662,17 @@ fn metrics_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>
             "metrics `{text}` is not an IP address with a port; write \"127.0.0.1:9975\""
         ))
     })
+}
+
+fn peer_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 123)))
+        .map_err(|_| {
+            de::Error::custom(format!(
+                "peer `{text}` is not an IP address: a peer is recognized by its address, so write one, e.g. \"192.0.2.7\" or \"192.0.2.7:123\""
+            ))
+        })
 }
 
 fn prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
@@ -989,5 +1059,59 @@ metrics = "127.0.0.1:9975"
             changed_sections(running, moved),
             ["[server]", "[[source]]", "[sync]"]
         );
+    }
+
+    #[test]
+    fn peers_parse_and_need_a_listen_address_of_their_family() {
+        let c = parse(
+            "[server]\nlisten = [\"127.0.0.2:11123\"]\npassive-peers = true\n\
+             [[peer]]\naddress = \"127.0.0.3:11123\"\nminpoll = -2\nmaxpoll = 0\n\
+             [[peer]]\naddress = \"127.0.0.4\"\n",
+        )
+        .expect("valid");
+        assert!(c.server.as_ref().is_some_and(|s| s.passive_peers));
+        assert_eq!(
+            c.peer_addresses(),
+            ["127.0.0.3:11123", "127.0.0.4:123"].map(|a| a.parse::<SocketAddr>().expect("address"))
+        );
+        assert_eq!(
+            (c.peers[0].minpoll, c.peers[1].maxpoll),
+            (PollInterval::new(-2), PollInterval::new(10))
+        );
+        let closed = parse("[server]\nlisten = [\"127.0.0.1:123\"]\n").expect("valid");
+        assert!(
+            !closed.server.is_some_and(|s| s.passive_peers),
+            "off by default"
+        );
+        let cases = [
+            (
+                "[server]\nlisten = [\"[::1]:123\"]\n[[peer]]\naddress = \"127.0.0.3\"\n",
+                "address family",
+            ),
+            (
+                "[[source]]\naddress = \"127.0.0.1\"\n[[peer]]\naddress = \"127.0.0.3\"\n",
+                "[server] listen",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:123\"]\n[[peer]]\naddress = \"peer.example\"\n",
+                "not an IP address",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:123\"]\n[[peer]]\naddress = \"127.0.0.3\"\nminpoll = 4\nmaxpoll = 2\n",
+                "minpoll",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:123\"]\n[[peer]]\naddress = \"127.0.0.3\"\n[[peer]]\naddress = \"127.0.0.3:123\"\n",
+                "twice",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:123\"]\n[[peer]]\naddress = \"127.0.0.3\"\niburst = true\n",
+                "unknown field",
+            ),
+        ];
+        for (text, hint) in cases {
+            let (_, message) = error(text);
+            assert!(message.contains(hint), "{text}: {message}");
+        }
     }
 }

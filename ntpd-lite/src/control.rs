@@ -459,8 +459,8 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "  {:<40} {:>3} {:>4} {:>5} {:>12} {:>10} {:>10}  state",
-        "source", "st", "poll", "reach", "offset", "delay", "jitter"
+        "  {:<40} {:<6} {:>3} {:>4} {:>5} {:>12} {:>10} {:>10}  state",
+        "source", "kind", "st", "poll", "reach", "offset", "delay", "jitter"
     );
     for s in sources {
         let mark = match s.state.as_str() {
@@ -472,8 +472,8 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
         };
         let _ = writeln!(
             out,
-            "{mark} {:<40} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
-            s.address, s.stratum, s.poll, s.reach, s.offset, s.delay, s.jitter, s.state
+            "{mark} {:<40} {:<6} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
+            s.address, s.kind, s.stratum, s.poll, s.reach, s.offset, s.delay, s.jitter, s.state
         );
     }
     out
@@ -650,6 +650,7 @@ mod tests {
             delay: 0.000_456,
             jitter: 0.000_01,
             state: state.to_owned(),
+            kind: "server".to_owned(),
             ..SourceStatus::default()
         }
     }
@@ -660,10 +661,17 @@ mod tests {
             source("127.0.0.1:123", "selected", 0o377),
             source("127.0.0.2:123", "falseticker", 0o17),
             source("[::1]:123", "unreachable", 0),
+            SourceStatus {
+                kind: "peer".to_owned(),
+                ..source("127.0.0.3:11123", "candidate", 0o377)
+            },
         ]);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(lines.len(), 5, "{table}");
         assert!(lines[0].contains("reach") && lines[0].contains("jitter"));
+        assert!(lines[0].contains(" kind "), "{table}");
+        assert!(lines[1].contains(" server "), "{table}");
+        assert!(lines[4].starts_with("+ 127.0.0.3:11123") && lines[4].contains(" peer "));
         assert!(lines[1].starts_with("* 127.0.0.1:123"), "{table}");
         assert!(lines[1].contains(" 377 ") && lines[1].contains("-0.000123"));
         assert!(lines[2].starts_with("x 127.0.0.2:123") && lines[2].contains("  17 "));

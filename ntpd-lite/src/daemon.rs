@@ -100,7 +100,7 @@ fn start_server(
                 privileges
                     .enter_server_thread()
                     .map_err(|e| format!("cannot drop privileges: {e}"))?;
-                serve::start(server, shared).map_err(|e| e.to_string())
+                serve::start(server, &config.peer_addresses(), shared).map_err(|e| e.to_string())
             })
             .join()
             .unwrap_or_else(|_| Err("the server start-up thread panicked".to_owned()))
@@ -144,8 +144,9 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
     if let Some(local) = &config.local {
         info!(stratum = local.stratum.get(), refid = ?local.refid, "local reference clock");
     }
-    let sync_task = (!config.sources.is_empty() || config.local.is_some())
-        .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared))));
+    let sync_task =
+        (!config.sources.is_empty() || !config.peers.is_empty() || config.local.is_some())
+            .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared))));
     if let Some(listener) = control {
         tasks.push(tokio::spawn(control::serve(listener, Arc::clone(&shared))));
     }

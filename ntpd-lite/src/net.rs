@@ -284,6 +284,19 @@ impl SendBatch {
     }
 }
 
+/// The local address the kernel would send from to reach `peer` (a connected UDP socket, no
+/// packet sent): what a peer sees us as, for loop detection behind a wildcard listen address.
+pub fn route_source(peer: SocketAddr) -> io::Result<std::net::IpAddr> {
+    let any: SocketAddr = if peer.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any)?;
+    socket.connect(peer)?;
+    Ok(socket.local_addr()?.ip())
+}
+
 /// Turns on kernel receive timestamps for any socket (a client socket, say).
 pub fn enable_timestamps(socket: socket2::SockRef<'_>) -> io::Result<()> {
     let on: libc::c_int = 1;

@@ -15,17 +15,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ntp_proto::server::{AccessList, Decision, DropReason, RateLimiter, Response, Server};
 use socket2::Socket;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::net::{self, BATCH, RecvBatch, SendBatch};
-use crate::state::{ServerStats, Shared};
+use crate::state::{PeerDatagram, PeerEvent, ServerStats, Shared};
 
 /// How long a blocked worker waits before checking for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 
 /// Binds every listen address and starts its workers. Fails if any address cannot be bound.
-pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
+/// `peers` are the configured symmetric peers: their packets go to the sync task, which sends
+/// its requests to them from a clone of each address's first socket.
+pub fn start(
+    config: &ServerConfig,
+    peers: &[SocketAddr],
+    shared: &Arc<Shared>,
+) -> io::Result<Vec<JoinHandle<()>>> {
     let rate_limiter = config
         .rate_limit
         .map(|r| RateLimiter::new(r, Instant::now()));
@@ -43,7 +49,9 @@ pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<Join
             "access list ready (distinct prefixes)"
         );
     }
-    let server = Arc::new(Server::new(access, rate_limiter));
+    let server = Arc::new(
+        Server::new(access, rate_limiter).with_peers(peers.to_vec(), config.passive_peers),
+    );
     let workers = config.workers.unwrap_or_else(default_workers);
     let mut handles = Vec::new();
     for &address in &config.listen {
@@ -57,6 +65,9 @@ pub fn start(config: &ServerConfig, shared: &Arc<Shared>) -> io::Result<Vec<Join
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
         // The bound address: with port 0 in the configuration, the kernel chose the port.
         info!(%address, workers, "serving NTP");
+        if let Some(first) = sockets.first() {
+            shared.add_peer_socket(address, first.try_clone()?.into());
+        }
         for (index, socket) in sockets.into_iter().enumerate() {
             let stats = Arc::new(ServerStats::default());
             shared.register_server_stats(Arc::clone(&stats));
@@ -92,6 +103,13 @@ fn bind_group(
     Ok((group, address))
 }
 
+/// Tells the sync task of a configured peer's traffic (see [`PeerEvent`]).
+fn hand_to_peer(shared: &Shared, event: PeerEvent) {
+    if !shared.hand_to_peer(event) {
+        debug!("peer queue full: event dropped");
+    }
+}
+
 /// Workers per listen address when the config does not say: one per CPU, 1 to 4. With a socket
 /// each they do not contend; on 2 CPUs two workers answered 1.7 times chronyd's rate where one
 /// worker answered 1.27 times (see tests/bench/README.md).
@@ -115,7 +133,8 @@ fn worker(
     let fd = socket.as_raw_fd();
     let mut received = RecvBatch::default();
     let mut outgoing = SendBatch::default();
-    let mut pending: [Option<(Response, SocketAddr)>; BATCH] = [None; BATCH];
+    // Each response, where to, and whether it answers a configured peer's poll.
+    let mut pending: [Option<(Response, SocketAddr, bool)>; BATCH] = [None; BATCH];
     while !shared.stopping() {
         let count = match received.receive(fd) {
             Ok(count) => count,
@@ -147,24 +166,50 @@ fn worker(
             let receive = shared
                 .clock
                 .at(datagram.received.unwrap_or_else(SystemTime::now));
-            match server.decide(datagram.bytes, datagram.from.ip(), &snapshot, receive, now) {
-                Decision::Respond(response) => {
-                    pending[responses] = Some((response, datagram.from));
-                    responses += 1;
+            let decision = server.decide(datagram.bytes, datagram.from, &snapshot, receive, now);
+            let (response, peer) = match decision {
+                Decision::Respond(response) => (Some(response), false),
+                Decision::Drop(reason) => {
+                    stats.count_drop(reason);
+                    (None, false)
                 }
-                Decision::Drop(reason) => stats.count_drop(reason),
+                Decision::Peer { forward, response } => {
+                    if forward {
+                        hand_to_peer(
+                            shared,
+                            PeerEvent::Received(PeerDatagram {
+                                from: datagram.from,
+                                local: address,
+                                t4: receive,
+                                bytes: datagram.bytes.to_vec(),
+                            }),
+                        );
+                    }
+                    (response, true)
+                }
+            };
+            if let Some(response) = response {
+                pending[responses] = Some((response, datagram.from, peer));
+                responses += 1;
             }
         }
         // The transmit timestamp is read once, as late as possible: just before the batch is sent.
         let transmit = shared.clock.now();
-        for (response, to) in pending[..responses].iter_mut().filter_map(Option::take) {
+        let mut answered_peers = Vec::new();
+        for (response, to, peer) in pending[..responses].iter_mut().filter_map(Option::take) {
             stats.count_response(&response);
             outgoing.push(response.finish(transmit), to);
+            if peer {
+                answered_peers.push(to);
+            }
         }
         let (_, error) = outgoing.flush(fd);
         if let Some(error) = error {
             stats.count_send_error();
             warn!(%address, %error, "send failed");
+        }
+        for to in answered_peers {
+            hand_to_peer(shared, PeerEvent::Answered { to, transmit });
         }
     }
 }

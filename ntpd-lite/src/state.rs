@@ -5,14 +5,15 @@
 //! the control socket and the metrics endpoint read it; `daemon` (start-up) creates it.
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 use ntp_proto::server::{DropReason, Response};
-use ntp_proto::{Precision, ReferenceId, SystemSnapshot};
+use ntp_proto::{NtpTimestamp, Precision, ReferenceId, SystemSnapshot};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::clock::{self, Clock};
 
@@ -33,7 +34,44 @@ pub struct Shared {
     /// Closed until the daemon's privileges are settled; server workers wait at it.
     serving_gate: (Mutex<bool>, Condvar),
     sync_status: Mutex<SyncStatus>,
+    /// Configured peers' packets, from the server workers to the sync task.
+    peer_inbox: mpsc::Sender<PeerEvent>,
+    peer_receiver: Mutex<Option<mpsc::Receiver<PeerEvent>>>,
+    /// A socket on each listen address, for the sync task's requests to peers.
+    peer_sockets: Mutex<Vec<(SocketAddr, Arc<UdpSocket>)>>,
 }
+
+/// What a server worker tells the sync task, which owns the peers' associations, of a configured
+/// peer's traffic on a listen socket.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A packet that may answer our request.
+    Received(PeerDatagram),
+    /// Its poll was answered in symmetric passive mode with this transmit timestamp.
+    Answered {
+        /// The peer.
+        to: SocketAddr,
+        /// The answer's transmit timestamp, read just before it left.
+        transmit: NtpTimestamp,
+    },
+}
+
+/// A configured peer's packet that may answer our request.
+#[derive(Debug)]
+pub struct PeerDatagram {
+    /// The peer's address.
+    pub from: SocketAddr,
+    /// The listen address it arrived at.
+    pub local: SocketAddr,
+    /// T4: its kernel receive time, on our clock.
+    pub t4: NtpTimestamp,
+    /// The datagram.
+    pub bytes: Vec<u8>,
+}
+
+/// Peer packets waiting for the sync task; beyond this they are dropped (a peer sends one per
+/// poll).
+const PEER_QUEUE: usize = 64;
 
 /// What the sync task last reported, for the control socket.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +117,7 @@ impl Shared {
     /// Shared state for `clock`, unsynchronized until something says otherwise.
     pub fn new(clock: Clock, local_reference: bool) -> Self {
         let precision = clock::measure_precision(&clock);
+        let (peer_inbox, peer_receiver) = mpsc::channel(PEER_QUEUE);
         Self {
             clock,
             precision,
@@ -89,7 +128,43 @@ impl Shared {
             server_stats: Mutex::new(Vec::new()),
             serving_gate: (Mutex::new(false), Condvar::new()),
             sync_status: Mutex::new(SyncStatus::default()),
+            peer_inbox,
+            peer_receiver: Mutex::new(Some(peer_receiver)),
+            peer_sockets: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Tells the sync task of a configured peer's traffic; false if its queue is full (or it is
+    /// not running), and the event is dropped.
+    pub fn hand_to_peer(&self, event: PeerEvent) -> bool {
+        self.peer_inbox.try_send(event).is_ok()
+    }
+
+    /// The receiving end of the peers' events: the sync task takes it once.
+    pub fn take_peer_receiver(&self) -> Option<mpsc::Receiver<PeerEvent>> {
+        self.peer_receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Offers a socket bound to the listen address `address` for requests to peers.
+    pub fn add_peer_socket(&self, address: SocketAddr, socket: UdpSocket) {
+        self.peer_sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((address, Arc::new(socket)));
+    }
+
+    /// A listen socket of `peer`'s address family, with its address: requests to the peer leave
+    /// from it, so that the peer's answers and polls arrive where the server workers listen.
+    pub fn peer_socket(&self, peer: SocketAddr) -> Option<(SocketAddr, Arc<UdpSocket>)> {
+        self.peer_sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(address, _)| address.is_ipv4() == peer.is_ipv4())
+            .map(|(address, socket)| (*address, Arc::clone(socket)))
     }
 
     /// The current system variables (lock-free).
@@ -173,6 +248,10 @@ impl Shared {
     }
 }
 
+fn server_kind() -> String {
+    "server".to_owned()
+}
+
 /// One upstream source, as the sync task reports it (in `status` and `sources`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SourceStatus {
@@ -184,6 +263,9 @@ pub struct SourceStatus {
     pub poll: i8,
     /// Its stratum.
     pub stratum: u8,
+    /// `server` or `peer`.
+    #[serde(default = "server_kind")]
+    pub kind: String,
     /// Its offset, seconds.
     pub offset: f64,
     /// Its round-trip delay, seconds.

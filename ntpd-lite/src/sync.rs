@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use ntp_proto::client::RESOLVE_RETRY;
 use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
-    Client, ClientConfig, ClockAction, DisciplineConfig, Event, LeapKind, LeapMode, LeapStatus,
-    NameId, NameKind, NtpDuration, NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome,
-    SourceConfig, SourceId, SourceReport, Transmit, Version,
+    AssociationKind, Client, ClientConfig, ClockAction, DisciplineConfig, Event, LeapKind,
+    LeapMode, LeapStatus, NameId, NameKind, NtpDuration, NtpTimestamp, ReplyError, ReplyLimits,
+    ReplyOutcome, SourceConfig, SourceId, SourceReport, Transmit, Version,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, ClockMode, Config, SourceKind};
 use crate::net;
-use crate::state::{LeapReport, PendingLeap, Shared, SourceStatus, SyncStatus};
+use crate::state::{LeapReport, PeerEvent, PendingLeap, Shared, SourceStatus, SyncStatus};
 
 /// How often the drift file is written while running (IO, not protocol: the core does not care).
 const DRIFT_SAVE: Duration = Duration::from_secs(600);
@@ -63,12 +63,17 @@ struct Sync {
     names: HashMap<SocketAddr, String>,
     /// What the clock does at a leap second.
     leap_mode: LeapMode,
+    /// When the last request to each peer left (T1): its answers arrive on the server's socket.
+    peer_sent: HashMap<SourceId, NtpTimestamp>,
+    /// Behind a wildcard listen address, the address each peer sees us as (for loop detection).
+    peer_local: HashMap<SocketAddr, Option<IpAddr>>,
 }
 
 /// Runs the client half until shutdown; saves the drift file on the way out.
 pub async fn run(config: Config, shared: Arc<Shared>) {
     let (arrivals, mut arriving) = mpsc::channel(256);
     let (lookups, mut looked_up) = mpsc::channel(16);
+    let mut peer_packets = shared.take_peer_receiver();
     let mut sync = Sync::new(&config, shared, arrivals, lookups);
     let mut drift_save =
         tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_SAVE, DRIFT_SAVE);
@@ -92,12 +97,21 @@ pub async fn run(config: Config, shared: Arc<Shared>) {
                 sync.client.handle_timeout(Instant::now(), sync.shared.clock.now());
             }
             Some(arrival) = arriving.recv() => sync.handle_arrival(arrival),
+            Some(event) = next_peer_packet(&mut peer_packets) => sync.handle_peer(event),
             Some(lookup) = looked_up.recv() => sync.handle_lookup(lookup),
             _ = drift_save.tick() => sync.save_drift(),
             () = sync.shared.shutdown_requested() => break,
         }
     }
     sync.save_drift();
+}
+
+/// The next configured peer's packet from the server workers (never, without the channel).
+async fn next_peer_packet(receiver: &mut Option<mpsc::Receiver<PeerEvent>>) -> Option<PeerEvent> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -204,6 +218,16 @@ impl Sync {
             };
             client.add_name(&source.address, name_kind(source), source_config, now);
         }
+        for peer in &config.peers {
+            let peer_config = SourceConfig {
+                min_poll: peer.minpoll,
+                max_poll: peer.maxpoll,
+                version: Version::V4,
+                kind: AssociationKind::Peer,
+                ..SourceConfig::default()
+            };
+            client.add_source(peer.address, peer_config, now);
+        }
         Self {
             client,
             shared,
@@ -213,6 +237,8 @@ impl Sync {
             addresses: BTreeMap::new(),
             names: HashMap::new(),
             leap_mode: config.leap.mode,
+            peer_sent: HashMap::new(),
+            peer_local: HashMap::new(),
         }
     }
 
@@ -228,7 +254,10 @@ impl Sync {
             self.resolve(id, name);
         }
         while let Some(transmit) = self.client.poll_transmit(now, rand::random()) {
-            self.transmit(transmit);
+            match transmit.kind {
+                AssociationKind::Server => self.transmit(transmit),
+                AssociationKind::Peer => self.transmit_to_peer(&transmit),
+            }
         }
     }
 
@@ -275,6 +304,60 @@ impl Sync {
                 debug!(source = %transmit.address, error = %e, "request failed");
             }
         });
+    }
+
+    /// Sends a request to a peer from the server's socket on its address family, T1 read just
+    /// before the send: the peer's answer (and its own polls) arrive at the server workers.
+    fn transmit_to_peer(&mut self, transmit: &Transmit) {
+        let Some((_, socket)) = self.shared.peer_socket(transmit.address) else {
+            warn!(peer = %transmit.address, "no listen socket of the peer's address family");
+            return;
+        };
+        let t1 = self.shared.clock.now();
+        match socket.send_to(&transmit.bytes, transmit.address) {
+            Ok(_) => {
+                self.peer_sent.insert(transmit.source, t1);
+            }
+            Err(e) => debug!(peer = %transmit.address, error = %e, "request failed"),
+        }
+    }
+
+    /// A configured peer's traffic from a server worker: a packet goes to its association, with
+    /// the T1 of our last request to it; a passive answer's transmit timestamp too.
+    fn handle_peer(&mut self, event: PeerEvent) {
+        let datagram = match event {
+            PeerEvent::Received(datagram) => datagram,
+            PeerEvent::Answered { to, transmit } => {
+                if let Some(id) = self.client.peer_at(to) {
+                    self.client.handle_passive_sent(id, transmit);
+                }
+                return;
+            }
+        };
+        let Some(id) = self.client.peer_at(datagram.from) else {
+            return;
+        };
+        let t1 = self
+            .peer_sent
+            .get(&id)
+            .copied()
+            .unwrap_or(NtpTimestamp::ZERO);
+        let local = match datagram.local.ip() {
+            ip if !ip.is_unspecified() => Some(ip),
+            _ => *self
+                .peer_local
+                .entry(datagram.from)
+                .or_insert_with(|| net::route_source(datagram.from).ok()),
+        };
+        self.client.handle_reply(
+            Instant::now(),
+            self.shared.clock.now(),
+            id,
+            t1,
+            datagram.t4,
+            &datagram.bytes,
+            local,
+        );
     }
 
     fn handle_arrival(&mut self, arrival: Arrival) {
@@ -427,6 +510,7 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         reach: report.reach,
         poll: report.poll.get(),
         stratum: report.stratum,
+        kind: report.kind.name().to_owned(),
         offset: estimate.map_or(0.0, |e| e.offset.to_seconds_f64()),
         delay: estimate.map_or(0.0, |e| e.delay.to_seconds_f64()),
         jitter: estimate.map_or(0.0, |e| e.jitter.to_seconds_f64()),
@@ -537,6 +621,15 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_behind_a_wildcard_sees_us_as_the_routes_source_address() {
+        let peer: SocketAddr = "127.0.0.1:123".parse().expect("address");
+        assert_eq!(
+            net::route_source(peer).expect("a route to loopback"),
+            peer.ip()
+        );
+    }
 
     #[test]
     fn addresses_need_no_lookup_and_a_bare_one_gets_port_123() {

@@ -208,6 +208,32 @@ impl ChronydClient {
         Self::start(&directives)
     }
 
+    /// chronyd as a symmetric peer of `peer` (chrony's `peer ADDR port N`), polling every
+    /// 0.25-1 s, serving (and peering) on `address` (`bindaddress`, `port`), with a local clock at
+    /// `local stratum 10` until something better is selected, and `upstream` as its server.
+    pub fn peer_of(
+        peer: SocketAddr,
+        address: SocketAddr,
+        upstream: Option<SocketAddr>,
+    ) -> Option<Self> {
+        let mut directives = format!(
+            "peer {} port {} minpoll -2 maxpoll 0\nport {}\nbindaddress {}\n\
+             local stratum 10\nallow 127.0.0.0/8\n",
+            peer.ip(),
+            peer.port(),
+            address.port(),
+            address.ip()
+        );
+        if let Some(server) = upstream {
+            directives.push_str(&format!(
+                "server {} port {} iburst minpoll -2 maxpoll 0\n",
+                server.ip(),
+                server.port()
+            ));
+        }
+        Self::start(&directives)
+    }
+
     fn start(directives: &str) -> Option<Self> {
         if !crate::tools::require("chronyd", Chronyd::installed(), "chronyd client") {
             return None;

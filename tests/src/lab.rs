@@ -30,6 +30,8 @@ pub struct Node {
     pub sync: String,
     /// Lines for a `[leap]` table.
     pub leap: String,
+    /// Symmetric peers (`[[peer]]`), polled in the same range as the sources.
+    pub peers: Vec<SocketAddr>,
 }
 
 impl Node {
@@ -46,6 +48,7 @@ impl Node {
             poll: (-2, 0),
             sync: String::new(),
             leap: String::new(),
+            peers: Vec::new(),
         }
     }
 
@@ -70,6 +73,12 @@ impl Node {
     /// Adds upstream servers.
     pub fn sources(mut self, sources: &[SocketAddr]) -> Self {
         self.sources.extend_from_slice(sources);
+        self
+    }
+
+    /// Adds symmetric peers.
+    pub fn peers(mut self, peers: &[SocketAddr]) -> Self {
+        self.peers.extend_from_slice(peers);
         self
     }
 
@@ -99,6 +108,12 @@ impl Node {
         for source in &self.sources {
             text.push_str(&format!(
                 "[[source]]\naddress = \"{source}\"\nminpoll = {}\nmaxpoll = {}\niburst = true\n\n",
+                self.poll.0, self.poll.1
+            ));
+        }
+        for peer in &self.peers {
+            text.push_str(&format!(
+                "[[peer]]\naddress = \"{peer}\"\nminpoll = {}\nmaxpoll = {}\n\n",
                 self.poll.0, self.poll.1
             ));
         }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use ntp_proto::server::AccessList;
 use ntp_proto::{
-    Client, ClientConfig, ClockAction, Decision, Event, LeapFile, NameKind, NtpDuration,
-    NtpTimestamp, Precision, ReferenceId, Server, SourceConfig, SourceId, Stratum, SyncConfig,
-    SystemEvent, SystemSnapshot,
+    AssociationKind, Client, ClientConfig, ClockAction, Decision, Event, LeapFile, NameKind,
+    NtpDuration, NtpTimestamp, Precision, ReferenceId, Server, SourceConfig, SourceId, Stratum,
+    SyncConfig, SystemEvent, SystemSnapshot,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -41,6 +41,9 @@ pub struct NodeSpec {
     pub clock: ClockSpec,
     /// Its upstream sources; none for a reference server.
     pub sources: Vec<SourceRef>,
+    /// Its symmetric peers (other nodes, by index), polled with `source_config`'s limits; each
+    /// answers the other's polls in mode 2 (as ntpd-lite's server side does).
+    pub peers: Vec<usize>,
     /// Poll limits and iburst of every source.
     pub source_config: SourceConfig,
     /// Selection and discipline (the slew rate is also the simulated clock's).
@@ -66,6 +69,7 @@ impl NodeSpec {
                 ..ClockSpec::PERFECT
             },
             sources: Vec::new(),
+            peers: Vec::new(),
             source_config: SourceConfig::default(),
             sync: SyncConfig {
                 local_reference: Some((Stratum::PRIMARY, ReferenceId::LOCL)),
@@ -84,6 +88,7 @@ impl NodeSpec {
             name: name.to_owned(),
             clock,
             sources,
+            peers: Vec::new(),
             source_config: SourceConfig::default(),
             sync: SyncConfig::default(),
             start: 0.0,
@@ -249,7 +254,8 @@ struct World<'a> {
     queue: BinaryHeap<Queued>,
     seq: u64,
     nodes: Vec<Node>,
-    server: Server,
+    /// Each node's server side (its peers are configured there).
+    servers: Vec<Server>,
     base: Instant,
     link_counts: BTreeMap<(usize, usize, bool), u64>,
 }
@@ -307,7 +313,15 @@ impl<'a> World<'a> {
             queue: BinaryHeap::new(),
             seq: 0,
             nodes,
-            server: Server::new(AccessList::default(), None),
+            servers: scenario
+                .nodes
+                .iter()
+                .map(|spec| {
+                    let peers = spec.peers.iter();
+                    let peers = peers.map(|p| address_of(*p, scenario.ipv6)).collect();
+                    Server::new(AccessList::default(), None).with_peers(peers, false)
+                })
+                .collect(),
             base: Instant::now(),
             link_counts: BTreeMap::new(),
         }
@@ -372,7 +386,8 @@ impl<'a> World<'a> {
                     node.clock.external_step(t, *offset);
                 }
             }
-            if (!spec.sources.is_empty() || spec.leap_file.is_some()) && t >= spec.start {
+            let disciplined = !spec.sources.is_empty() || !spec.peers.is_empty();
+            if (disciplined || spec.leap_file.is_some()) && t >= spec.start {
                 let error = node.clock.error(t);
                 node.result.errors.push(error);
                 node.result.unstepped.push(error - node.clock.stepped());
@@ -388,7 +403,7 @@ impl<'a> World<'a> {
     fn start(&mut self, index: usize, t: f64) {
         let spec = &self.scenario.nodes[index];
         // A reference runs the core too when it has leap seconds to make.
-        if spec.sources.is_empty() && spec.leap_file.is_none() {
+        if spec.sources.is_empty() && spec.peers.is_empty() && spec.leap_file.is_none() {
             return;
         }
         let mut client = Client::new(ClientConfig {
@@ -408,6 +423,13 @@ impl<'a> World<'a> {
                     client.add_name(name, *kind, spec.source_config, now);
                 }
             }
+        }
+        let peer_config = SourceConfig {
+            kind: AssociationKind::Peer,
+            ..spec.source_config
+        };
+        for peer in &spec.peers {
+            client.add_source(address_of(*peer, self.scenario.ipv6), peer_config, now);
         }
         // The core's first look at the clocks (its timers are set from here).
         client.handle_timeout(now, self.local(index, t));
@@ -550,11 +572,24 @@ impl<'a> World<'a> {
         }
         let receive = self.local(server, t);
         let snapshot = self.snapshot(server, receive);
-        let from = address_of(exchange.client, self.scenario.ipv6).ip();
+        let from = address_of(exchange.client, self.scenario.ipv6);
         let now = self.instant(server, t);
-        let Decision::Respond(response) = self.server.decide(bytes, from, &snapshot, receive, now)
-        else {
-            return;
+        let response = match self.servers[server].decide(bytes, from, &snapshot, receive, now) {
+            Decision::Respond(response) => response,
+            // A peer's poll: answered in mode 2, and the answer's transmit timestamp told to our
+            // association with it. (Our peers' polls carry origin zero: nothing to forward.)
+            Decision::Peer {
+                response: Some(response),
+                ..
+            } => {
+                if let Some(client) = &mut self.nodes[server].client
+                    && let Some(id) = client.peer_at(from)
+                {
+                    client.handle_passive_sent(id, receive);
+                }
+                response
+            }
+            Decision::Peer { response: None, .. } | Decision::Drop(_) => return,
         };
         self.transmit(t, Direction::Reply, exchange, response.finish(receive));
     }
