@@ -186,6 +186,8 @@ pub struct ChronySource {
     pub reach: u8,
     /// Last offset, seconds (chrony's sign: positive = the source is behind us... as printed).
     pub offset: f64,
+    /// The error bound chronyc prints for that sample (`+/-`), seconds.
+    pub error: f64,
 }
 
 impl ChronydClient {
@@ -321,6 +323,8 @@ fn parse_source_line(line: &str) -> Option<ChronySource> {
         reach,
         _lastrx,
         offset,
+        _original,
+        error,
         ..,
     ] = fields.as_slice()
     else {
@@ -332,6 +336,7 @@ fn parse_source_line(line: &str) -> Option<ChronySource> {
         stratum: stratum.parse().ok()?,
         reach: u8::from_str_radix(reach, 8).ok()?,
         offset: offset.parse().ok()?,
+        error: error.parse().ok()?,
     })
 }
 
