@@ -1,8 +1,8 @@
 //! `ntpd-lite`: an NTP server and client daemon on `ntp-proto`.
 //!
-//! `ntpd-lite --config FILE` runs in the foreground; `check-config FILE` validates a file;
-//! `status` and `sources` ask a running daemon over its control socket; the hidden `generate`
-//! writes man pages and shell completions.
+//! `ntpd-lite --config FILE` runs in the foreground; `check-config FILE` runs on a file every
+//! start-up check that needs no privileges; `status` and `sources` ask a running daemon over its
+//! control socket; the hidden `generate` writes man pages and shell completions.
 
 mod clock;
 mod config;
@@ -12,6 +12,7 @@ mod generate;
 mod logging;
 mod metrics;
 mod net;
+mod preflight;
 mod privileges;
 mod serve;
 mod state;
@@ -55,7 +56,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a configuration file and exit (0 valid, 2 invalid).
+    /// Check a configuration file as start-up does, short of privileges; exit 0 valid, 2 invalid.
+    ///
+    /// Checks the syntax and every value, that the [daemon] user exists, and that each listen
+    /// and metrics address is one of this host's (a bind on port 0, closed at once). Binding the
+    /// configured ports and the control socket is left to the start.
     CheckConfig {
         /// The file.
         file: PathBuf,
@@ -108,7 +113,7 @@ pub fn command() -> clap::Command {
 }
 
 fn check_config(file: &Path) -> ExitCode {
-    match config::Config::load(file) {
+    match preflight::load(file) {
         Ok(_) => {
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
@@ -121,13 +126,7 @@ fn check_config(file: &Path) -> ExitCode {
 }
 
 fn run(file: &Path, log_level: Option<&str>) -> ExitCode {
-    let (config, text) = match std::fs::read_to_string(file)
-        .map_err(|source| config::ConfigError::Read {
-            path: file.to_owned(),
-            source,
-        })
-        .and_then(|text| Ok((config::Config::parse(&text, file)?, text)))
-    {
+    let (config, text) = match preflight::load(file) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
