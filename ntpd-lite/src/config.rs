@@ -463,7 +463,7 @@ impl Config {
         if self.sync.min_sources == 0 {
             return whole("min-sources", "min-sources must be at least 1");
         }
-        let most: usize = self.sources.iter().map(SourceConfig::most_sources).sum();
+        let most = self.most_sources();
         if !self.sources.is_empty() && self.sync.min_sources > most {
             return whole(
                 "min-sources",
@@ -528,6 +528,15 @@ impl Config {
             ClockMode::Virtual | ClockMode::Monitor => DEFAULT_MAX_FREQUENCY_PPM,
         };
         self.sync.max_frequency_ppm.unwrap_or(default)
+    }
+
+    /// How many sources the `[[source]]` entries can become at most (saturating: a pool's
+    /// max-sources is any number).
+    pub fn most_sources(&self) -> usize {
+        self.sources
+            .iter()
+            .map(SourceConfig::most_sources)
+            .fold(0, usize::saturating_add)
     }
 
     /// Where the control socket is, if configured.
@@ -1101,6 +1110,17 @@ metrics = "127.0.0.1:9975"
         ] {
             parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn the_count_of_sources_saturates() {
+        let pool = format!(
+            "[[source]]\naddress = \"pool.ntp.org\"\nkind = \"pool\"\nmax-sources = {}\n",
+            i64::MAX
+        );
+        let text = format!("{}[sync]\nmin-sources = {}\n", pool.repeat(3), i64::MAX);
+        let config = parse(&text).expect("three pools can give as many as min-sources asks");
+        assert_eq!(config.most_sources(), usize::MAX);
     }
 
     #[test]
