@@ -5,7 +5,6 @@
 //! control socket; the hidden `generate` writes man pages and shell completions.
 
 mod clock;
-mod config;
 mod control;
 mod daemon;
 mod generate;
@@ -22,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+// The configuration is the library half of this package (for the fuzzer); imported here so that
+// the daemon's modules reach it as `crate::config`.
+use ntpd_lite::config;
 
 /// Exit status for a bad configuration or command line.
 const EXIT_USAGE: u8 = 2;
