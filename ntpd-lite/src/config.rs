@@ -406,11 +406,18 @@ impl Config {
         let config: Self = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             let (line, column) = line_column(text, offset);
+            // toml has no words for some errors, a control character in a comment among them.
+            let message = match e.message().trim() {
+                "" => "not valid TOML at this character; remove it (control characters may only \
+                       appear in strings, and there only escaped, e.g. \\u0001)"
+                    .to_owned(),
+                message => message.to_owned(),
+            };
             ConfigError::Invalid {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message,
             }
         })?;
         config.check_whole(text, path)?;
@@ -923,6 +930,17 @@ metrics = "127.0.0.1:9975"
         assert_eq!(c.sources[0].minpoll, PollInterval::new(-2));
         assert!(c.sources[0].iburst);
         assert_eq!(c.sync.min_sources, 1);
+    }
+
+    #[test]
+    fn a_control_character_in_a_comment_is_named() {
+        // toml's own message for this is empty (found by the config fuzz target).
+        let (line, message) = error("[server]\nlisten = [\"127.0.0.1:1\"]\n# a\u{1}b\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.starts_with("not valid TOML at this character"),
+            "{message}"
+        );
     }
 
     #[test]
