@@ -50,9 +50,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// An error in `text` (read from `path`) at the first line that sets `key`, else at its
-    /// first `needle`, else at the top: for rules checked after parsing, whose values carry no
-    /// position of their own.
+    /// An error in `text` (read from `path`) at the first line that sets `key`, else where
+    /// `key` first appears, else at the top: for rules checked after parsing, whose values carry
+    /// no position of their own.
     pub fn at(text: &str, path: &Path, key: &str, message: impl Into<String>) -> Self {
         let offset = key_offset(text, key)
             .or_else(|| text.find(key))
