@@ -733,9 +733,20 @@ fn user_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
     }
 }
 
+/// The log filter `text` means (RUST_LOG syntax), for `log-level`, `--log-level` and `RUST_LOG`
+/// alike. Each comma-separated directive is trimmed first: tracing-subscriber 0.3 reads one with
+/// leading spaces at offsets into the untrimmed text, so it misreads `info, ntpd_lite=debug` and
+/// panics if a multibyte character follows (found by the config fuzz target).
+pub fn parse_log_filter(
+    text: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    let directives: Vec<&str> = text.split(',').map(str::trim).collect();
+    tracing_subscriber::EnvFilter::try_new(directives.join(","))
+}
+
 fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let text = String::deserialize(d)?;
-    match tracing_subscriber::EnvFilter::try_new(&text) {
+    match parse_log_filter(&text) {
         Ok(_) => Ok(Some(text)),
         Err(e) => Err(de::Error::custom(format!(
             "log-level `{text}` is not a log filter ({e}); use error, warn, info, debug, trace or e.g. \"ntpd_lite=debug\""
@@ -941,6 +952,25 @@ metrics = "127.0.0.1:9975"
             message.starts_with("not valid TOML at this character"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn log_filters_with_spaces_or_any_characters_parse_without_panicking() {
+        let with = |level: &str| {
+            parse(&format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[observability]\nlog-level = {level:?}\n"
+            ))
+        };
+        let spaced = with("info, ntpd_lite=debug").expect("a space after the comma is fine");
+        assert_eq!(
+            spaced.observability.log_level.as_deref(),
+            Some("info, ntpd_lite=debug")
+        );
+        let filter = parse_log_filter("info, ntpd_lite=debug").expect("filter");
+        assert!(filter.to_string().contains("ntpd_lite=debug"), "{filter}");
+        // tracing-subscriber alone panics on these (a char boundary inside the 'א').
+        with("info, \u{5d0}x").expect("a target with any letters");
+        assert!(with(" \u{5d0}[x, \u{5d0}=").is_err());
     }
 
     #[test]
