@@ -734,14 +734,18 @@ fn user_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
 }
 
 /// The log filter `text` means (RUST_LOG syntax), for `log-level`, `--log-level` and `RUST_LOG`
-/// alike. Each comma-separated directive is trimmed first: tracing-subscriber 0.3 reads one with
-/// leading spaces at offsets into the untrimmed text, so it misreads `info, ntpd_lite=debug` and
-/// panics if a multibyte character follows (found by the config fuzz target).
+/// alike; both findings of the config fuzz target. Each comma-separated directive is trimmed
+/// first: tracing-subscriber 0.3 reads one with leading spaces at offsets into the untrimmed
+/// text, so it misreads `info, ntpd_lite=debug` and panics if a multibyte character follows. And
+/// span field values match their text literally, never as regular expressions: those compile to
+/// a DFA that can take minutes and gigabytes for a line of text.
 pub fn parse_log_filter(
     text: &str,
 ) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
     let directives: Vec<&str> = text.split(',').map(str::trim).collect();
-    tracing_subscriber::EnvFilter::try_new(directives.join(","))
+    tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(directives.join(","))
 }
 
 fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -971,6 +975,16 @@ metrics = "127.0.0.1:9975"
         // tracing-subscriber alone panics on these (a char boundary inside the 'א').
         with("info, \u{5d0}x").expect("a target with any letters");
         assert!(with(" \u{5d0}[x, \u{5d0}=").is_err());
+    }
+
+    #[test]
+    fn log_filter_field_values_are_text_not_regular_expressions() {
+        // As a regular expression `(` is an error, and `(a|b)*a(a|b)(a|b)...` (20 times) a DFA
+        // of a million states; as text each is just a value to compare with.
+        let filter = parse_log_filter("info,[request{peer=(}]=debug").expect("a literal value");
+        assert!(filter.to_string().contains("peer="), "{filter}");
+        let blow_up = format!("[s{{f=(a|b)*a{}}}]=trace", "(a|b)".repeat(20));
+        parse_log_filter(&blow_up).expect("no DFA is built");
     }
 
     #[test]
