@@ -187,20 +187,17 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// The first `prefix_len` bits of `address`; a prefix longer than the address means all of it
+/// (a [`RateLimitConfig`] is plain data: its prefix lengths are not checked before they get here).
 fn mask(address: IpAddr, prefix_len: u8) -> IpAddr {
+    let len = u32::from(prefix_len);
     match address {
         IpAddr::V4(v4) => {
-            let bits = u32::from(v4)
-                & u32::MAX
-                    .checked_shl(32 - u32::from(prefix_len))
-                    .unwrap_or(0);
+            let bits = u32::from(v4) & u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
             IpAddr::V4(bits.into())
         }
         IpAddr::V6(v6) => {
-            let bits = u128::from(v6)
-                & u128::MAX
-                    .checked_shl(128 - u32::from(prefix_len))
-                    .unwrap_or(0);
+            let bits = u128::from(v6) & u128::MAX.checked_shl(128 - len.min(128)).unwrap_or(0);
             IpAddr::V6(bits.into())
         }
     }
@@ -1183,6 +1180,28 @@ mod tests {
             limiter.check("2001:db8:0:1::1".parse().expect("ip"), epoch),
             RateVerdict::Allow
         );
+    }
+
+    #[test]
+    fn rate_limit_prefixes_longer_than_the_address_mean_the_whole_address() {
+        let epoch = Instant::now();
+        let config = RateLimitConfig {
+            burst: 1,
+            ipv4_prefix: 200,
+            ipv6_prefix: 255,
+            ..RateLimitConfig::default()
+        };
+        let limiter = RateLimiter::new(config, epoch);
+        for (a, b) in [("192.0.2.1", "192.0.2.2"), ("2001:db8::1", "2001:db8::2")] {
+            let (a, b): (IpAddr, IpAddr) = (a.parse().expect("ip"), b.parse().expect("ip"));
+            assert_eq!(limiter.check(a, epoch), RateVerdict::Allow);
+            assert_ne!(limiter.check(a, epoch), RateVerdict::Allow);
+            assert_eq!(
+                limiter.check(b, epoch),
+                RateVerdict::Allow,
+                "{b} has its own limit"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub const KERNEL_MAX_FREQUENCY_PPM: f64 = 500.0;
 /// Largest `max-slew-ppm`: with the largest drift and frequency correction, time still never
 /// runs backwards.
 const MAX_SLEW_LIMIT_PPM: f64 = 100_000.0;
+/// The longest path a Unix socket can be bound to: `sun_path` holds 108 bytes with the NUL.
+const MAX_SOCKET_PATH: usize = 107;
+/// The NTP port, for a source written without one.
+const NTP_PORT: u16 = 123;
 
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,24 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         message: String,
     },
+}
+
+impl ConfigError {
+    /// An error in `text` (read from `path`) at the first line that sets `key`, else where
+    /// `key` first appears, else at the top: for rules checked after parsing, whose values carry
+    /// no position of their own.
+    pub fn at(text: &str, path: &Path, key: &str, message: impl Into<String>) -> Self {
+        let offset = key_offset(text, key)
+            .or_else(|| text.find(key))
+            .unwrap_or(0);
+        let (line, column) = line_column(text, offset);
+        Self::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
 }
 
 /// The whole daemon configuration.
@@ -259,7 +281,8 @@ impl ClockMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SourceConfig {
-    /// `host:port`, `[v6]:port` or a bare host (port 123).
+    /// `host:port`, `[v6]:port` or a bare host (port 123); checked by [`SourceAddress::parse`].
+    #[serde(deserialize_with = "source_address")]
     pub address: String,
     /// `server` (one address of the name) or `pool` (up to `max-sources` of them).
     #[serde(default)]
@@ -274,7 +297,7 @@ pub struct SourceConfig {
     #[serde(default)]
     pub iburst: bool,
     /// Pool only: how many addresses to use.
-    #[serde(default = "default_pool_size")]
+    #[serde(default = "default_pool_size", deserialize_with = "pool_size")]
     pub max_sources: usize,
 }
 
@@ -292,6 +315,124 @@ pub struct PeerConfig {
     /// Longest poll interval, log2 seconds (-4 to 17); default 10.
     #[serde(default = "default_maxpoll", deserialize_with = "poll")]
     pub maxpoll: PollInterval,
+}
+
+impl SourceConfig {
+    /// How many sources this entry can become: one for a server, up to `max-sources` for a pool.
+    pub const fn most_sources(&self) -> usize {
+        match self.kind {
+            SourceKind::Server => 1,
+            SourceKind::Pool => self.max_sources,
+        }
+    }
+}
+
+/// Where a `[[source]]` points, as [`SourceAddress::parse`] reads its `address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceAddress {
+    /// An IP address and port: nothing to look up.
+    Ip(SocketAddr),
+    /// A host name (or a scoped IPv6 address such as `fe80::1%eth0`, which only the resolver
+    /// reads) and the port to ask its addresses on.
+    Name {
+        /// What to look up.
+        host: String,
+        /// The server's port.
+        port: u16,
+    },
+}
+
+impl SourceAddress {
+    /// Reads `host:port`, `[v6]:port`, an IP address or a bare host (port 123). The error says
+    /// what to write instead.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "source address `{text}` is not a host name or an IP address with an optional port; \
+                 write e.g. \"pool.ntp.org\", \"ntp.example.com:11123\", \"192.0.2.1\" or \"[2001:db8::1]:123\""
+            )
+        };
+        if text.is_empty() {
+            return Err("source address is empty; write a host name or an IP address, e.g. \"pool.ntp.org\" or \"192.0.2.1\"".to_owned());
+        }
+        if let Ok(address) = text.parse::<SocketAddr>() {
+            return port(text, address.port()).map(|_| Self::Ip(address));
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(Self::Ip(SocketAddr::new(ip, NTP_PORT)));
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (inside, after) = rest.split_once(']').ok_or_else(invalid)?;
+            match after {
+                "" => (inside, NTP_PORT),
+                after => (
+                    inside,
+                    port_text(text, after.strip_prefix(':').ok_or_else(invalid)?)?,
+                ),
+            }
+        } else if text.matches(':').count() > 1 {
+            (text, NTP_PORT)
+        } else {
+            match text.split_once(':') {
+                Some((host, after)) => (host, port_text(text, after)?),
+                None => (text, NTP_PORT),
+            }
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(Self::Ip(SocketAddr::new(ip, port)));
+        }
+        if is_scoped_ipv6(host) || is_host_name(host) {
+            Ok(Self::Name {
+                host: host.to_owned(),
+                port,
+            })
+        } else {
+            Err(invalid())
+        }
+    }
+}
+
+fn port_text(address: &str, text: &str) -> Result<u16, String> {
+    let number = text.parse::<u16>().map_err(|_| {
+        format!("source address `{address}`: `{text}` is not a port; write a number from 1 to 65535 after the colon")
+    })?;
+    port(address, number)
+}
+
+fn port(address: &str, port: u16) -> Result<u16, String> {
+    if port == 0 {
+        Err(format!(
+            "source address `{address}` has port 0, where no server answers; write the server's port (123 unless it says otherwise) or leave the port out"
+        ))
+    } else {
+        Ok(port)
+    }
+}
+
+/// `fe80::1%eth0`: an IPv6 address with a zone, for the resolver to read.
+fn is_scoped_ipv6(text: &str) -> bool {
+    text.split_once('%').is_some_and(|(address, zone)| {
+        address.parse::<std::net::Ipv6Addr>().is_ok()
+            && !zone.is_empty()
+            && zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    })
+}
+
+/// A DNS name (RFC 1123): dot-separated labels of letters, digits, `-` and `_`, none empty
+/// (but for a final dot), at most 253 characters.
+fn is_host_name(text: &str) -> bool {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 /// How a source's name is used.
@@ -350,6 +491,7 @@ impl Default for SyncConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ControlConfig {
     /// Path of the Unix socket.
+    #[serde(deserialize_with = "socket_path")]
     pub socket: PathBuf,
 }
 
@@ -377,13 +519,9 @@ pub struct ObservabilityConfig {
 }
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and validates `path` (without the checks against this host, see `preflight`).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read(path)?, path)
     }
 
     /// Parses and validates `text`, naming `path` in errors.
@@ -391,11 +529,18 @@ impl Config {
         let config: Self = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             let (line, column) = line_column(text, offset);
+            // toml has no words for some errors, a control character in a comment among them.
+            let message = match e.message().trim() {
+                "" => "not valid TOML at this character; remove it (control characters may only \
+                       appear in strings, and there only escaped, e.g. \\u0001)"
+                    .to_owned(),
+                message => message.to_owned(),
+            };
             ConfigError::Invalid {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message,
             }
         })?;
         config.check_whole(text, path)?;
@@ -404,16 +549,7 @@ impl Config {
 
     /// Rules that span several tables.
     fn check_whole(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let whole = |needle: &str, message: &str| {
-            let offset = text.find(needle).unwrap_or(0);
-            let (line, column) = line_column(text, offset);
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                line,
-                column,
-                message: message.to_owned(),
-            })
-        };
+        let whole = |needle: &str, message: &str| Err(ConfigError::at(text, path, needle, message));
         if self.clock.mode != ClockMode::Virtual
             && (self.clock.initial_offset != 0.0 || self.clock.drift_ppm != 0.0)
         {
@@ -457,6 +593,16 @@ impl Config {
         }
         if self.sync.min_sources == 0 {
             return whole("min-sources", "min-sources must be at least 1");
+        }
+        let most = self.most_sources();
+        if !self.sources.is_empty() && self.sync.min_sources > most {
+            return whole(
+                "min-sources",
+                &format!(
+                    "min-sources = {} but the sources can give at most {most} (a server counts 1, a pool its max-sources); add sources or lower min-sources",
+                    self.sync.min_sources
+                ),
+            );
         }
         for source in &self.sources {
             if source.minpoll > source.maxpoll {
@@ -550,10 +696,27 @@ impl Config {
         self.sync.max_frequency_ppm.unwrap_or(default)
     }
 
+    /// How many sources the `[[source]]` entries can become at most (saturating: a pool's
+    /// max-sources is any number).
+    pub fn most_sources(&self) -> usize {
+        self.sources
+            .iter()
+            .map(SourceConfig::most_sources)
+            .fold(0, usize::saturating_add)
+    }
+
     /// Where the control socket is, if configured.
     pub fn control_socket(&self) -> Option<&Path> {
         self.control.as_ref().map(|c| c.socket.as_path())
     }
+}
+
+/// The text of the configuration file `path`.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The top-level tables whose settings differ between two configuration texts, as `[name]`,
@@ -577,6 +740,20 @@ pub fn changed_sections(running: &str, new: &str) -> Vec<String> {
             _ => format!("[{name}]"),
         })
         .collect()
+}
+
+/// Where the first line that sets `key` (`key = ...`, any spacing) starts its key.
+fn key_offset(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        let rest = line.trim_start().strip_prefix(key);
+        if rest.is_some_and(|r| r.trim_start().starts_with('=')) {
+            return Some(offset + indent);
+        }
+        offset += line.len();
+    }
+    None
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -618,14 +795,84 @@ fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, 
             "listen is empty; add an address such as \"127.0.0.1:11123\" or \"[::]:123\"",
         ));
     }
-    texts
+    let listen = texts
         .iter()
         .map(|t| {
             t.parse().map_err(|_| {
                 de::Error::custom(format!("`{t}` is not an IP address with a port; write \"127.0.0.1:123\" or \"[::1]:123\""))
             })
         })
-        .collect()
+        .collect::<Result<Vec<SocketAddr>, _>>()?;
+    for (i, a) in listen.iter().enumerate() {
+        for b in &listen[..i] {
+            if let Some(why) = listen_conflict(*b, *a, &listen) {
+                return Err(de::Error::custom(why));
+            }
+        }
+    }
+    Ok(listen)
+}
+
+/// True if a socket on `address` (an IPv6 one) takes IPv6 traffic only: any but the IPv6
+/// wildcard, and that one too when `listen` has the IPv4 wildcard on the same port.
+pub fn v6_only(address: SocketAddr, listen: &[SocketAddr]) -> bool {
+    !address.ip().is_unspecified()
+        || listen
+            .iter()
+            .any(|a| a.is_ipv4() && a.ip().is_unspecified() && a.port() == address.port())
+}
+
+/// Why `second` cannot be bound after `first` (both in `listen`), if it cannot: the same address,
+/// or one a wildcard that takes the other's traffic on the same port. Port 0 never conflicts:
+/// each such socket gets a port of its own.
+fn listen_conflict(first: SocketAddr, second: SocketAddr, listen: &[SocketAddr]) -> Option<String> {
+    if first.port() != second.port() || first.port() == 0 {
+        return None;
+    }
+    if first == second {
+        return Some(format!("listen has {first} twice; remove one"));
+    }
+    let covers = |wildcard: SocketAddr, other: SocketAddr| {
+        wildcard.ip().is_unspecified()
+            && (wildcard.is_ipv4() == other.is_ipv4()
+                || (wildcard.is_ipv6() && !v6_only(wildcard, listen)))
+    };
+    (covers(first, second) || covers(second, first)).then(|| {
+        format!(
+            "listen has {first} and {second}: the wildcard already takes the other's traffic on that port, so the second cannot be bound; remove one"
+        )
+    })
+}
+
+fn source_address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    SourceAddress::parse(&text).map_err(de::Error::custom)?;
+    Ok(text)
+}
+
+fn pool_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        0 => Err(de::Error::custom(
+            "max-sources = 0 gives no source; use at least 1 (4 is usual for a pool)",
+        )),
+        n => Ok(n),
+    }
+}
+
+fn socket_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    let len = path.as_os_str().len();
+    if len == 0 {
+        return Err(de::Error::custom(
+            "socket is empty; write a path such as \"/run/ntpd-lite/control.sock\", or remove [control]",
+        ));
+    }
+    if len > MAX_SOCKET_PATH {
+        return Err(de::Error::custom(format!(
+            "socket path is {len} bytes; a Unix socket path can have at most {MAX_SOCKET_PATH}: choose a shorter one"
+        )));
+    }
+    Ok(path)
 }
 
 fn user_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -645,9 +892,24 @@ fn user_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
     }
 }
 
+/// The log filter `text` means (RUST_LOG syntax), for `log-level`, `--log-level` and `RUST_LOG`
+/// alike; both findings of the config fuzz target. Each comma-separated directive is trimmed
+/// first: tracing-subscriber 0.3 reads one with leading spaces at offsets into the untrimmed
+/// text, so it misreads `info, ntpd_lite=debug` and panics if a multibyte character follows. And
+/// span field values match their text literally, never as regular expressions: those compile to
+/// a DFA that can take minutes and gigabytes for a line of text.
+pub fn parse_log_filter(
+    text: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    let directives: Vec<&str> = text.split(',').map(str::trim).collect();
+    tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(directives.join(","))
+}
+
 fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let text = String::deserialize(d)?;
-    match tracing_subscriber::EnvFilter::try_new(&text) {
+    match parse_log_filter(&text) {
         Ok(_) => Ok(Some(text)),
         Err(e) => Err(de::Error::custom(format!(
             "log-level `{text}` is not a log filter ({e}); use error, warn, info, debug, trace or e.g. \"ntpd_lite=debug\""
@@ -907,6 +1169,46 @@ metrics = "127.0.0.1:9975"
     }
 
     #[test]
+    fn a_control_character_in_a_comment_is_named() {
+        // toml's own message for this is empty (found by the config fuzz target).
+        let (line, message) = error("[server]\nlisten = [\"127.0.0.1:1\"]\n# a\u{1}b\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.starts_with("not valid TOML at this character"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn log_filters_with_spaces_or_any_characters_parse_without_panicking() {
+        let with = |level: &str| {
+            parse(&format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[observability]\nlog-level = {level:?}\n"
+            ))
+        };
+        let spaced = with("info, ntpd_lite=debug").expect("a space after the comma is fine");
+        assert_eq!(
+            spaced.observability.log_level.as_deref(),
+            Some("info, ntpd_lite=debug")
+        );
+        let filter = parse_log_filter("info, ntpd_lite=debug").expect("filter");
+        assert!(filter.to_string().contains("ntpd_lite=debug"), "{filter}");
+        // tracing-subscriber alone panics on these (a char boundary inside the 'א').
+        with("info, \u{5d0}x").expect("a target with any letters");
+        assert!(with(" \u{5d0}[x, \u{5d0}=").is_err());
+    }
+
+    #[test]
+    fn log_filter_field_values_are_text_not_regular_expressions() {
+        // As a regular expression `(` is an error, and `(a|b)*a(a|b)(a|b)...` (20 times) a DFA
+        // of a million states; as text each is just a value to compare with.
+        let filter = parse_log_filter("info,[request{peer=(}]=debug").expect("a literal value");
+        assert!(filter.to_string().contains("peer="), "{filter}");
+        let blow_up = format!("[s{{f=(a|b)*a{}}}]=trace", "(a|b)".repeat(20));
+        parse_log_filter(&blow_up).expect("no DFA is built");
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_their_line() {
         let (line, message) = error("[server]\nlisten = [\"127.0.0.1:123\"]\nlisen = 1\n");
         assert_eq!(line, 3);
@@ -1025,6 +1327,152 @@ metrics = "127.0.0.1:9975"
         assert_eq!(server.deny[0].to_string(), "11.0.0.0/24");
         assert_eq!(server.deny[399_999].to_string(), prefix(399_999));
         assert_eq!(server.allow.len(), 2);
+    }
+
+    #[test]
+    fn configurations_start_up_could_never_use_are_errors_with_their_line() {
+        let cases = [
+            (
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[control]\nsocket = \"\"\n",
+                4,
+                "socket is empty",
+            ),
+            (
+                &format!(
+                    "[server]\nlisten = [\"127.0.0.1:1\"]\n[control]\nsocket = \"/{}\"\n",
+                    "s".repeat(107)
+                ),
+                4,
+                "at most 107",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:123\", \"127.0.0.1:123\"]\n",
+                2,
+                "listen has 127.0.0.1:123 twice",
+            ),
+            (
+                "[server]\nlisten = [\"0.0.0.0:123\", \"127.0.0.1:123\"]\n",
+                2,
+                "the wildcard already takes",
+            ),
+            (
+                "[server]\nlisten = [\"[::1]:123\", \"[::]:123\"]\n",
+                2,
+                "the wildcard already takes",
+            ),
+            (
+                "[server]\nlisten = [\"[::]:123\", \"192.0.2.1:123\"]\n",
+                2,
+                "the wildcard already takes",
+            ),
+            ("[[source]]\naddress = \"\"\n", 2, "source address is empty"),
+            (
+                "[[source]]\naddress = \"127.0.0.1 port 11200\"\n",
+                2,
+                "`127.0.0.1 port 11200` is not a host name or an IP address",
+            ),
+            ("[[source]]\naddress = \"127.0.0.1:0\"\n", 2, "has port 0"),
+            ("[[source]]\naddress = \"[::1]:0\"\n", 2, "has port 0"),
+            (
+                "[[source]]\naddress = \"ntp.example.com:0\"\n",
+                2,
+                "has port 0",
+            ),
+            (
+                "[[source]]\naddress = \"ntp.example.com:123456\"\n",
+                2,
+                "`123456` is not a port",
+            ),
+            (
+                "[[source]]\naddress = \"pool.ntp.org\"\nkind = \"pool\"\nmax-sources = 0\n",
+                4,
+                "max-sources = 0 gives no source",
+            ),
+            (
+                "[[source]]\naddress = \"a.example\"\n[[source]]\naddress = \"b.example\"\n\
+                 [sync]\nmin-sources = 3\n",
+                6,
+                "min-sources = 3 but the sources can give at most 2",
+            ),
+            (
+                "[[source]]\naddress = \"pool.ntp.org\"\nkind = \"pool\"\nmax-sources = 2\n\
+                 [[source]]\naddress = \"192.0.2.1\"\n[sync]\nmin-sources = 4\n",
+                8,
+                "at most 3",
+            ),
+        ];
+        for (text, want_line, want) in cases {
+            let (line, message) = error(text);
+            assert!(message.contains(want), "{text:?}: {message}");
+            assert_eq!(line, want_line, "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn what_start_up_can_use_still_parses() {
+        for text in [
+            // Tests take an ephemeral port, as many times as they like.
+            "[server]\nlisten = [\"127.0.0.1:0\", \"127.0.0.1:0\", \"[::1]:0\"]\n",
+            // Both wildcards on one port: the IPv6 one is then IPv6 only.
+            "[server]\nlisten = [\"0.0.0.0:123\", \"[::]:123\"]\n",
+            "[server]\nlisten = [\"127.0.0.1:123\", \"127.0.0.2:123\", \"[::1]:123\"]\n",
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n[control]\nsocket = \"/run/ntpd-lite/control.sock\"\n",
+            // A pool counts up to its max-sources.
+            "[[source]]\naddress = \"pool.ntp.org\"\nkind = \"pool\"\n[sync]\nmin-sources = 4\n",
+            // min-sources is about sources: a server alone has none to count.
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n[sync]\nmin-sources = 3\n",
+        ] {
+            parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_count_of_sources_saturates() {
+        let pool = format!(
+            "[[source]]\naddress = \"pool.ntp.org\"\nkind = \"pool\"\nmax-sources = {}\n",
+            i64::MAX
+        );
+        let text = format!("{}[sync]\nmin-sources = {}\n", pool.repeat(3), i64::MAX);
+        let config = parse(&text).expect("three pools can give as many as min-sources asks");
+        assert_eq!(config.most_sources(), usize::MAX);
+    }
+
+    #[test]
+    fn source_addresses_read_as_the_daemon_looks_them_up() {
+        let ip = |s: &str| SourceAddress::Ip(s.parse().expect("address"));
+        let name = |host: &str, port| SourceAddress::Name {
+            host: host.to_owned(),
+            port,
+        };
+        let cases = [
+            ("127.0.0.1:11123", ip("127.0.0.1:11123")),
+            ("[::1]:11123", ip("[::1]:11123")),
+            ("192.0.2.1", ip("192.0.2.1:123")),
+            ("::1", ip("[::1]:123")),
+            ("[::1]", ip("[::1]:123")),
+            ("[fe80::1%2]:123", ip("[fe80::1%2]:123")),
+            ("pool.ntp.org", name("pool.ntp.org", 123)),
+            ("localhost:11123", name("localhost", 11123)),
+            ("time.example.", name("time.example.", 123)),
+            ("fe80::1%eth0", name("fe80::1%eth0", 123)),
+            ("[fe80::1%eth0]:11123", name("fe80::1%eth0", 11123)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(SourceAddress::parse(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "",
+            " pool.ntp.org",
+            "a..b",
+            "-x.example",
+            "host:",
+            "[::1]x",
+            "[::1]:",
+            "x:1:2",
+            "fe80::1%",
+        ] {
+            assert!(SourceAddress::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

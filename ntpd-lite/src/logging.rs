@@ -106,7 +106,7 @@ impl Logger {
 }
 
 fn parse(text: &str, source: FilterSource) -> Result<EnvFilter, FilterError> {
-    EnvFilter::try_new(text).map_err(|e| FilterError {
+    crate::config::parse_log_filter(text).map_err(|e| FilterError {
         origin: match source {
             FilterSource::Environment => "RUST_LOG",
             FilterSource::CommandLine => "--log-level",
@@ -140,6 +140,15 @@ mod tests {
             choose(None, None, None),
             (DEFAULT_FILTER.to_owned(), FilterSource::Configuration)
         );
+    }
+
+    #[test]
+    fn rust_log_and_the_flag_are_read_like_the_configuration() {
+        // tracing-subscriber alone panics on this one; see config::parse_log_filter.
+        for source in [FilterSource::Environment, FilterSource::CommandLine] {
+            let filter = parse("warn, ntpd_lite=debug, \u{5d0}x", source).expect("filter");
+            assert!(filter.to_string().contains("ntpd_lite=debug"), "{filter}");
+        }
     }
 
     #[test]

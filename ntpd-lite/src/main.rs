@@ -1,18 +1,18 @@
 //! `ntpd-lite`: an NTP server and client daemon on `ntp-proto`.
 //!
-//! `ntpd-lite --config FILE` runs in the foreground; `check-config FILE` validates a file;
-//! `status` and `sources` ask a running daemon over its control socket; the hidden `generate`
-//! writes man pages and shell completions.
+//! `ntpd-lite --config FILE` runs in the foreground; `check-config FILE` runs on a file every
+//! start-up check that needs no privileges; `status` and `sources` ask a running daemon over its
+//! control socket; the hidden `generate` writes man pages and shell completions.
 
 mod accept;
 mod clock;
-mod config;
 mod control;
 mod daemon;
 mod generate;
 mod logging;
 mod metrics;
 mod net;
+mod preflight;
 mod privileges;
 mod serve;
 mod state;
@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+// The configuration is the library half of this package (for the fuzzer); imported here so that
+// the daemon's modules reach it as `crate::config`.
+use ntpd_lite::config;
 
 /// Exit status for a bad configuration or command line.
 const EXIT_USAGE: u8 = 2;
@@ -56,7 +59,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a configuration file and exit (0 valid, 2 invalid).
+    /// Check a configuration file as start-up does, short of privileges; exit 0 valid, 2 invalid.
+    ///
+    /// Checks the syntax and every value, that the [daemon] user exists, and that each listen
+    /// and metrics address is one of this host's (a bind on port 0, closed at once). Binding the
+    /// configured ports and the control socket is left to the start.
     CheckConfig {
         /// The file.
         file: PathBuf,
@@ -109,12 +116,8 @@ pub fn command() -> clap::Command {
 }
 
 fn check_config(file: &Path) -> ExitCode {
-    match config::Config::load(file) {
-        Ok(config) => {
-            if let Err(e) = config.leap.load() {
-                eprintln!("{}: {e}", file.display());
-                return ExitCode::from(EXIT_USAGE);
-            }
+    match preflight::load(file) {
+        Ok(_) => {
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }
@@ -126,13 +129,7 @@ fn check_config(file: &Path) -> ExitCode {
 }
 
 fn run(file: &Path, log_level: Option<&str>) -> ExitCode {
-    let (config, text) = match std::fs::read_to_string(file)
-        .map_err(|source| config::ConfigError::Read {
-            path: file.to_owned(),
-            source,
-        })
-        .and_then(|text| Ok((config::Config::parse(&text, file)?, text)))
-    {
+    let (config, text) = match preflight::load(file) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");

@@ -17,7 +17,7 @@ use ntp_proto::server::{AccessList, Decision, DropReason, RateLimiter, Response,
 use socket2::Socket;
 use tracing::{debug, info, warn};
 
-use crate::config::ServerConfig;
+use crate::config::{self, ServerConfig};
 use crate::net::{self, BATCH, RecvBatch, SendBatch};
 use crate::state::{PeerDatagram, PeerEvent, ServerStats, Shared};
 
@@ -56,11 +56,7 @@ pub fn start(
     let mut handles = Vec::new();
     for &address in &config.listen {
         // An IPv6 wildcard also takes IPv4 unless an IPv4 wildcard on the same port is listed too.
-        let v6_only = !address.ip().is_unspecified()
-            || config
-                .listen
-                .iter()
-                .any(|a| a.is_ipv4() && a.ip().is_unspecified() && a.port() == address.port());
+        let v6_only = config::v6_only(address, &config.listen);
         let (sockets, address) = bind_group(address, v6_only, workers)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
         // The bound address: with port 0 in the configuration, the kernel chose the port.

@@ -23,7 +23,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, ClockMode, Config, SourceKind};
+use crate::config::{self, ClockMode, Config, SourceAddress, SourceKind};
 use crate::net;
 use crate::state::{LeapReport, PeerEvent, PendingLeap, Shared, SourceStatus, SyncStatus};
 
@@ -265,7 +265,7 @@ impl Sync {
     /// configuration's order), a host name in a task of its own, which reports back through the
     /// lookup channel.
     fn resolve(&mut self, id: NameId, name: String) {
-        if let Some(address) = literal(&name) {
+        if let Ok(SourceAddress::Ip(address)) = SourceAddress::parse(&name) {
             let result = Ok(vec![address]);
             return self.handle_lookup(Lookup { id, name, result });
         }
@@ -543,23 +543,16 @@ fn save_drift_file(path: &Path, ppm: f64) {
     }
 }
 
-/// `name` if it is an address, with or without a port (123).
-fn literal(name: &str) -> Option<SocketAddr> {
-    name.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| Some(SocketAddr::new(name.parse::<IpAddr>().ok()?, 123)))
-}
-
-/// The addresses of `name`: `host:port`, `[v6]:port`, an address, or a bare host (port 123).
+/// The addresses of `name`, a source's address as [`SourceAddress::parse`] reads it.
 async fn lookup(name: &str) -> std::io::Result<Vec<SocketAddr>> {
-    if let Some(address) = literal(name) {
-        return Ok(vec![address]);
-    }
-    let with_port = match name.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => name.to_owned(),
-        _ => format!("{name}:123"),
+    let (host, port) = match SourceAddress::parse(name) {
+        Ok(SourceAddress::Ip(address)) => return Ok(vec![address]),
+        Ok(SourceAddress::Name { host, port }) => (host, port),
+        Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
     };
-    let found: Vec<SocketAddr> = tokio::net::lookup_host(with_port).await?.collect();
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await?
+        .collect();
     if found.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -629,16 +622,5 @@ mod tests {
             net::route_source(peer).expect("a route to loopback"),
             peer.ip()
         );
-    }
-
-    #[test]
-    fn addresses_need_no_lookup_and_a_bare_one_gets_port_123() {
-        let parse = |s: &str| s.parse::<SocketAddr>().expect("address");
-        assert_eq!(literal("127.0.0.1:11123"), Some(parse("127.0.0.1:11123")));
-        assert_eq!(literal("[::1]:11123"), Some(parse("[::1]:11123")));
-        assert_eq!(literal("192.0.2.1"), Some(parse("192.0.2.1:123")));
-        assert_eq!(literal("::1"), Some(parse("[::1]:123")));
-        assert_eq!(literal("pool.ntp.org"), None);
-        assert_eq!(literal("localhost:123"), None);
     }
 }

@@ -1,7 +1,8 @@
 //! ntpd-lite operated as in production, on loopback with virtual clocks: `status`, `sources` and
 //! the Prometheus endpoint read from running daemons and agreeing; the user switch and the
 //! capabilities left (as root); the drift file written on SIGTERM; SIGHUP applying a new log
-//! level; a panic-threshold refusal logged. Lab addresses 127.0.0.60-79.
+//! level; a panic-threshold refusal logged; `check-config` and start-up refusing the same
+//! configuration that can never work here. Lab addresses 127.0.0.60-79.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -459,4 +460,56 @@ fn an_offset_beyond_the_panic_threshold_is_refused_with_one_clear_line() {
         "{line}"
     );
     assert!(clock_error(&status).abs() < 0.01, "the clock was not moved");
+}
+
+#[test]
+fn check_config_and_start_up_refuse_a_listen_address_not_on_this_host() {
+    // TEST-NET-3: no interface here has it, so binding it fails and no datagram is ever sent.
+    let elsewhere = "203.0.113.254";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("elsewhere.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.68:0\", \"{elsewhere}:123\"]\n[local]\nstratum = 1\n\
+             [clock]\nmode = \"virtual\"\n"
+        ),
+    )
+    .expect("config");
+    let want = format!(
+        "elsewhere.toml:2:27: listen address {elsewhere}:123: {elsewhere} is not an address of this host"
+    );
+
+    let checked = ntpd_lite()
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(checked.stdout.is_empty(), "no \"ok\" for a bad file");
+
+    // Start-up runs the same checks, before it binds anything or starts logging.
+    let mut started = ntpd_lite()
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ntpd-lite");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = started.kill();
+            let _ = started.wait();
+            panic!("ntpd-lite started with a listen address not on this host");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = started.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&want), "{stderr}");
 }
