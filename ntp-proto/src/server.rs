@@ -405,7 +405,9 @@ impl RateLimiter {
             };
             if tat.saturating_sub(now_ms) <= tolerance_ms {
                 verdict = RateVerdict::Allow;
-                Some(pack(tag, 0, tat.max(now_ms) + interval_ms))
+                // The count of limited requests runs on: a client just over the limit, allowed
+                // one request in two, still gets a KoD for only one limited request in four.
+                Some(pack(tag, count, tat.max(now_ms) + interval_ms))
             } else {
                 let count = (count + 1) & ((1 << COUNT_BITS) - 1);
                 let kiss = self.config.kiss && count % KOD_EVERY == 1;
@@ -1220,6 +1222,30 @@ mod tests {
         assert_eq!(
             decide(&server, &request(4, 6)),
             Decision::Drop(DropReason::RateLimited)
+        );
+    }
+
+    #[test]
+    fn a_client_just_over_the_limit_gets_a_kod_for_one_limited_request_in_four() {
+        // One request a second allowed, none in reserve; the client asks every 0.6 s, so it is
+        // allowed about one request in two: only one of its limited requests in four is kissed.
+        let config = RateLimitConfig {
+            burst: 1,
+            ..RateLimitConfig::default()
+        };
+        let start = Instant::now();
+        let limiter = RateLimiter::new(config, start);
+        let client = IpAddr::from([192, 0, 2, 7]);
+        let verdicts: Vec<RateVerdict> = (0..200u64)
+            .map(|i| limiter.check(client, start + Duration::from_millis(600 * i)))
+            .collect();
+        let count = |v: RateVerdict| verdicts.iter().filter(|x| **x == v).count();
+        let limited = count(RateVerdict::Kiss) + count(RateVerdict::Drop);
+        assert!(limited > 60, "{limited} limited of 200");
+        assert_eq!(
+            count(RateVerdict::Kiss),
+            limited.div_ceil(4),
+            "{verdicts:?}"
         );
     }
 
