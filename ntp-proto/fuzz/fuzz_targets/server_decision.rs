@@ -11,7 +11,7 @@
 //! datagram, decided `repeats` times, `step_ms` apart.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
@@ -80,21 +80,15 @@ fn setup(data: &[u8]) -> Option<Setup<'_>> {
         };
         Cidr::new(near, len)
     };
-    let access = AccessList {
-        allow: (flags & 1 != 0)
-            .then(|| network(head[1], head[2]))
-            .into_iter()
-            .collect(),
-        deny: (flags & 1 << 1 != 0)
-            .then(|| network(head[3], head[4]))
-            .into_iter()
-            .collect(),
-        action: if flags & 1 << 2 != 0 {
+    let access = AccessList::new(
+        (flags & 1 != 0).then(|| network(head[1], head[2])),
+        (flags & 1 << 1 != 0).then(|| network(head[3], head[4])),
+        if flags & 1 << 2 != 0 {
             DenyAction::Ignore
         } else {
             DenyAction::Kiss
         },
-    };
+    );
     let rate = (flags & 1 << 3 != 0).then(|| RateLimitConfig {
         interval: Duration::from_millis(u64::from(u16::from_be_bytes([head[6], head[7]]))),
         burst: u32::from(head[5]),
@@ -143,8 +137,14 @@ fn expected(s: &Setup<'_>) -> (Expected, Option<Packet>) {
     let gate = match request.mode.get() {
         3 if !(1..=4).contains(&request.version.get()) => Expected::Drop(DropReason::BadVersion),
         3 if s.access.permits(s.client) => Expected::Serve,
-        3 if s.access.action == DenyAction::Ignore => Expected::Drop(DropReason::AccessIgnored),
+        3 if s.access.action() == DenyAction::Ignore => Expected::Drop(DropReason::AccessIgnored),
         3 => Expected::Deny,
+        // Symmetric modes (no peer configured here, passive peers off): dropped, after the
+        // version and the access list like any request.
+        1 | 2 if !(1..=4).contains(&request.version.get()) => {
+            Expected::Drop(DropReason::BadVersion)
+        }
+        1 | 2 if !s.access.permits(s.client) => Expected::Drop(DropReason::AccessIgnored),
         4 | 5 => Expected::Drop(DropReason::NotARequest),
         6 | 7 => Expected::Drop(DropReason::Control),
         _ => Expected::Drop(DropReason::UnsupportedMode),
@@ -226,7 +226,7 @@ fuzz_target!(|data: &[u8]| {
         let now = s.epoch + Duration::from_millis(s.step_ms * i as u64);
         let decision = s
             .server
-            .decide(s.datagram, s.client, &s.snapshot, s.receive, now);
+            .decide(s.datagram, SocketAddr::new(s.client, 123), &s.snapshot, s.receive, now);
         let transmit = s.receive + NtpDuration::from_bits(i as i64);
         match (decision, &gate, &request) {
             (Decision::Drop(why), Expected::Drop(want), _) => assert_eq!(why, *want),
