@@ -131,15 +131,17 @@ fn s5_a_primary_restarted_10_s_off_is_followed_by_one_source_and_refused_by_the_
     );
     ntp_lite_tests::figures!(
         "server +10 s at t={server:?}: follower followed at t={follower:?}, its client at t={client:?}; guarded worst {:.6} s, its client {:.6} s",
-        result.worst("guarded", 0.0, f64::MAX),
+        result.worst("guarded", 5.0, f64::MAX),
         result.worst("guarded-client", 5.0, f64::MAX)
     );
     assert!(
         server.is_some() && follower > server && client > follower,
         "a lone source is followed, level by level"
     );
+    // From 5 s, after start-up and before the jump at 8 s: the first half second of a lab node
+    // can be over 1 ms on a loaded machine (1.7 ms was seen), which says nothing of the jump.
     assert!(
-        result.worst("guarded", 0.0, f64::MAX) < 0.001,
+        result.worst("guarded", 5.0, f64::MAX) < 0.001,
         "the panic threshold refused the jump"
     );
     assert!(result.worst("guarded-client", 5.0, f64::MAX) < 0.001);
