@@ -189,8 +189,10 @@ fn s6_two_sources_cannot_outvote_a_liar_but_three_honest_ones_can() {
     assert_eq!(two["synchronized"], false);
     // It may briefly follow honest1 while the liar's filter is still filling (min-sources = 1),
     // but it never follows the liar, and ends trusting neither.
+    // The liar is 5 s off: following it at all, even for a moment, would show as far more than
+    // 50 ms (the first half second of a lab node may be a few ms off on a loaded machine).
     assert!(
-        result.worst("two-sources", 0.0, f64::MAX) < LINK_BOUND,
+        result.worst("two-sources", 0.0, f64::MAX) < 0.05,
         "never moved towards the liar"
     );
     let four = result.status("four-sources");
@@ -203,7 +205,8 @@ fn s6_two_sources_cannot_outvote_a_liar_but_three_honest_ones_can() {
     ntp_lite_tests::figures!("4 sources: states {states:?}");
     assert_eq!(states[3], "falseticker");
     assert_eq!(four["synchronized"], true);
-    assert!(result.worst("four-sources", 0.0, f64::MAX) < LINK_BOUND);
+    assert!(result.worst("four-sources", 0.0, f64::MAX) < 0.05);
+    assert!(result.worst("four-sources", 5.0, f64::MAX) < LINK_BOUND);
 }
 
 #[test]
