@@ -92,20 +92,12 @@ impl Leap {
     /// ends a month (leaps happen only there; an indicator still set just after a leap, or set on
     /// any other day, announces nothing).
     pub fn at_end_of_day(now: NtpTimestamp, kind: LeapKind) -> Option<Self> {
-        // Any pivot within 68 years of the time places it in its era; 2030 covers 1962 to 2098.
-        const PIVOT_UNIX_NANOS: i128 = 1_893_456_000 * 1_000_000_000;
-        const DAY_NANOS: i128 = DAY as i128 * 1_000_000_000;
-        let next_day = now.to_unix_nanos(PIVOT_UNIX_NANOS).div_euclid(DAY_NANOS) + 1;
-        first_of_month(next_day).then(|| Self {
-            at: NtpTimestamp::from_unix_nanos(next_day * DAY_NANOS),
+        let next_day = now.utc_day().0 + 1;
+        (civil_from_days(next_day).2 == 1).then(|| Self {
+            at: NtpTimestamp::from_unix_nanos(i128::from(next_day * DAY) * 1_000_000_000),
             kind,
         })
     }
-}
-
-/// True if Unix day `days` (since 1970-01-01) is the first of a month.
-fn first_of_month(days: i128) -> bool {
-    i64::try_from(days).is_ok_and(|days| civil_from_days(days).2 == 1)
 }
 
 /// Why a leap-seconds file was refused.

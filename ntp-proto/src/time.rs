@@ -363,15 +363,21 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 impl NtpTimestamp {
-    /// The UTC date and time, `2016-12-31 23:59:59`, of this timestamp in the era nearest 2030
-    /// (1962 to 2098), for logs and status.
-    pub fn utc_string(self) -> String {
-        const PIVOT_UNIX_NANOS: i128 = 1_893_456_000 * 1_000_000_000;
+    /// The UTC day (days since 1970-01-01) and second of that day of this timestamp, in the era
+    /// nearest 2030 (1962 to 2098: any pivot within 68 years of a time places it in its era).
+    pub fn utc_day(self) -> (i64, i64) {
+        const PIVOT_2030_UNIX_NANOS: i128 = 1_893_456_000 * 1_000_000_000;
         let seconds = self
-            .to_unix_nanos(PIVOT_UNIX_NANOS)
+            .to_unix_nanos(PIVOT_2030_UNIX_NANOS)
             .div_euclid(1_000_000_000) as i64;
-        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-        let of_day = seconds.rem_euclid(86_400);
+        (seconds.div_euclid(86_400), seconds.rem_euclid(86_400))
+    }
+
+    /// The UTC date and time, `2016-12-31 23:59:59`, as [`NtpTimestamp::utc_day`] places it, for
+    /// logs and status.
+    pub fn utc_string(self) -> String {
+        let (days, of_day) = self.utc_day();
+        let (year, month, day) = civil_from_days(days);
         format!(
             "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
             of_day / 3600,
