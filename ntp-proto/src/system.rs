@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::collections::BTreeMap;
 
 use crate::discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
-use crate::leap::{self, Leap, LeapFile, LeapOrigin};
+use crate::leap::{self, Leap, LeapFile, LeapKind, LeapMode, LeapOrigin};
 use crate::packet::{LeapIndicator, PollInterval, Precision, ReferenceId, Stratum};
 use crate::sample::{MIN_DISPERSION, PHI};
 use crate::select::{Candidate, Selection, Verdict, select};
@@ -202,8 +202,10 @@ pub enum SystemEvent {
     LeapPending(Option<(Leap, LeapOrigin)>),
     /// The correction for this leap second began (its instant, or its slew or smear window).
     LeapBegun(Leap),
-    /// What we announce to clients changed (a kernel that makes leaps is told here).
-    LeapAnnounced(LeapIndicator),
+    /// The clock should be told of this leap second, which it is to make itself at midnight (in
+    /// `step` mode, while it is announced), or that none is coming: a kernel clock (STA_INS,
+    /// STA_DEL) makes the leap then, and [`ClockAction::Leap`] finds it made.
+    LeapArm(Option<LeapKind>),
 }
 
 /// The result of a selection round.
@@ -259,7 +261,7 @@ pub struct System {
     refusing: bool,
     /// The coming leap and the announcement as last reported.
     leap_pending: Option<(Leap, LeapOrigin)>,
-    leap_announced: LeapIndicator,
+    leap_armed: Option<LeapKind>,
 }
 
 impl System {
@@ -277,7 +279,7 @@ impl System {
             holdover: config.holdover,
             refusing: false,
             leap_pending: None,
-            leap_announced: LeapIndicator::NoWarning,
+            leap_armed: None,
         }
     }
 
@@ -307,11 +309,11 @@ impl System {
             self.leap_pending = status.pending;
             update.events.push(SystemEvent::LeapPending(status.pending));
         }
-        if status.announced != self.leap_announced {
-            self.leap_announced = status.announced;
-            update
-                .events
-                .push(SystemEvent::LeapAnnounced(status.announced));
+        let arm =
+            LeapKind::from_indicator(status.announced).filter(|_| status.mode == LeapMode::Step);
+        if arm != self.leap_armed {
+            self.leap_armed = arm;
+            update.events.push(SystemEvent::LeapArm(arm));
         }
         update.action = action;
         update

@@ -457,10 +457,7 @@ impl Sync {
                 mode = self.leap_mode.name(),
                 "leap second"
             ),
-            SystemEvent::LeapAnnounced(indicator) => {
-                // A kernel told of the leap makes it at midnight by itself (step mode only).
-                let kind = LeapKind::from_indicator(indicator)
-                    .filter(|_| self.leap_mode == LeapMode::Step);
+            SystemEvent::LeapArm(kind) => {
                 if let Err(e) = self.shared.clock.announce_leap(kind) {
                     error!(error = %e, "cannot tell the kernel of the leap second; it will be stepped");
                 }

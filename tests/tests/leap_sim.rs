@@ -70,6 +70,14 @@ fn step_mode_repeats_a_second_everywhere_and_nothing_else_steps() {
         // of the discipline's and no source looks as if it jumped.
         assert!(result.nodes[node].steps <= 1, "node {node}");
     }
+    // Each clock was told to make the leap itself (a kernel would), and told so once.
+    for node in 0..=4 {
+        assert_eq!(
+            log_count(&result, node, "LeapArm(Some(Insert))"),
+            1,
+            "node {node}"
+        );
+    }
     // The vote: stratum 2 and 3 learned the leap from their sources.
     for node in 1..=4 {
         assert!(
@@ -107,6 +115,7 @@ fn smear_mode_spreads_the_second_over_the_day_and_clients_never_see_a_leap() {
             0,
             "a smeared leap is never announced: node {node} saw none"
         );
+        assert_eq!(log_count(&result, node, "LeapArm(Some"), 0, "node {node}");
     }
 }
 
