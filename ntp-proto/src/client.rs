@@ -977,29 +977,34 @@ mod tests {
 
     #[test]
     fn a_peer_synchronized_to_us_is_a_loop_and_not_selectable() {
-        let start = Instant::now();
-        let mut client = Client::new(ClientConfig::default());
-        let id = client
-            .add_source(addr(1), peer_config(), start)
-            .expect("added");
-        let us: IpAddr = "127.0.0.3".parse().expect("address");
-        let t = client.poll_transmit(start, 42).expect("due");
+        // One exchange with a peer whose reference ID is `refid`, heard on our address `us`.
+        let exchange = |refid: IpAddr, us: IpAddr| {
+            let start = Instant::now();
+            let mut client = Client::new(ClientConfig::default());
+            let id = client
+                .add_source(addr(1), peer_config(), start)
+                .expect("added");
+            let t = client.poll_transmit(start, 42).expect("due");
+            let reply = peer_answer(
+                &t.bytes,
+                T0,
+                Mode::SYMMETRIC_PASSIVE,
+                ReferenceId::from_ip(refid),
+            );
+            client.handle_reply(
+                start,
+                T0,
+                id,
+                T0,
+                T0 + s(0.002),
+                &reply.serialize(),
+                Some(us),
+            );
+            client
+        };
         // The peer says its reference is our address: it is synchronized to us.
-        let reply = peer_answer(
-            &t.bytes,
-            T0,
-            Mode::SYMMETRIC_PASSIVE,
-            ReferenceId::from_ip(us),
-        );
-        client.handle_reply(
-            start,
-            T0,
-            id,
-            T0,
-            T0 + s(0.002),
-            &reply.serialize(),
-            Some(us),
-        );
+        let us: IpAddr = "127.0.0.3".parse().expect("address");
+        let mut client = exchange(us, us);
         let report = client.sources(T0)[0];
         assert_eq!(report.counters.accepted, 1);
         assert_eq!(
@@ -1008,27 +1013,8 @@ mod tests {
         );
         assert!(clock_actions(&mut client).is_empty(), "never follows it");
         // 127.0.0.1 names every host: it signals no loop.
-        let mut other = Client::new(ClientConfig::default());
-        let id = other
-            .add_source(addr(1), peer_config(), start)
-            .expect("added");
-        let t = other.poll_transmit(start, 42).expect("due");
         let localhost: IpAddr = "127.0.0.1".parse().expect("address");
-        let reply = peer_answer(
-            &t.bytes,
-            T0,
-            Mode::SYMMETRIC_PASSIVE,
-            ReferenceId::from_ip(localhost),
-        );
-        other.handle_reply(
-            start,
-            T0,
-            id,
-            T0,
-            T0 + s(0.002),
-            &reply.serialize(),
-            Some(localhost),
-        );
+        let other = exchange(localhost, localhost);
         assert_eq!(other.sources(T0)[0].state, SourceState::Selected);
     }
 
