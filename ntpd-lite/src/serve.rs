@@ -61,7 +61,7 @@ pub fn start(
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
         // The bound address: with port 0 in the configuration, the kernel chose the port.
         info!(%address, workers, "serving NTP");
-        if let Some(first) = sockets.first() {
+        if let Some(first) = sockets.first().filter(|_| !peers.is_empty()) {
             shared.add_peer_socket(address, first.try_clone()?.into());
         }
         for (index, socket) in sockets.into_iter().enumerate() {
