@@ -364,6 +364,39 @@ impl Client {
         }
     }
 
+    /// Handles a broadcast (mode 5) from `from` that arrived at `t4` on a broadcast or multicast
+    /// address: the broadcast association of that server takes it (RFC 5905 section 9.2: only
+    /// from the server it calibrated against, whatever the port). Returns false, and changes
+    /// nothing, when no broadcast association has that address: the shell counts a stray.
+    pub fn handle_broadcast(
+        &mut self,
+        now: Instant,
+        local: NtpTimestamp,
+        from: SocketAddr,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+    ) -> bool {
+        let Some((&id, _)) = self.sources.iter().find(|(_, s)| {
+            s.kind() == AssociationKind::Broadcast
+                && s.address().ip().to_canonical() == from.ip().to_canonical()
+        }) else {
+            return false;
+        };
+        self.observe(now, local);
+        let limits = self.config.limits;
+        let discipline = self.system.discipline();
+        let Some(entry) = self.sources.get_mut(&id) else {
+            return false;
+        };
+        let outcome = entry.handle_broadcast(now, t4, bytes, &limits, discipline);
+        if outcome != ReplyOutcome::Accepted {
+            self.events.push_back(Event::Reply(id, outcome));
+        } else if self.system.has_updated() || self.first_round_complete() {
+            self.select(local);
+        }
+        true
+    }
+
     /// Handles the timers due at `now`: overdue replies, the holdover. Polls that are due are
     /// handed out by [`Client::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant, local: NtpTimestamp) {
@@ -499,11 +532,14 @@ impl Client {
 
     /// True once every source has answered a request, or has been asked and given up on. A peer
     /// counts once asked: its answer may wait for its own next poll, and it is a backup, not a
-    /// reason to delay the first update by a whole poll interval.
+    /// reason to delay the first update by a whole poll interval. A broadcast server is never
+    /// asked before its first broadcast, so it never holds the first update back.
     fn first_round_complete(&self) -> bool {
         self.sources.values().all(|s| {
             let asked = s.counters().sent > 0;
-            s.samples() > 0 || (asked && (!s.is_waiting() || s.kind() == AssociationKind::Peer))
+            s.samples() > 0
+                || s.kind() == AssociationKind::Broadcast
+                || (asked && (!s.is_waiting() || s.kind() == AssociationKind::Peer))
         })
     }
 
@@ -595,6 +631,64 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A broadcast from a server `offset` s ahead, sent at local time `t3_local`.
+    fn broadcast(t3_local: NtpTimestamp, offset: f64) -> [u8; 48] {
+        let mut packet =
+            Packet::client_request(Version::V4, PollInterval::new(0), t3_local + s(offset));
+        packet.mode = Mode::BROADCAST;
+        packet.stratum = Stratum::PRIMARY;
+        packet.reference_id = ReferenceId::LOCL;
+        packet.serialize()
+    }
+
+    #[test]
+    fn a_broadcast_association_calibrates_then_uses_broadcasts_and_no_other_takes_them() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let server = client.add_source(addr(1), lab(), start).expect("added");
+        let broadcast_config = SourceConfig {
+            kind: AssociationKind::Broadcast,
+            ..lab()
+        };
+        let id = client
+            .add_source(addr(2), broadcast_config, start)
+            .expect("added");
+        let local = |now: Instant| T0 + NtpDuration::from_std(now - start);
+        // A client association never takes a broadcast, even from its own server's address.
+        let b = broadcast(local(start), 0.0);
+        let taken = client.handle_broadcast(start, local(start), addr(1), local(start), &b);
+        assert!(!taken);
+        client.remove_source(server);
+        // Nothing is asked of the broadcaster before it broadcasts.
+        assert!(client.poll_transmit(start, 1).is_none());
+        let mut now = start;
+        let one_way = 0.0004;
+        for round in 0..12u32 {
+            now += Duration::from_secs(3);
+            let t4 = local(now);
+            let b = broadcast(t4 - s(one_way), 0.010 + one_way);
+            // From any port of the broadcaster's address.
+            let from = SocketAddr::new(addr(2).ip(), 40_000);
+            assert!(client.handle_broadcast(now, t4, from, t4, &b));
+            if let Some(t) = client.poll_transmit(now, u64::from(round) + 1) {
+                assert_eq!(t.kind, AssociationKind::Broadcast);
+                let t1 = local(now);
+                let reply = answer(&t.bytes, t1, 0.010);
+                client.handle_reply(now, t1, id, t1, t1 + s(0.002), &reply, None);
+            }
+        }
+        let report = client.sources(local(now));
+        let source = report.iter().find(|r| r.id == id).expect("the source");
+        assert_eq!(source.kind, AssociationKind::Broadcast);
+        assert_eq!(
+            source.counters.sent, 4,
+            "four calibration exchanges, then none"
+        );
+        assert!(source.counters.accepted >= 11, "{:?}", source.counters);
+        let offset = source.estimate.expect("estimate").offset;
+        assert!((offset - s(0.010)).abs() < s(0.0005), "{offset}");
     }
 
     #[test]

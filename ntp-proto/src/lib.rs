@@ -10,6 +10,8 @@
 //!   section 7.3, RFC 7822).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
+//! - [`broadcast`]: broadcast mode: the server's announcements, and a broadcast client's delay
+//!   calibration and checks (RFC 5905 sections 8 and 9.2, mode 5).
 //! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
 //! - [`stats`]: one source's samples in the uncorrected timescale and the weighted line through
 //!   them: offset now, frequency, and their errors (the clock filter of RFC 5905 section 10, done
@@ -35,6 +37,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod broadcast;
 pub mod client;
 pub mod discipline;
 pub mod leap;
@@ -49,6 +52,7 @@ pub mod stats;
 pub mod system;
 pub mod time;
 
+pub use broadcast::{Broadcaster, Delay as BroadcastDelay, Listener};
 pub use client::{Client, ClientConfig, Event, NameId, NameKind, SourceReport, Transmit};
 pub use discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
 pub use leap::{

@@ -88,6 +88,9 @@ pub enum AssociationKind {
     Server,
     /// A symmetric active peer: mode 1 or 2 answers a mode 1 request.
     Peer,
+    /// A broadcast client: mode 5 broadcasts are its samples once its client/server exchanges
+    /// (mode 3, answered by mode 4) calibrated them.
+    Broadcast,
 }
 
 impl AssociationKind {
@@ -96,13 +99,14 @@ impl AssociationKind {
         match self {
             Self::Server => "server",
             Self::Peer => "peer",
+            Self::Broadcast => "broadcast",
         }
     }
 
     /// The mode of our requests.
     pub const fn request_mode(self) -> Mode {
         match self {
-            Self::Server => Mode::CLIENT,
+            Self::Server | Self::Broadcast => Mode::CLIENT,
             Self::Peer => Mode::SYMMETRIC_ACTIVE,
         }
     }
@@ -110,7 +114,7 @@ impl AssociationKind {
     /// True if a packet of `mode` may answer our request (RFC 5905 section 9.2).
     pub fn answers_with(self, mode: Mode) -> bool {
         match self {
-            Self::Server => mode == Mode::SERVER,
+            Self::Server | Self::Broadcast => mode == Mode::SERVER,
             Self::Peer => mode == Mode::SYMMETRIC_ACTIVE || mode == Mode::SYMMETRIC_PASSIVE,
         }
     }
@@ -150,6 +154,10 @@ pub enum ReplyError {
     /// The server is too far from its reference to be trusted.
     #[error("root distance {0} exceeds the limit")]
     RootDistance(NtpDuration),
+    /// A broadcast disagrees with what the exchanges with its server measured by this much:
+    /// forged, or the server moved (an exchange checks).
+    #[error("broadcast is {0} from the calibrated estimate")]
+    BroadcastOutlier(NtpDuration),
 }
 
 impl ReplyError {

@@ -96,6 +96,11 @@ pub struct Response {
 }
 
 impl Response {
+    /// A packet to send once its transmit timestamp is set.
+    pub(crate) const fn new(packet: Packet) -> Self {
+        Self { packet }
+    }
+
     /// The response header (its transmit timestamp is still unset).
     pub const fn packet(&self) -> &Packet {
         &self.packet

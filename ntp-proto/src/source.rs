@@ -1,7 +1,7 @@
-//! One upstream association, a server or a symmetric peer (RFC 5905 sections 9 and 13, RFC 4330
-//! section 5): when to poll, the request to send, how long to wait for its reply, what a reply
-//! means, the reach register, kiss-o'-death handling, the source's statistics, and whether it is
-//! fit to be selected.
+//! One upstream association, a server, a symmetric peer or a broadcast server (RFC 5905 sections 9
+//! and 13, RFC 4330 section 5): when to poll, the request to send, how long to wait for its reply,
+//! what a reply (or a broadcast) means, the reach register, kiss-o'-death handling, the source's
+//! statistics, and whether it is fit to be selected.
 //!
 //! The [`crate::client::Client`] drives it: [`Source::poll_timeout`] says when it next needs
 //! attention, [`Source::handle_timeout`] ends a request whose reply did not come,
@@ -11,12 +11,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::broadcast::{self, Delay, Heard, Listener, Verdict};
 use crate::discipline::Discipline;
 use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
 };
 use crate::sample::{
-    self, AssociationKind, MAX_DISTANCE, MIN_DISPERSION, PHI, ReplyError, ReplyLimits, SentRequest,
+    self, AssociationKind, MAX_DISTANCE, MIN_DISPERSION, PHI, ReplyError, ReplyLimits, Sample,
+    SentRequest,
 };
 use crate::select::Candidate;
 use crate::stats::{RawSample, SourceStats};
@@ -59,8 +61,10 @@ pub struct SourceConfig {
     pub version: Version,
     /// Samples the statistics should hold at the adapted poll interval.
     pub poll_target: u8,
-    /// A server we are a client of, or a symmetric peer.
+    /// A server we are a client of, a symmetric peer, or a broadcast server.
     pub kind: AssociationKind,
+    /// Broadcast associations: the one-way delay to add to each broadcast.
+    pub broadcast_delay: Delay,
 }
 
 impl Default for SourceConfig {
@@ -72,6 +76,7 @@ impl Default for SourceConfig {
             version: Version::V4,
             poll_target: DEFAULT_POLL_TARGET,
             kind: AssociationKind::Server,
+            broadcast_delay: Delay::Calibrated,
         }
     }
 }
@@ -93,6 +98,20 @@ pub struct ReplyInfo {
     pub root_dispersion: NtpDuration,
 }
 
+impl ReplyInfo {
+    /// The server-side facts a packet carries.
+    fn of(packet: &Packet) -> Self {
+        Self {
+            leap: packet.leap,
+            stratum: packet.stratum,
+            reference_id: packet.reference_id,
+            precision: packet.precision,
+            root_delay: packet.root_delay.to_duration(),
+            root_dispersion: packet.root_dispersion.to_duration(),
+        }
+    }
+}
+
 /// What a datagram from the source turned out to be.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum ReplyOutcome {
@@ -106,8 +125,12 @@ pub enum ReplyOutcome {
     Straddled,
     /// Not an NTP packet.
     Malformed,
-    /// No request is outstanding: a duplicate, a late or a stray packet. Never used.
+    /// No request is outstanding: a duplicate, a late or a stray packet; or a broadcast no newer
+    /// than one already used (a replay). Never used.
     Unexpected,
+    /// A broadcast kept to calibrate the one-way delay against the exchange it asked for (or to
+    /// check an outlier against): not a sample.
+    Held,
 }
 
 /// Why a source may not take part in selection (RFC 5905 appendix A.5.2, fit()).
@@ -140,7 +163,8 @@ pub struct SourceCounters {
     pub accepted: u64,
     /// Replies that failed a check (including kiss-o'-death and forged origins).
     pub rejected: u64,
-    /// Duplicates, stray, late, straddling and malformed datagrams, never used.
+    /// Duplicates, stray, late, straddling and malformed datagrams, never used; broadcasts held
+    /// for calibration.
     pub ignored: u64,
 }
 
@@ -178,6 +202,8 @@ pub struct Source {
     /// poll, which is also when it left (the server stamps it just before sending). The peer's
     /// next packet may carry it as its origin (chrony's do): that completes an exchange too.
     passive: Option<NtpTimestamp>,
+    /// Broadcast associations only: the delay calibration and the broadcasts' checks.
+    listener: Option<Listener>,
 }
 
 impl Source {
@@ -202,6 +228,8 @@ impl Source {
             counters: SourceCounters::default(),
             last_transmit: None,
             passive: None,
+            listener: (config.kind == AssociationKind::Broadcast)
+                .then(|| Listener::new(config.broadcast_delay)),
         }
     }
 
@@ -209,13 +237,15 @@ impl Source {
     /// `None` once the server denied us.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let reply = self.outstanding.map(|o| o.deadline);
-        let poll = self.denied.is_none().then_some(self.next_poll);
-        reply.into_iter().chain(poll).min()
+        let tick = self.listener.as_ref().and_then(Listener::next_tick);
+        reply.into_iter().chain(self.next_poll()).chain(tick).min()
     }
 
-    /// When the next poll is due; `None` once the server denied us.
+    /// When the next poll is due; `None` once the server denied us, and for a broadcast
+    /// association while it wants no exchange.
     pub fn next_poll(&self) -> Option<Instant> {
-        self.denied.is_none().then_some(self.next_poll)
+        let wanted = self.listener.as_ref().is_none_or(Listener::wants_exchange);
+        (self.denied.is_none() && wanted).then_some(self.next_poll)
     }
 
     /// When the reply to the request in flight stops being awaited, if one is.
@@ -225,17 +255,20 @@ impl Source {
 
     /// True when a poll is due at `now`.
     pub fn is_due(&self, now: Instant) -> bool {
-        self.denied.is_none() && now >= self.next_poll
+        self.next_poll().is_some_and(|due| now >= due)
     }
 
-    /// Gives up on a request whose reply is overdue at `now`. Returns true if one was.
+    /// Gives up on a request whose reply is overdue at `now`; shifts a broadcast association's
+    /// reach register once per broadcast interval. Returns true if either happened.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        let ticks = self.listener.as_mut().map_or(0, |l| l.handle_tick(now));
+        self.reach = self.reach.checked_shl(ticks).unwrap_or(0);
         if self.outstanding.is_some_and(|o| now >= o.deadline) {
             self.outstanding = None;
             self.unanswered = self.unanswered.saturating_add(1);
             return true;
         }
-        false
+        ticks > 0
     }
 
     /// The request to send now, if the poll is due, and how long to wait for its reply. `cookie`
@@ -245,26 +278,41 @@ impl Source {
         now: Instant,
         cookie: NtpTimestamp,
     ) -> Option<([u8; 48], Duration)> {
-        if self.denied.is_some() || now < self.next_poll {
+        if !self.is_due(now) {
             return None;
+        }
+        if let Some(listener) = &mut self.listener {
+            if !listener.exchange_useful(now) {
+                return None;
+            }
+            listener.exchange_sent();
         }
         if self.outstanding.take().is_some() {
             self.unanswered = self.unanswered.saturating_add(1);
         }
-        self.reach <<= 1;
         self.counters.sent += 1;
         let poll = self.poll();
-        let interval = if self.burst_left > 0 {
-            self.burst_left -= 1;
-            BURST_SPACING.min(duration_of(poll))
-        } else {
-            duration_of(poll)
+        let interval = match &self.listener {
+            // Broadcasts drive the reach register; exchanges only calibrate, then check.
+            Some(listener) if listener.is_calibrated() => {
+                duration_of(self.config.min_poll).max(BURST_SPACING)
+            }
+            Some(_) => BURST_SPACING,
+            None => {
+                self.reach <<= 1;
+                if self.burst_left > 0 {
+                    self.burst_left -= 1;
+                    BURST_SPACING.min(duration_of(poll))
+                } else {
+                    duration_of(poll)
+                }
+            }
         };
         self.next_poll = now + interval;
         // A peer that does not answer at once answers with its own next poll (chrony does): its
         // reply is awaited until ours.
         let wait = match self.config.kind {
-            AssociationKind::Server => interval.min(MAX_REPLY_WAIT),
+            AssociationKind::Server | AssociationKind::Broadcast => interval.min(MAX_REPLY_WAIT),
             AssociationKind::Peer => interval,
         };
         self.outstanding = Some(Outstanding {
@@ -305,15 +353,105 @@ impl Source {
         discipline: &Discipline,
     ) -> ReplyOutcome {
         let outcome = self.judge_reply(t1, t4, bytes, limits, discipline);
+        self.count(outcome)
+    }
+
+    /// Handles a broadcast from the source's address that arrived at `t4` (monotonic `now`):
+    /// a sample once calibrated and in agreement, else counted and held, refused or ignored. A
+    /// client or peer association never takes one.
+    pub fn handle_broadcast(
+        &mut self,
+        now: Instant,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+        limits: &ReplyLimits,
+        discipline: &Discipline,
+    ) -> ReplyOutcome {
+        let outcome = self.judge_broadcast(now, t4, bytes, limits, discipline);
+        self.count(outcome)
+    }
+
+    fn count(&mut self, outcome: ReplyOutcome) -> ReplyOutcome {
         let counter = match outcome {
             ReplyOutcome::Accepted => &mut self.counters.accepted,
             ReplyOutcome::Rejected(_) => &mut self.counters.rejected,
-            ReplyOutcome::Straddled | ReplyOutcome::Malformed | ReplyOutcome::Unexpected => {
-                &mut self.counters.ignored
-            }
+            ReplyOutcome::Straddled
+            | ReplyOutcome::Malformed
+            | ReplyOutcome::Unexpected
+            | ReplyOutcome::Held => &mut self.counters.ignored,
         };
         *counter += 1;
         outcome
+    }
+
+    fn judge_broadcast(
+        &mut self,
+        now: Instant,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+        limits: &ReplyLimits,
+        discipline: &Discipline,
+    ) -> ReplyOutcome {
+        let Ok((packet, _)) = Packet::parse(bytes) else {
+            return ReplyOutcome::Malformed;
+        };
+        let Some(listener) = &mut self.listener else {
+            return ReplyOutcome::Rejected(ReplyError::WrongMode(packet.mode));
+        };
+        if let Err(error) = broadcast::check_header(&packet) {
+            return ReplyOutcome::Rejected(error);
+        }
+        let transmit = packet.transmit_timestamp;
+        let Some(leap_shift) = discipline.leaps().leap_free_shift(transmit, transmit) else {
+            return ReplyOutcome::Straddled;
+        };
+        let correction = discipline.correction(t4);
+        let heard = Heard {
+            time: t4 - correction,
+            raw_offset: (transmit - t4) + correction + leap_shift,
+            transmit,
+            interval: packet.poll,
+            at: now,
+        };
+        let predicted = self.stats.fit().map(|fit| {
+            let (offset, sd) = fit.predict(heard.time);
+            let error = NtpDuration::from_seconds_f64((sd + fit.residual_sd).min(1e6));
+            (offset, error)
+        });
+        let (offset, round_trip) = match listener.hear(heard, predicted) {
+            Verdict::Use { offset, round_trip } => (offset, round_trip),
+            Verdict::Held => return ReplyOutcome::Held,
+            Verdict::Replay => return ReplyOutcome::Unexpected,
+            Verdict::Outlier(miss) => {
+                let error = ReplyError::BroadcastOutlier(miss);
+                self.last_error = Some(error);
+                return ReplyOutcome::Rejected(error);
+            }
+        };
+        let sample = Sample {
+            offset,
+            delay: round_trip,
+            dispersion: packet.precision.to_duration() + limits.local_precision.to_duration(),
+            time: t4,
+        };
+        let distance = sample.root_distance(
+            packet.root_delay.to_duration(),
+            packet.root_dispersion.to_duration(),
+        );
+        if distance > limits.max_root_distance {
+            return ReplyOutcome::Rejected(ReplyError::RootDistance(distance));
+        }
+        self.poll = packet.poll;
+        self.reach |= 1;
+        self.last_error = None;
+        self.last = Some(ReplyInfo::of(&packet));
+        self.stats.add(RawSample {
+            time: heard.time,
+            offset,
+            delay: sample.delay,
+            dispersion: sample.dispersion,
+        });
+        ReplyOutcome::Accepted
     }
 
     fn judge_reply(
@@ -375,14 +513,7 @@ impl Source {
                 self.consumed(polled);
                 self.reach |= 1;
                 self.last_error = None;
-                self.last = Some(ReplyInfo {
-                    leap: reply.leap,
-                    stratum: reply.stratum,
-                    reference_id: reply.reference_id,
-                    precision: reply.precision,
-                    root_delay: reply.root_delay.to_duration(),
-                    root_dispersion: reply.root_dispersion.to_duration(),
-                });
+                self.last = Some(ReplyInfo::of(&reply));
                 // The offset is the mean of the clock's errors at T1 and T4, so the corrections
                 // to add back are the mean of those at T1 and T4, exactly, whatever the slew.
                 let t1 = sent.t1;
@@ -397,7 +528,13 @@ impl Source {
                     dispersion: sample.dispersion,
                 };
                 let surprise = self.stats.add(raw);
-                self.adapt_poll(surprise, raw);
+                match &mut self.listener {
+                    // The poll is the broadcaster's; the exchange calibrates.
+                    Some(listener) => {
+                        listener.exchanged(raw.time, raw.offset, raw.delay);
+                    }
+                    None => self.adapt_poll(surprise, raw),
+                }
                 ReplyOutcome::Accepted
             }
         }
@@ -477,6 +614,10 @@ impl Source {
     /// The current poll interval: the adapted one, raised by a rate kiss and backing off while
     /// unreachable, within minpoll..maxpoll.
     pub fn poll(&self) -> PollInterval {
+        if self.listener.is_some() {
+            // The broadcaster's interval, as its broadcasts say.
+            return self.poll;
+        }
         let base = self
             .poll
             .max(self.kiss_poll)
@@ -565,7 +706,7 @@ impl Source {
         })
     }
 
-    /// A server or a symmetric peer.
+    /// A server, a symmetric peer or a broadcast server.
     pub fn kind(&self) -> AssociationKind {
         self.config.kind
     }

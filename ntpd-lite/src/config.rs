@@ -84,6 +84,9 @@ pub struct Config {
     /// Symmetric peers (RFC 5905 modes 1 and 2), reached from the `[server] listen` socket.
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConfig>,
+    /// Addresses the server announces its time to (RFC 5905 mode 5).
+    #[serde(default, rename = "broadcast")]
+    pub broadcasts: Vec<BroadcastConfig>,
     /// Discipline thresholds.
     #[serde(default)]
     pub sync: SyncConfig,
@@ -299,6 +302,37 @@ pub struct SourceConfig {
     /// Pool only: how many addresses to use.
     #[serde(default = "default_pool_size", deserialize_with = "pool_size")]
     pub max_sources: usize,
+    /// Broadcast only: the broadcast address or multicast group (and port) its broadcasts
+    /// arrive at, e.g. `"192.0.2.255:123"`, `"224.0.1.1:123"`, `"[ff02::101]:123"`.
+    #[serde(default, deserialize_with = "broadcast_listen")]
+    pub listen: Option<SocketAddr>,
+    /// Broadcast only: the interface to join a multicast group on (needed for IPv6).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// Broadcast only: assume this one-way delay, seconds, instead of calibrating it (ntpd's
+    /// `broadcastdelay`).
+    #[serde(default, deserialize_with = "broadcast_delay")]
+    pub delay: Option<f64>,
+}
+
+/// One `[[broadcast]]`: the server announces its time to `address` every 2^interval s (RFC 5905
+/// mode 5), while synchronized.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BroadcastConfig {
+    /// An IPv4 broadcast address or a multicast group (224.0.1.1, ff02::101), with an optional
+    /// port (123).
+    #[serde(deserialize_with = "broadcast_address")]
+    pub address: SocketAddr,
+    /// log2 seconds between announcements (-4 to 17); default 6 (64 s, as ntpd).
+    #[serde(default = "default_minpoll", deserialize_with = "poll")]
+    pub interval: PollInterval,
+    /// Multicast only: hops the announcements may travel; default 1 (the LAN).
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// Multicast only: the interface to send on (needed for IPv6 link-local groups).
+    #[serde(default)]
+    pub interface: Option<String>,
 }
 
 /// One `[[peer]]`: a symmetric active association (RFC 5905 mode 1).
@@ -321,7 +355,7 @@ impl SourceConfig {
     /// How many sources this entry can become: one for a server, up to `max-sources` for a pool.
     pub const fn most_sources(&self) -> usize {
         match self.kind {
-            SourceKind::Server => 1,
+            SourceKind::Server | SourceKind::Broadcast => 1,
             SourceKind::Pool => self.max_sources,
         }
     }
@@ -444,6 +478,9 @@ pub enum SourceKind {
     Server,
     /// A pool name: up to `max-sources` of its addresses.
     Pool,
+    /// A broadcast server at an IP address: its broadcasts arrive at `listen`, calibrated by
+    /// client/server exchanges with it.
+    Broadcast,
 }
 
 /// `[sync]`: discipline thresholds.
@@ -565,6 +602,7 @@ impl Config {
             );
         }
         self.check_peers(whole)?;
+        self.check_broadcasts(whole)?;
         if self.server.is_none() && self.sources.is_empty() {
             return whole(
                 "",
@@ -641,6 +679,87 @@ impl Config {
                     "this peer is listed twice; keep one [[peer]] for it",
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// Broadcast sources name their server by address and where the broadcasts arrive; a
+    /// broadcaster needs a server (its clients calibrate against it) and something to be
+    /// synchronized to.
+    fn check_broadcasts(
+        &self,
+        whole: impl Fn(&str, &str) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        for source in &self.sources {
+            let broadcast = source.kind == SourceKind::Broadcast;
+            let options =
+                source.listen.is_some() || source.interface.is_some() || source.delay.is_some();
+            if !broadcast && options {
+                return whole(
+                    &source.address,
+                    "listen, interface and delay only apply to kind = \"broadcast\"; remove them or set the kind",
+                );
+            }
+            if !broadcast {
+                continue;
+            }
+            let Ok(SourceAddress::Ip(server)) = SourceAddress::parse(&source.address) else {
+                return whole(
+                    &source.address,
+                    "a broadcast source is recognized by its server's IP address: write one, e.g. \"192.0.2.1\" (its broadcasts are only accepted from it)",
+                );
+            };
+            let Some(listen) = source.listen else {
+                return whole(
+                    &source.address,
+                    "a broadcast source needs listen: the broadcast address or multicast group its broadcasts arrive at, e.g. listen = \"192.0.2.255:123\"",
+                );
+            };
+            if listen.is_ipv4() != server.is_ipv4() {
+                return whole(
+                    &source.address,
+                    "listen and address must be of one family (IPv4 or IPv6)",
+                );
+            }
+            if listen.is_ipv6() && source.interface.is_none() {
+                return whole(
+                    &source.address,
+                    "an IPv6 multicast group is joined on one interface: add interface = \"eth0\" (the LAN's)",
+                );
+            }
+        }
+        if self.broadcasts.is_empty() {
+            return Ok(());
+        }
+        let Some(server) = &self.server else {
+            return whole(
+                "[[broadcast]]",
+                "a broadcaster's clients calibrate against its server: add a [server] table",
+            );
+        };
+        for broadcast in &self.broadcasts {
+            if !server
+                .listen
+                .iter()
+                .any(|l| l.is_ipv4() == broadcast.address.is_ipv4())
+            {
+                return whole(
+                    "[[broadcast]]",
+                    "broadcasts leave from the server's address: add a [server] listen address of this address family",
+                );
+            }
+            if broadcast.address.is_ipv6() && broadcast.interface.is_none() {
+                return whole(
+                    "[[broadcast]]",
+                    "an IPv6 multicast group is sent to on one interface: add interface = \"eth0\" (the LAN's)",
+                );
+            }
+        }
+        if self.sources.is_empty() && self.peers.is_empty() && self.local.is_none() {
+            return whole(
+                "[[broadcast]]",
+                "broadcasts are only sent while synchronized: add [[source]] entries or a [local] reference",
+            );
         }
         Ok(())
     }
@@ -772,6 +891,10 @@ const fn default_minpoll() -> PollInterval {
 const fn default_maxpoll() -> PollInterval {
     PollInterval::new(10)
 }
+const fn default_ttl() -> u32 {
+    1
+}
+
 const fn default_pool_size() -> usize {
     4
 }
@@ -935,6 +1058,57 @@ fn peer_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error>
                 "peer `{text}` is not an IP address: a peer is recognized by its address, so write one, e.g. \"192.0.2.7\" or \"192.0.2.7:123\""
             ))
         })
+}
+
+/// An IP address with an optional port (123).
+fn ip_and_port(text: &str) -> Option<SocketAddr> {
+    text.parse().ok().or_else(|| {
+        text.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, NTP_PORT))
+    })
+}
+
+/// Where a broadcast source's broadcasts arrive: a broadcast address or a multicast group.
+fn broadcast_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    match ip_and_port(&text) {
+        Some(address) if !address.ip().is_unspecified() && address.port() != 0 => Ok(Some(address)),
+        _ => Err(de::Error::custom(format!(
+            "listen `{text}` is not a broadcast address or multicast group with an optional port: write e.g. \"192.0.2.255:123\", \"224.0.1.1\" or \"[ff02::101]:123\""
+        ))),
+    }
+}
+
+/// A `[[broadcast]]` address: an IPv4 address (a subnet's broadcast address or 255.255.255.255)
+/// or a multicast group; not a unicast IPv6 address (IPv6 has no broadcast).
+fn broadcast_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    match ip_and_port(&text) {
+        Some(address)
+            if address.port() != 0
+                && !address.ip().is_unspecified()
+                && !address.ip().is_loopback()
+                && (address.is_ipv4() || address.ip().is_multicast()) =>
+        {
+            Ok(address)
+        }
+        _ => Err(de::Error::custom(format!(
+            "broadcast address `{text}` is not a broadcast address or multicast group: write e.g. \"192.0.2.255\", \"224.0.1.1\" or \"[ff02::101]:123\""
+        ))),
+    }
+}
+
+/// A fixed one-way broadcast delay: 0 to 0.1 s.
+fn broadcast_delay<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let value = f64::deserialize(d)?;
+    if (0.0..=0.1).contains(&value) {
+        Ok(Some(value))
+    } else {
+        Err(de::Error::custom(format!(
+            "delay {value} must be a one-way delay in seconds from 0 to 0.1 (ntpd assumes 0.004); leave it out to calibrate it"
+        )))
+    }
 }
 
 fn prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {

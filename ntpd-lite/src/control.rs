@@ -65,6 +65,9 @@ pub struct Status {
     /// Leap seconds: the coming one and where it is known from, the vote, the announcement.
     #[serde(default)]
     pub leap_second: Option<LeapReport>,
+    /// Datagrams at a broadcast source's address from no configured broadcast server, dropped.
+    #[serde(default)]
+    pub broadcast_strays: u64,
     /// Server counters, if serving.
     #[serde(default, skip_deserializing)]
     pub server: Option<ServerTotals>,
@@ -369,6 +372,7 @@ pub fn status(shared: &Shared) -> Status {
         },
         sources: sync.sources,
         leap_second: sync.leap,
+        broadcast_strays: sync.broadcast_strays,
         server: Some(shared.server_totals()),
     }
 }

@@ -28,6 +28,7 @@ pub struct Prepared {
     control: Option<std::os::unix::net::UnixListener>,
     metrics: Option<std::net::TcpListener>,
     workers: Vec<JoinHandle<()>>,
+    broadcast: sync::BroadcastSockets,
 }
 
 /// Binds the metrics endpoint and the server sockets (starting the server workers), then the
@@ -56,6 +57,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
     }
     // Workers wait for the serving gate: if a later step fails, they have answered nothing.
     let workers = start_server(&config, &shared, &privileges)?;
+    let broadcast = sync::BroadcastSockets::bind(&config)?;
     let control = config
         .control_socket()
         .map(|path| {
@@ -81,6 +83,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
         control,
         metrics,
         workers,
+        broadcast,
     })
 }
 
@@ -138,6 +141,7 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
         control,
         metrics,
         workers,
+        broadcast,
     } = prepared;
     let mut tasks = Vec::new();
     // The core serves a local reference too: it also makes that clock's leap seconds.
@@ -146,7 +150,7 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
     }
     let sync_task =
         (!config.sources.is_empty() || !config.peers.is_empty() || config.local.is_some())
-            .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared))));
+            .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared), broadcast)));
     if let Some(listener) = control {
         tasks.push(tokio::spawn(control::serve(listener, Arc::clone(&shared))));
     }

@@ -410,6 +410,7 @@ mod tests {
                 ..SourceStatus::default()
             }],
             leap_second: None,
+            broadcast_strays: 0,
             server: Some(server),
         }
     }

@@ -336,3 +336,124 @@ pub fn recv_timestamped(fd: RawFd, buffer: &mut [u8]) -> io::Result<(usize, Opti
     let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
     Ok((len, rx_timestamp(&header)))
 }
+
+/// The index of the network interface `name`.
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    let c_name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface named {name:?} (see `ip link`)"),
+        )),
+        index => Ok(index),
+    }
+}
+
+/// A socket that receives what is sent to `listen`, a broadcast address or a multicast group,
+/// with kernel receive timestamps; a multicast group is joined on `interface`, or else on the
+/// interface of `local` (the address we reach the broadcaster from). SO_REUSEADDR lets several
+/// programs listen to one group.
+pub fn bind_broadcast_listener(
+    listen: SocketAddr,
+    interface: Option<u32>,
+    local: Option<std::net::IpAddr>,
+) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    enable_timestamps(socket2::SockRef::from(&socket))?;
+    let bind = match listen {
+        SocketAddr::V6(v6) if v6.ip().is_multicast() => SocketAddr::V6(SocketAddrV6::new(
+            *v6.ip(),
+            v6.port(),
+            0,
+            interface.unwrap_or(0),
+        )),
+        other => other,
+    };
+    socket.bind(&bind.into())?;
+    match listen.ip() {
+        std::net::IpAddr::V4(group) if group.is_multicast() => {
+            let on = match (interface, local) {
+                (Some(index), _) => socket2::InterfaceIndexOrAddress::Index(index),
+                (None, Some(std::net::IpAddr::V4(address))) => {
+                    socket2::InterfaceIndexOrAddress::Address(address)
+                }
+                _ => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+            };
+            socket.join_multicast_v4_n(&group, &on)?;
+        }
+        std::net::IpAddr::V6(group) if group.is_multicast() => {
+            socket.join_multicast_v6(&group, interface.unwrap_or(0))?;
+        }
+        _ => {}
+    }
+    Ok(socket.into())
+}
+
+/// A socket that sends announcements to `to` from the address `from` (the server's, so that
+/// clients recognize it; any port): broadcasts allowed, multicast limited to `ttl` hops and sent
+/// on `interface` if given.
+pub fn bind_broadcast_sender(
+    from: std::net::IpAddr,
+    to: SocketAddr,
+    ttl: u32,
+    interface: Option<u32>,
+) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(to), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_broadcast(true)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    match to.ip() {
+        std::net::IpAddr::V4(group) if group.is_multicast() => {
+            socket.set_multicast_ttl_v4(ttl)?;
+            socket.set_multicast_loop_v4(false)?;
+            match (interface, from) {
+                (Some(index), _) => set_multicast_interface_v4(&socket, index)?,
+                (None, std::net::IpAddr::V4(address)) if !address.is_unspecified() => {
+                    socket.set_multicast_if_v4(&address)?;
+                }
+                _ => {}
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            socket.set_multicast_hops_v6(ttl)?;
+            socket.set_multicast_loop_v6(false)?;
+            if let Some(index) = interface {
+                socket.set_multicast_if_v6(index)?;
+            }
+        }
+        std::net::IpAddr::V4(_) => {}
+    }
+    Ok(socket.into())
+}
+
+/// IP_MULTICAST_IF by interface index (socket2 only takes an address).
+fn set_multicast_interface_v4(socket: &Socket, index: u32) -> io::Result<()> {
+    let request = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: libc::c_int::try_from(index).map_err(io::Error::other)?,
+    };
+    // SAFETY: a valid socket fd, a pointer to an ip_mreqn and its size, as ip(7) describes.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&raw const request).cast(),
+            size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

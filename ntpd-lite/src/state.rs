@@ -82,6 +82,8 @@ pub struct SyncStatus {
     pub sources: Vec<SourceStatus>,
     /// The leap second state.
     pub leap: Option<LeapReport>,
+    /// Datagrams at a broadcast address from no configured broadcast server, dropped.
+    pub broadcast_strays: u64,
 }
 
 /// The leap second state, as `status` shows it.

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use ntp_proto::client::RESOLVE_RETRY;
 use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
-    AssociationKind, Client, ClientConfig, ClockAction, DisciplineConfig, Event, LeapKind,
-    LeapMode, LeapStatus, NameId, NameKind, NtpDuration, NtpTimestamp, ReplyError, ReplyLimits,
-    ReplyOutcome, SourceConfig, SourceId, SourceReport, Transmit, Version,
+    AssociationKind, BroadcastDelay, Broadcaster, Client, ClientConfig, ClockAction,
+    DisciplineConfig, Event, LeapKind, LeapMode, LeapStatus, NameId, NameKind, NtpDuration,
+    NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome, SourceConfig, SourceId, SourceReport,
+    Transmit, Version,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -40,6 +41,77 @@ struct Arrival {
     t4: NtpTimestamp,
     local: IpAddr,
     bytes: Vec<u8>,
+}
+
+/// A datagram that arrived at a broadcast source's broadcast address or multicast group.
+#[derive(Debug)]
+struct Broadcast {
+    from: SocketAddr,
+    t4: NtpTimestamp,
+    bytes: Vec<u8>,
+}
+
+/// The broadcast sockets, bound at start-up with the server's (port 123 needs the privileges
+/// that are dropped after).
+#[derive(Debug, Default)]
+pub struct BroadcastSockets {
+    /// Where each broadcast source's broadcasts arrive.
+    listeners: Vec<(SocketAddr, std::net::UdpSocket)>,
+    /// Each `[[broadcast]]` address, and the socket its announcements leave from.
+    senders: Vec<(SocketAddr, std::net::UdpSocket)>,
+}
+
+impl BroadcastSockets {
+    /// Binds a listener per broadcast source and a sender per `[[broadcast]]`; the error names
+    /// the address and what to do.
+    pub fn bind(config: &Config) -> Result<Self, String> {
+        let mut sockets = Self::default();
+        let index = |name: &Option<String>| name.as_deref().map(net::interface_index).transpose();
+        for source in config
+            .sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::Broadcast)
+        {
+            let (Some(listen), Ok(SourceAddress::Ip(server))) =
+                (source.listen, SourceAddress::parse(&source.address))
+            else {
+                continue;
+            };
+            let socket = index(&source.interface)
+                .and_then(|interface| {
+                    let local = net::route_source(server).ok();
+                    net::bind_broadcast_listener(listen, interface, local)
+                })
+                .map_err(|e| {
+                    format!(
+                        "cannot listen for broadcasts at {listen}: {e}; a [server] listen on the wildcard address and the same port takes that port: listen on this host's own address instead"
+                    )
+                })?;
+            info!(%listen, server = %server, "listening for broadcasts");
+            sockets.listeners.push((listen, socket));
+        }
+        let listen = config.server.as_ref().map_or(&[][..], |s| &s.listen[..]);
+        for broadcast in &config.broadcasts {
+            let Some(from) = listen
+                .iter()
+                .find(|l| l.is_ipv4() == broadcast.address.is_ipv4())
+            else {
+                continue;
+            };
+            let socket = index(&broadcast.interface)
+                .and_then(|interface| {
+                    net::bind_broadcast_sender(
+                        from.ip(),
+                        broadcast.address,
+                        broadcast.ttl,
+                        interface,
+                    )
+                })
+                .map_err(|e| format!("cannot send broadcasts to {}: {e}", broadcast.address))?;
+            sockets.senders.push((broadcast.address, socket));
+        }
+        Ok(sockets)
+    }
 }
 
 /// The answer to a name lookup.
@@ -67,14 +139,35 @@ struct Sync {
     peer_sent: HashMap<SourceId, NtpTimestamp>,
     /// Behind a wildcard listen address, the address each peer sees us as (for loop detection).
     peer_local: HashMap<SocketAddr, Option<IpAddr>>,
+    /// Our announcements to the `[[broadcast]]` addresses, and the socket of each.
+    broadcaster: Broadcaster,
+    senders: Vec<(SocketAddr, std::net::UdpSocket)>,
+    /// Datagrams at a broadcast address from no configured broadcast server.
+    broadcast_strays: u64,
 }
 
-/// Runs the client half until shutdown; saves the drift file on the way out.
-pub async fn run(config: Config, shared: Arc<Shared>) {
+/// Runs the client half (and the broadcaster) until shutdown; saves the drift file on the way
+/// out.
+pub async fn run(config: Config, shared: Arc<Shared>, sockets: BroadcastSockets) {
     let (arrivals, mut arriving) = mpsc::channel(256);
     let (lookups, mut looked_up) = mpsc::channel(16);
+    let (heard, mut hearing) = mpsc::channel(256);
     let mut peer_packets = shared.take_peer_receiver();
+    for (listen, socket) in sockets.listeners {
+        let (shared, heard) = (Arc::clone(&shared), heard.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ntp-broadcast".to_owned())
+            .spawn(move || {
+                if let Err(e) = listen_for_broadcasts(&socket, &shared, &heard) {
+                    error!(%listen, error = %e, "broadcast listener failed");
+                }
+            });
+        if let Err(e) = spawned {
+            error!(%listen, error = %e, "cannot start the broadcast listener");
+        }
+    }
     let mut sync = Sync::new(&config, shared, arrivals, lookups);
+    sync.senders = sockets.senders;
     let mut drift_save =
         tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_SAVE, DRIFT_SAVE);
     // A local reference clock advertises a fresh reference time (its root dispersion stays
@@ -93,10 +186,11 @@ pub async fn run(config: Config, shared: Arc<Shared>) {
         sync.publish();
         tokio::select! {
             _ = republish.tick() => {}
-            () = sleep_until(sync.client.poll_timeout()) => {
+            () = sleep_until(sync.next_deadline()) => {
                 sync.client.handle_timeout(Instant::now(), sync.shared.clock.now());
             }
             Some(arrival) = arriving.recv() => sync.handle_arrival(arrival),
+            Some(broadcast) = hearing.recv() => sync.handle_broadcast(broadcast),
             Some(event) = next_peer_packet(&mut peer_packets) => sync.handle_peer(event),
             Some(lookup) = looked_up.recv() => sync.handle_lookup(lookup),
             _ = drift_save.tick() => sync.save_drift(),
@@ -174,14 +268,58 @@ fn leap_report(status: &LeapStatus) -> LeapReport {
     }
 }
 
-/// How the core should treat a `[[source]]` name.
-fn name_kind(source: &config::SourceConfig) -> NameKind {
+/// How the core should treat a `[[source]]` name; a broadcast source has an address instead.
+fn name_kind(source: &config::SourceConfig) -> Option<NameKind> {
     match source.kind {
-        SourceKind::Server => NameKind::Server,
-        SourceKind::Pool => NameKind::Pool {
+        SourceKind::Server => Some(NameKind::Server),
+        SourceKind::Pool => Some(NameKind::Pool {
             max_sources: source.max_sources,
-        },
+        }),
+        SourceKind::Broadcast => None,
     }
+}
+
+/// Takes every datagram that reaches a broadcast source's address or group, with its kernel
+/// receive time, to the sync task; a thread of its own, like a server worker, until shutdown.
+fn listen_for_broadcasts(
+    socket: &std::net::UdpSocket,
+    shared: &Shared,
+    heard: &mpsc::Sender<Broadcast>,
+) -> std::io::Result<()> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut batch = net::RecvBatch::default();
+    while !shared.stopping() {
+        let count = match batch.receive(socket.as_raw_fd()) {
+            Ok(count) => count,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for datagram in (0..count).filter_map(|i| batch.get(i).filter(|d| !d.truncated)) {
+            let t4 = datagram
+                .received
+                .map_or_else(|| shared.clock.now(), |t| shared.clock.at(t));
+            let broadcast = Broadcast {
+                from: datagram.from,
+                t4,
+                bytes: datagram.bytes.to_vec(),
+            };
+            // A full queue drops: the sync task is the bottleneck, not this thread.
+            if heard.try_send(broadcast).is_err() {
+                debug!("broadcast queue full: datagram dropped");
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Sync {
@@ -216,7 +354,19 @@ impl Sync {
                 version: Version::V4,
                 ..SourceConfig::default()
             };
-            client.add_name(&source.address, name_kind(source), source_config, now);
+            if let Some(kind) = name_kind(source) {
+                client.add_name(&source.address, kind, source_config, now);
+            } else if let Ok(SourceAddress::Ip(address)) = SourceAddress::parse(&source.address) {
+                let delay = source.delay.map_or(BroadcastDelay::Calibrated, |d| {
+                    BroadcastDelay::Fixed(NtpDuration::from_seconds_f64(d))
+                });
+                let broadcast = SourceConfig {
+                    kind: AssociationKind::Broadcast,
+                    broadcast_delay: delay,
+                    ..source_config
+                };
+                client.add_source(address, broadcast, now);
+            }
         }
         for peer in &config.peers {
             let peer_config = SourceConfig {
@@ -239,6 +389,52 @@ impl Sync {
             leap_mode: config.leap.mode,
             peer_sent: HashMap::new(),
             peer_local: HashMap::new(),
+            broadcaster: Broadcaster::new(
+                config.broadcasts.iter().map(|b| (b.address, b.interval)),
+                now,
+            ),
+            senders: Vec::new(),
+            broadcast_strays: 0,
+        }
+    }
+
+    /// When the core or the broadcaster next needs attention.
+    fn next_deadline(&self) -> Option<Instant> {
+        let core = self.client.poll_timeout();
+        core.into_iter()
+            .chain(self.broadcaster.poll_timeout())
+            .min()
+    }
+
+    /// Sends the announcements that are due, each stamped just before it leaves.
+    fn announce(&mut self) {
+        let now = Instant::now();
+        let local = self.shared.clock.now();
+        let snapshot = self.client.serving_snapshot(local);
+        while let Some((to, response)) = self.broadcaster.poll_transmit(now, &snapshot, local) {
+            let Some((_, socket)) = self.senders.iter().find(|(address, _)| *address == to) else {
+                continue;
+            };
+            let bytes = response.finish(self.shared.clock.now());
+            if let Err(e) = socket.send_to(&bytes, to) {
+                warn!(%to, error = %e, "broadcast failed");
+            }
+        }
+    }
+
+    /// A datagram at a broadcast address: the broadcast association of its sender takes it; a
+    /// stranger's is counted and dropped.
+    fn handle_broadcast(&mut self, broadcast: Broadcast) {
+        let taken = self.client.handle_broadcast(
+            Instant::now(),
+            self.shared.clock.now(),
+            broadcast.from,
+            broadcast.t4,
+            &broadcast.bytes,
+        );
+        if !taken {
+            self.broadcast_strays += 1;
+            debug!(from = %broadcast.from, "broadcast from no configured broadcast server dropped");
         }
     }
 
@@ -255,10 +451,11 @@ impl Sync {
         }
         while let Some(transmit) = self.client.poll_transmit(now, rand::random()) {
             match transmit.kind {
-                AssociationKind::Server => self.transmit(transmit),
+                AssociationKind::Server | AssociationKind::Broadcast => self.transmit(transmit),
                 AssociationKind::Peer => self.transmit_to_peer(&transmit),
             }
         }
+        self.announce();
     }
 
     /// Looks `name` up: an address at once (so that sources given as addresses keep the
@@ -475,6 +672,7 @@ impl Sync {
             ReplyOutcome::Straddled => debug!(source, "reply straddles a clock step; not used"),
             ReplyOutcome::Unexpected => debug!(source, "duplicate or unexpected reply ignored"),
             ReplyOutcome::Malformed => debug!(source, "malformed reply ignored"),
+            ReplyOutcome::Held => debug!(source, "broadcast held to calibrate the delay"),
             ReplyOutcome::Accepted => {}
         }
     }
@@ -489,6 +687,7 @@ impl Sync {
             offset: self.client.last_offset().map(NtpDuration::to_seconds_f64),
             sources,
             leap: Some(leap_report(&self.client.leap_status(now))),
+            broadcast_strays: self.broadcast_strays,
         });
     }
 

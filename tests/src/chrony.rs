@@ -236,7 +236,16 @@ impl ChronydClient {
         Self::start(&directives)
     }
 
+    /// chronyd with `directives` inside `netns` (port 123 is then its own to use).
+    pub fn start_in(directives: &str, netns: &crate::netns::Netns) -> Option<Self> {
+        Self::spawn(directives, Some(netns))
+    }
+
     fn start(directives: &str) -> Option<Self> {
+        Self::spawn(directives, None)
+    }
+
+    fn spawn(directives: &str, netns: Option<&crate::netns::Netns>) -> Option<Self> {
         if !crate::tools::require("chronyd", Chronyd::installed(), "chronyd client") {
             return None;
         }
@@ -259,7 +268,11 @@ impl ChronydClient {
         let log = std::fs::File::create(dir.path().join("log")).expect("log file");
         // -x: never touch the clock. -d: foreground, log to stderr. -u root: keep access to the
         // temporary directory (no privilege drop to _chrony).
-        let child = Command::new(CHRONYD)
+        let mut command = match netns {
+            Some(netns) => netns.command(CHRONYD),
+            None => Command::new(CHRONYD),
+        };
+        let child = command
             .args(["-x", "-d", "-u", "root", "-f"])
             .arg(&config_path)
             .stdin(Stdio::null())

@@ -1,6 +1,9 @@
 //! Network namespaces of the test's own, with loopback up, for tools that only use port 123
-//! (ntpdig has no port option; ntpsec's ntpd listens only on 123). Traffic never leaves them.
+//! (ntpdig has no port option; ntpsec's ntpd listens only on 123), and two of them joined into a
+//! LAN of their own for broadcast and multicast (a real broadcast domain). Traffic never leaves
+//! them.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 
@@ -53,6 +56,23 @@ impl Netns {
         panic!("ntpdig got no answer in {}\n{}", self.name, daemon.log());
     }
 
+    /// Runs `ip ARGS` inside the namespace; panics if it fails.
+    pub fn ip(&self, args: &[&str]) {
+        let output = self.command("ip").args(args).output().expect("run ip");
+        assert!(
+            output.status.success(),
+            "ip {} in {}: {}",
+            args.join(" "),
+            self.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A command that will run inside the namespace.
     pub fn command(&self, program: impl AsRef<Path>) -> Command {
         let mut command = Command::new("ip");
@@ -68,5 +88,59 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// Two namespaces joined by a veth pair, `lan0` in each: host 0 is 10.77.0.1/24 and fd77::1/64,
+/// host 1 is 10.77.0.2/24 and fd77::2/64, with the subnet's broadcast address 10.77.0.255. Both
+/// are deleted when dropped.
+#[derive(Debug)]
+pub struct Lan {
+    /// The two hosts.
+    pub hosts: [Netns; 2],
+}
+
+impl Lan {
+    /// The interface in each namespace.
+    pub const INTERFACE: &str = "lan0";
+    /// The subnet's broadcast address.
+    pub const BROADCAST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 255);
+
+    /// Host `i`'s IPv4 address.
+    pub fn v4(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, i as u8 + 1)
+    }
+
+    /// Host `i`'s IPv6 address.
+    pub fn v6(i: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, i as u16 + 1)
+    }
+
+    /// Creates the LAN; `None` outside CI when this machine cannot (not root).
+    pub fn create(tag: &str) -> Option<Self> {
+        let hosts = [
+            Netns::create(&format!("{tag}-a"))?,
+            Netns::create(&format!("{tag}-b"))?,
+        ];
+        hosts[0].ip(&[
+            "link",
+            "add",
+            Self::INTERFACE,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            Self::INTERFACE,
+            "netns",
+            hosts[1].name(),
+        ]);
+        for (i, host) in hosts.iter().enumerate() {
+            let v4 = format!("{}/24", Self::v4(i));
+            let v6 = format!("{}/64", Self::v6(i));
+            host.ip(&["addr", "add", &v4, "brd", "+", "dev", Self::INTERFACE]);
+            host.ip(&["-6", "addr", "add", &v6, "dev", Self::INTERFACE, "nodad"]);
+            host.ip(&["link", "set", Self::INTERFACE, "up"]);
+        }
+        Some(Self { hosts })
     }
 }

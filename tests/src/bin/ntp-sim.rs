@@ -58,6 +58,15 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// A broadcast LAN: calibrated clients, an assumed delay, and a client/server client.
+    Broadcast {
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Draw each client's error against true time to this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// chrony's own simulation tests, ported, over seeds 1..=3.
     Chrony {
         /// Print a JSON array instead of a table.
@@ -88,6 +97,16 @@ fn main() -> std::process::ExitCode {
             trace,
         } => return chrony(json, case.as_deref(), seed, trace.as_deref()),
         Command::Leap { svg } => return leap(svg.as_deref()),
+        Command::Broadcast { seed, svg } => {
+            let (result, rows) = ntp_lite_tests::sim::broadcast::measure(seed);
+            print!("{}", ntp_lite_tests::sim::broadcast::table(&rows));
+            if let Some(path) = svg
+                && let Err(e) = ntp_lite_tests::sim::broadcast::chart(&result, &path)
+            {
+                eprintln!("ntp-sim: cannot draw {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
         Command::Run { case, seed, svg } => {
             let Some(found) = cases().into_iter().find(|c| c.name == case) else {
                 eprintln!("ntp-sim: no case {case:?}; `ntp-sim compare` lists them");

@@ -12,6 +12,7 @@
 //! - [`compare`]: the comparison with chronyd under the conditions of its published figures.
 //! - [`chrony_tests`]: chrony's own simulation tests (clknetsim), ported with their limits.
 
+pub mod broadcast;
 pub mod chrony_tests;
 pub mod clock;
 pub mod compare;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use ntp_proto::server::AccessList;
 use ntp_proto::{
-    AssociationKind, Client, ClientConfig, ClockAction, Decision, Event, LeapFile, NameKind,
-    NtpDuration, NtpTimestamp, Precision, ReferenceId, Server, SourceConfig, SourceId, Stratum,
-    SyncConfig, SystemEvent, SystemSnapshot,
+    AssociationKind, BroadcastDelay, Broadcaster, Client, ClientConfig, ClockAction, Decision,
+    Event, LeapFile, NameKind, NtpDuration, NtpTimestamp, PollInterval, Precision, ReferenceId,
+    Server, SourceConfig, SourceId, Stratum, SyncConfig, SystemEvent, SystemSnapshot,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -30,6 +30,8 @@ pub enum SourceRef {
     Node(usize),
     /// A name in the scenario's name table.
     Name(String, NameKind),
+    /// Another node's broadcasts (it must broadcast), with this delay calibration.
+    Broadcast(usize, BroadcastDelay),
 }
 
 /// One simulated host.
@@ -56,6 +58,8 @@ pub struct NodeSpec {
     pub initial_frequency_ppm: Option<f64>,
     /// A leap-seconds file (its leap mode is in `sync.discipline.leap`).
     pub leap_file: Option<LeapFile>,
+    /// Announce the time to every node that listens, every 2^interval s (broadcast mode).
+    pub broadcast: Option<PollInterval>,
 }
 
 impl NodeSpec {
@@ -79,6 +83,7 @@ impl NodeSpec {
             external_steps: Vec::new(),
             initial_frequency_ppm: None,
             leap_file: None,
+            broadcast: None,
         }
     }
 
@@ -95,6 +100,7 @@ impl NodeSpec {
             external_steps: Vec::new(),
             initial_frequency_ppm: None,
             leap_file: None,
+            broadcast: None,
         }
     }
 }
@@ -210,6 +216,10 @@ enum Ev {
     Wake(usize),
     /// A packet of `InFlight` arrives at its server (`Request`) or its client (`Reply`).
     Arrive(Direction, InFlight, [u8; 48]),
+    /// Node `.0`'s broadcaster may have an announcement due.
+    Announce(usize),
+    /// A broadcast from node `.1` reaches node `.0`.
+    Heard(usize, usize, [u8; 48]),
 }
 
 struct Queued {
@@ -258,6 +268,8 @@ struct World<'a> {
     servers: Vec<Server>,
     base: Instant,
     link_counts: BTreeMap<(usize, usize, bool), u64>,
+    /// Each node's broadcaster, if it broadcasts.
+    broadcasters: Vec<Option<Broadcaster>>,
 }
 
 /// The address of node `index`.
@@ -324,6 +336,7 @@ impl<'a> World<'a> {
                 .collect(),
             base: Instant::now(),
             link_counts: BTreeMap::new(),
+            broadcasters: vec![None; scenario.nodes.len()],
         }
     }
 
@@ -365,6 +378,8 @@ impl<'a> World<'a> {
                 Ev::Arrive(Direction::Reply, exchange, bytes) => {
                     self.deliver(time, exchange, &bytes);
                 }
+                Ev::Announce(node) => self.announce(node, time),
+                Ev::Heard(node, from, bytes) => self.hear(node, from, time, &bytes),
             }
         }
         for node in &mut self.nodes {
@@ -402,6 +417,12 @@ impl<'a> World<'a> {
 
     fn start(&mut self, index: usize, t: f64) {
         let spec = &self.scenario.nodes[index];
+        if let Some(interval) = spec.broadcast {
+            let to = SocketAddr::new(IpAddr::V4(Ipv4Addr::BROADCAST), 123);
+            let now = self.instant(index, t);
+            self.broadcasters[index] = Some(Broadcaster::new([(to, interval)], now));
+            self.push(t, Ev::Announce(index));
+        }
         // A reference runs the core too when it has leap seconds to make.
         if spec.sources.is_empty() && spec.peers.is_empty() && spec.leap_file.is_none() {
             return;
@@ -421,6 +442,14 @@ impl<'a> World<'a> {
                 }
                 SourceRef::Name(name, kind) => {
                     client.add_name(name, *kind, spec.source_config, now);
+                }
+                SourceRef::Broadcast(n, delay) => {
+                    let config = SourceConfig {
+                        kind: AssociationKind::Broadcast,
+                        broadcast_delay: *delay,
+                        ..spec.source_config
+                    };
+                    client.add_source(address_of(*n, self.scenario.ipv6), config, now);
                 }
             }
         }
@@ -592,6 +621,48 @@ impl<'a> World<'a> {
             Decision::Peer { response: None, .. } | Decision::Drop(_) => return,
         };
         self.transmit(t, Direction::Reply, exchange, response.finish(receive));
+    }
+
+    /// Sends node `index`'s due announcements to every node listening to it, each over its own
+    /// link (the reply direction: server to client), then waits for the next.
+    fn announce(&mut self, index: usize, t: f64) {
+        let Some(mut broadcaster) = self.broadcasters[index].take() else {
+            return;
+        };
+        let (now, local) = (self.instant(index, t), self.local(index, t));
+        let snapshot = self.snapshot(index, local);
+        let listeners: Vec<usize> = (0..self.nodes.len())
+            .filter(|n| {
+                self.scenario.nodes[*n]
+                    .sources
+                    .iter()
+                    .any(|s| matches!(s, SourceRef::Broadcast(from, _) if *from == index))
+            })
+            .collect();
+        while let Some((_, response)) = broadcaster.poll_transmit(now, &snapshot, local) {
+            let bytes = response.finish(local);
+            for &listener in &listeners {
+                if let Some(delay) = self.draw(t, listener, index, Direction::Reply) {
+                    self.push(t + delay, Ev::Heard(listener, index, bytes));
+                }
+            }
+        }
+        if let Some(next) = broadcaster.poll_timeout() {
+            let monotonic = next.saturating_duration_since(self.base).as_secs_f64();
+            let at = (self.nodes[index].clock.true_time_of(monotonic) + 1e-6).max(t);
+            self.push(at, Ev::Announce(index));
+        }
+        self.broadcasters[index] = Some(broadcaster);
+    }
+
+    /// A broadcast from node `from` reaches node `index`.
+    fn hear(&mut self, index: usize, from: usize, t: f64, bytes: &[u8]) {
+        let (now, t4) = (self.instant(index, t), self.local(index, t));
+        let address = address_of(from, self.scenario.ipv6);
+        if let Some(client) = &mut self.nodes[index].client {
+            client.handle_broadcast(now, t4, address, t4, bytes);
+        }
+        self.pump(index, t);
     }
 
     fn snapshot(&self, server: usize, now: NtpTimestamp) -> SystemSnapshot {
