@@ -33,13 +33,18 @@ impl NtpsecNtpd {
     /// ntpd in `netns` on 127.0.0.1:123, serving its own clock as an orphan parent at `stratum`
     /// (`tos orphan`, with no orphan wait), without CAP_SYS_TIME.
     pub fn orphan_server(netns: &Netns, stratum: u8) -> Self {
+        Self::orphan_with(netns, stratum, "")
+    }
+
+    /// [`NtpsecNtpd::orphan_server`] with more `ntp.conf` lines (`peer ...`, `restrict ...`).
+    pub fn orphan_with(netns: &Netns, stratum: u8, lines: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ntpsec-")
             .tempdir()
             .expect("temp dir");
         let conf = dir.path().join("ntp.conf");
         let text = format!(
-            "tos orphan {stratum} orphanwait 1\nrestrict default kod limited nomodify noquery\nrestrict 127.0.0.1\nrestrict ::1\n"
+            "tos orphan {stratum} orphanwait 1\nrestrict default kod limited nomodify noquery\nrestrict 127.0.0.1\nrestrict ::1\n{lines}"
         );
         std::fs::write(&conf, text).expect("write ntp.conf");
         let child = netns

@@ -299,3 +299,60 @@ fn ntpd_lite_that_loses_its_upstream_follows_its_chronyd_peer() {
         "{sources:?}"
     );
 }
+
+/// ntpsec 1.2 has no symmetric mode left: `peer` is a synonym for `server` (its NEWS for 1.0), so
+/// an ntpsec that lists us as `peer` polls us in client mode, and it answers no symmetric active
+/// packet at all (not even in mode 2, whatever its NEWS says: tried with LI 0 and 3). This test
+/// pins that down in a LAN of the test's own (ntpsec's ntpd only uses port 123): ntpsec's `peer`
+/// is our client, and our `[[peer]]` to ntpsec hears nothing back, so a user lists ntpsec as a
+/// `[[source]]` instead (the README's chrony/ntpsec notes say so).
+#[test]
+fn ntpsec_peer_is_a_client_of_ours_and_never_answers_symmetric_mode() {
+    use ntp_lite_tests::netns::Lan;
+    use ntp_lite_tests::ntpsec::NtpsecNtpd;
+    if !ntp_lite_tests::tools::require(
+        "ntpsec ntpd (unpacked by .ci/run)",
+        NtpsecNtpd::installed(),
+        "ntpsec peer",
+    ) {
+        return;
+    }
+    let Some(lan) = Lan::create("ntpsec-peer") else {
+        return;
+    };
+    let (ntpsec, ours) = (Lan::v4(0), Lan::v4(1));
+    let lines =
+        format!("restrict 10.77.0.0 mask 255.255.255.0\npeer {ours} minpoll 3 maxpoll 3 iburst\n");
+    let ntpd = NtpsecNtpd::orphan_with(&lan.hosts[0], 5, &lines);
+    let ntpsec_address = SocketAddr::new(ntpsec.into(), 123);
+    let config = format!(
+        "[server]\nlisten = [\"{ours}:123\"]\n\n[local]\nstratum = 3\n\n\
+         [control]\nsocket = \"{{dir}}/control.sock\"\n\n[[peer]]\naddress = \"{ntpsec_address}\"\nminpoll = -1\nmaxpoll = -1\n"
+    );
+    let mut daemon = Daemon::start_in("ntpsec-peer", &config, Some(&lan.hosts[1]));
+    let status = wait_for(
+        &mut daemon,
+        FALLBACK_TIMEOUT,
+        "ntpsec's `peer` polls us as a client; ours asked ntpsec 8 times",
+        |s| {
+            s["server"]["responses"].as_u64().is_some_and(|n| n >= 2)
+                && source(s, ntpsec_address)["sent"].as_u64() >= Some(8)
+        },
+    );
+    let peer = source(&status, ntpsec_address);
+    ntp_lite_tests::figures!(
+        "ntpsec 1.2 `peer {ours}`: our server answered {} client polls from it; our [[peer]] to it: {peer}",
+        status["server"]["responses"]
+    );
+    assert_eq!(
+        status["server"]["received"], status["server"]["responses"],
+        "only client polls"
+    );
+    assert_eq!(peer["accepted"], 0);
+    assert_eq!(peer["rejected"], 0);
+    assert!(
+        ntpd.log().contains("peer deprecated, treated as server"),
+        "{}",
+        ntpd.log()
+    );
+}
