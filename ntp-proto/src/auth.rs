@@ -64,7 +64,7 @@ impl DigestType {
     }
 
     /// Bytes of digest after the key ID.
-    pub const fn len(self) -> usize {
+    pub const fn digest_len(self) -> usize {
         match self {
             Self::Aes128Cmac | Self::Md5 => 16,
             Self::Sha1 => 20,
@@ -182,7 +182,7 @@ impl SymmetricKey {
 
     /// True if `mac` (key ID and digest) is this key's MAC of `message`, compared in constant time.
     pub fn verifies(&self, message: &[u8], mac: &[u8]) -> bool {
-        let len = self.digest.len();
+        let len = self.digest.digest_len();
         let Some((id, digest)) = split_mac(mac) else {
             return false;
         };
@@ -409,7 +409,7 @@ impl Seal {
             Self::None => {}
             Self::CryptoNak => sealed.len += CRYPTO_NAK.len() as u8,
             Self::Key(key) => {
-                let len = key.digest.len();
+                let len = key.digest.digest_len();
                 let digest = key.digest(&header);
                 sealed.bytes[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&key.id.0.to_be_bytes());
                 sealed.bytes[HEADER_LEN + 4..HEADER_LEN + 4 + len].copy_from_slice(&digest[..len]);
@@ -539,7 +539,7 @@ mod tests {
         for (digest, secret, expected) in cases {
             let k = key(digest, secret);
             assert_eq!(
-                k.digest(packet)[..digest.len()],
+                k.digest(packet)[..digest.digest_len()],
                 hex(expected)[..],
                 "{digest:?}"
             );
@@ -635,7 +635,7 @@ mod tests {
         let keys = Keys::new([aes, sha]);
         for k in [aes, sha] {
             let sealed = request(Some(&k));
-            assert_eq!(sealed.len(), HEADER_LEN + 4 + k.digest_type().len());
+            assert_eq!(sealed.len(), HEADER_LEN + 4 + k.digest_type().digest_len());
             assert_eq!(check_reply(Some(&k), &sealed, mac_of(&sealed)), Ok(()));
             assert_eq!(keys.check_request(&sealed, mac_of(&sealed)), Ok(Some(k)));
         }

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::auth::{self, SymmetricKey};
 use crate::discipline::Discipline;
 use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
@@ -61,6 +62,8 @@ pub struct SourceConfig {
     pub poll_target: u8,
     /// A server we are a client of, or a symmetric peer.
     pub kind: AssociationKind,
+    /// The key our requests are signed with and every reply must be signed with (RFC 8573).
+    pub key: Option<SymmetricKey>,
 }
 
 impl Default for SourceConfig {
@@ -72,6 +75,7 @@ impl Default for SourceConfig {
             version: Version::V4,
             poll_target: DEFAULT_POLL_TARGET,
             kind: AssociationKind::Server,
+            key: None,
         }
     }
 }
@@ -324,7 +328,7 @@ impl Source {
         limits: &ReplyLimits,
         discipline: &Discipline,
     ) -> ReplyOutcome {
-        let Ok((reply, _)) = Packet::parse(bytes) else {
+        let Ok((reply, trailer)) = Packet::parse(bytes) else {
             return ReplyOutcome::Malformed;
         };
         // What the packet may answer: our poll, or our passive answer to the peer's poll.
@@ -352,7 +356,8 @@ impl Source {
         let leap_shift = discipline
             .leaps()
             .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
-        let judged = sample::judge_reply(self.config.kind, &reply, &sent, t4, limits);
+        let authentic = auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac());
+        let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits);
         if !judged.is_err_and(ReplyError::is_unmatched) {
             self.last_transmit = Some(reply.transmit_timestamp);
         }
@@ -568,6 +573,11 @@ impl Source {
     /// A server or a symmetric peer.
     pub fn kind(&self) -> AssociationKind {
         self.config.kind
+    }
+
+    /// The key its packets are signed with, if it is authenticated.
+    pub fn key(&self) -> Option<&SymmetricKey> {
+        self.config.key.as_ref()
     }
 
     /// The source's address.

@@ -194,7 +194,7 @@ fn worker(
         let mut answered_peers = Vec::new();
         for (response, to, peer) in pending[..responses].iter_mut().filter_map(Option::take) {
             stats.count_response(&response);
-            outgoing.push(response.finish(transmit), to);
+            outgoing.push(&response.finish(transmit), to);
             if peer {
                 answered_peers.push(to);
             }

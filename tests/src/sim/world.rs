@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ntp_proto::auth::Sealed;
 use ntp_proto::server::AccessList;
 use ntp_proto::{
     AssociationKind, Client, ClientConfig, ClockAction, Decision, Event, LeapFile, NameKind,
@@ -209,7 +210,7 @@ enum Ev {
     Tick,
     Wake(usize),
     /// A packet of `InFlight` arrives at its server (`Request`) or its client (`Reply`).
-    Arrive(Direction, InFlight, [u8; 48]),
+    Arrive(Direction, InFlight, Sealed),
 }
 
 struct Queued {
@@ -551,7 +552,7 @@ impl<'a> World<'a> {
     }
 
     /// Sends a packet of `exchange` at true time `t`: lost, delivered, or delivered twice.
-    fn transmit(&mut self, t: f64, direction: Direction, exchange: InFlight, bytes: [u8; 48]) {
+    fn transmit(&mut self, t: f64, direction: Direction, exchange: InFlight, bytes: Sealed) {
         let (client, server) = (exchange.client, exchange.server);
         let Some(delay) = self.draw(t, client, server, direction) else {
             return;
