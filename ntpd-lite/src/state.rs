@@ -286,6 +286,9 @@ pub struct SourceStatus {
     /// Duplicate, stray or malformed datagrams, never used.
     #[serde(default)]
     pub ignored: u64,
+    /// The ID of the symmetric key that authenticates it, if any.
+    #[serde(default)]
+    pub key: Option<u32>,
 }
 
 /// Counters of one server worker, written only by it.

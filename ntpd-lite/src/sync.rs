@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ntp_proto::auth::{AuthError, KeyId, Keys};
 use ntp_proto::client::RESOLVE_RETRY;
 use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
@@ -69,12 +70,13 @@ struct Sync {
     peer_local: HashMap<SocketAddr, Option<IpAddr>>,
 }
 
-/// Runs the client half until shutdown; saves the drift file on the way out.
-pub async fn run(config: Config, shared: Arc<Shared>) {
+/// Runs the client half until shutdown; saves the drift file on the way out. `keys` are the
+/// `[keys] file`'s, read at start-up: a source's or peer's `key` is among them.
+pub async fn run(config: Config, keys: Keys, shared: Arc<Shared>) {
     let (arrivals, mut arriving) = mpsc::channel(256);
     let (lookups, mut looked_up) = mpsc::channel(16);
     let mut peer_packets = shared.take_peer_receiver();
-    let mut sync = Sync::new(&config, shared, arrivals, lookups);
+    let mut sync = Sync::new(&config, &keys, shared, arrivals, lookups);
     let mut drift_save =
         tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_SAVE, DRIFT_SAVE);
     // A local reference clock advertises a fresh reference time (its root dispersion stays
@@ -187,6 +189,7 @@ fn name_kind(source: &config::SourceConfig) -> NameKind {
 impl Sync {
     fn new(
         config: &Config,
+        keys: &Keys,
         shared: Arc<Shared>,
         arrivals: mpsc::Sender<Arrival>,
         lookups: mpsc::Sender<Lookup>,
@@ -214,6 +217,7 @@ impl Sync {
                 max_poll: source.maxpoll,
                 iburst: source.iburst,
                 version: Version::V4,
+                key: source.key.and_then(|id| keys.get(KeyId(id)).copied()),
                 ..SourceConfig::default()
             };
             client.add_name(&source.address, name_kind(source), source_config, now);
@@ -224,6 +228,7 @@ impl Sync {
                 max_poll: peer.maxpoll,
                 version: Version::V4,
                 kind: AssociationKind::Peer,
+                key: peer.key.and_then(|id| keys.get(KeyId(id)).copied()),
                 ..SourceConfig::default()
             };
             client.add_source(peer.address, peer_config, now);
@@ -471,6 +476,9 @@ impl Sync {
             ReplyOutcome::Rejected(why @ ReplyError::Kiss(_)) => {
                 warn!(source, reason = %why, "source sent a kiss-o'-death");
             }
+            ReplyOutcome::Rejected(why @ ReplyError::Unauthenticated(AuthError::CryptoNak)) => {
+                warn!(source, reason = %why, "source does not accept our key");
+            }
             ReplyOutcome::Rejected(why) => debug!(source, reason = %why, "reply rejected"),
             ReplyOutcome::Straddled => debug!(source, "reply straddles a clock step; not used"),
             ReplyOutcome::Unexpected => debug!(source, "duplicate or unexpected reply ignored"),
@@ -516,6 +524,7 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         accepted: report.counters.accepted,
         rejected: report.counters.rejected,
         ignored: report.counters.ignored,
+        key: report.key.map(|k| k.0),
     }
 }
 
