@@ -236,7 +236,9 @@ impl ChronydClient {
         Self::start(&directives)
     }
 
-    fn start(directives: &str) -> Option<Self> {
+    /// chronyd with `directives` (a `server`, `keyfile`, `port` ... each on its own line) and
+    /// its command socket in its own directory. `None` if chronyd is not installed (outside CI).
+    pub fn start(directives: &str) -> Option<Self> {
         if !crate::tools::require("chronyd", Chronyd::installed(), "chronyd client") {
             return None;
         }
@@ -277,6 +279,23 @@ impl ChronydClient {
 
     fn socket(&self) -> PathBuf {
         self.dir.path().join("chronyd.sock")
+    }
+
+    /// `chronyc -c authdata`: one CSV line per source (address, mode `SK` for a symmetric key,
+    /// `NTS` or `-`, key ID, type, key length in bits, ...); empty while chronyd is not answering.
+    pub fn authdata(&self) -> Vec<String> {
+        Command::new("chronyc")
+            .arg("-h")
+            .arg(self.socket())
+            .args(["-n", "-c", "authdata"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `chronyc -c sources`, parsed; empty while chronyd is not answering yet.
