@@ -198,6 +198,71 @@ fn our_client_synchronizes_to_chronyd_with_aes128_sha1_and_md5_keys() {
     drop(chronyd);
 }
 
+#[test]
+fn a_chronyd_peer_and_ours_authenticate_each_other_with_a_key() {
+    if !tools::require("chronyd", Chronyd::installed(), "chronyd peer with keys") {
+        return;
+    }
+    let (_keys_dir, keys) = keys_file(KEYS);
+    let ours: SocketAddr = format!("127.0.0.81:{}", free_udp_port())
+        .parse()
+        .expect("address");
+    let theirs: SocketAddr = format!("127.0.0.82:{}", free_udp_port())
+        .parse()
+        .expect("address");
+    let config = format!(
+        "[server]\nlisten = [\"{ours}\"]\n[local]\nstratum = 1\n[clock]\nmode = \"virtual\"\n\
+         [keys]\nfile = \"{}\"\n[[peer]]\naddress = \"{theirs}\"\nminpoll = -2\nmaxpoll = 0\nkey = 1\n\
+         [control]\nsocket = \"{{dir}}/control.sock\"\n",
+        keys.display()
+    );
+    let mut daemon = Daemon::start("auth-peer", &config);
+    daemon.wait_serving(ours);
+    let chronyd = ChronydClient::start(&format!(
+        "peer {} port {} key 1 minpoll -2 maxpoll 0\nport {}\nbindaddress {}\nlocal stratum 10\n\
+         allow 127.0.0.0/8\nkeyfile {}\n",
+        ours.ip(),
+        ours.port(),
+        theirs.port(),
+        theirs.ip(),
+        keys.display()
+    ))
+    .expect("chronyd is installed");
+    // Both sit at a local stratum (ours 1, chronyd's 10), so ours follows chronyd and chronyd
+    // sees the loop; what is tested is that each takes the other's signed packets: chronyd's
+    // reach register fills only with packets that pass its authentication test.
+    let sources = chronyd.wait_sources(Duration::from_secs(30), |s| {
+        s.iter().any(|s| s.reach == 0o377)
+    });
+    let status = wait_for(
+        &mut daemon,
+        DEADLINE,
+        "two signed packets from the peer",
+        |s| counter(s, "accepted") >= 2,
+    );
+    let authdata = chronyd.authdata();
+    ntp_lite_tests::figures!(
+        "chronyd peer with key 1: sources {sources:?}; authdata {authdata:?}; our peer accepted {}, rejected {}, key {}; our server signed {}",
+        counter(&status, "accepted"),
+        counter(&status, "rejected"),
+        source(&status)["key"],
+        status["server"]["authenticated"]
+    );
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.address == "127.0.0.81" && s.reach == 0o377),
+        "chronyd takes its peer's signed packets: {sources:?}\n{}",
+        chronyd.log()
+    );
+    assert!(
+        authdata.iter().any(|l| l.starts_with("127.0.0.81,SK,1,")),
+        "{authdata:?}"
+    );
+    assert_eq!(source(&status)["key"], 1);
+    assert_eq!(status["server"]["dropped"]["unauthenticated"], 0);
+}
+
 /// A server that answers each request with, in this order: an unsigned reply 1000 s ahead, a
 /// crypto-NAK, a reply 1000 s ahead under another key, a signed reply with a bit flipped, the
 /// previous genuine signed reply (a replay), and last the genuine signed reply.
