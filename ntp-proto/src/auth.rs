@@ -441,15 +441,6 @@ impl fmt::Debug for Sealed {
     }
 }
 
-impl Sealed {
-    /// The 48-byte header.
-    pub fn header(&self) -> [u8; HEADER_LEN] {
-        let mut header = [0; HEADER_LEN];
-        header.copy_from_slice(&self.bytes[..HEADER_LEN]);
-        header
-    }
-}
-
 /// The authentication of a reply on an association with `key` (RFC 5905 section 7.3, RFC 8573):
 /// without a key anything passes (a MAC is ignored); with one, the reply must carry a valid MAC
 /// under that same key. `mac` is the MAC as [`crate::packet::Trailer::mac`] split it off
@@ -614,14 +605,17 @@ mod tests {
         assert!(Keys::parse(&long).is_err_and(|e| e.message.contains("1 to 64 bytes")));
     }
 
-    fn request(key: Option<&SymmetricKey>) -> Sealed {
-        let header = Packet::client_request(
+    fn header() -> [u8; HEADER_LEN] {
+        Packet::client_request(
             Version::V4,
             PollInterval::new(6),
             NtpTimestamp::from_bits(7),
         )
-        .serialize();
-        Seal::with(key).seal(header)
+        .serialize()
+    }
+
+    fn request(key: Option<&SymmetricKey>) -> Sealed {
+        Seal::with(key).seal(header())
     }
 
     fn mac_of(datagram: &[u8]) -> Option<&[u8]> {
@@ -652,7 +646,7 @@ mod tests {
             check_reply(Some(&aes), &sealed, mac_of(&sealed)),
             Err(AuthError::WrongKey(KeyId(2)))
         );
-        let nak = Seal::CryptoNak.seal(plain.header());
+        let nak = Seal::CryptoNak.seal(header());
         assert_eq!(&nak[HEADER_LEN..], &CRYPTO_NAK);
         assert_eq!(
             check_reply(Some(&aes), &nak, mac_of(&nak)),

@@ -159,8 +159,9 @@ pub enum ReplyError {
 
 impl ReplyError {
     /// True when the packet does not provably answer our request (wrong mode, bad version, wrong
-    /// origin, not authentic): it may be forged by anyone, so it must change no state and the request stays
-    /// outstanding for the genuine reply (RFC 5905 section 8: bogus packets are dropped).
+    /// origin, not authentic): it may be forged by anyone, so it must change no state and the
+    /// request stays outstanding for the genuine reply (RFC 5905 section 8: bogus packets are
+    /// dropped).
     pub const fn is_unmatched(self) -> bool {
         matches!(
             self,
@@ -202,8 +203,8 @@ impl Default for ReplyLimits {
 
 /// Checks the reply header against the request it should answer, in the order RFC 4330 section 5
 /// lists: mode, version, origin (bogus), authentication (`authentic`, the verdict of
-/// [`crate::auth::check_reply`]; RFC 5905 section 8 puts it after the origin), kiss-o'-death, unsynchronized, zero timestamps, then the
-/// reference time (RFC 5905 appendix A.5.1.1). A kiss-o'-death is believed only after the origin
+/// [`crate::auth::check_reply`]; RFC 5905 section 8 puts it after the origin), kiss-o'-death,
+/// unsynchronized, zero timestamps, then the reference time (RFC 5905 appendix A.5.1.1). A kiss-o'-death is believed only after the origin
 /// matched: anyone can forge one otherwise.
 ///
 /// RFC 5905's packet tests and where each lives: *duplicate* (a request is answered at most once:

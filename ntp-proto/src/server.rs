@@ -121,7 +121,7 @@ impl Response {
     }
 
     /// Sets the transmit timestamp (T3), read by the caller just before sending, and encodes the
-    /// 48 bytes. A kiss-o'-death carries real receive and transmit timestamps too: ntpd 4.2.8
+    /// header and its MAC or crypto-NAK, if any. A kiss-o'-death carries real receive and transmit timestamps too: ntpd 4.2.8
     /// drops one with zero timestamps, so its clients would ignore our RATE and DENY (chrony fills
     /// them as well); its stratum 0 and LI 3 still tell every client not to use the time.
     pub fn finish(mut self, transmit: NtpTimestamp) -> Sealed {
@@ -493,8 +493,8 @@ impl Server {
 
     /// Answers requests signed with one of `keys` with a MAC under the same key, and those with
     /// an unknown key or a bad MAC with a crypto-NAK (RFC 5905 sections 7.3 and 7.4). A peer in
-    /// `peer_keys` must sign every packet with its key: anything else is answered with a
-    /// crypto-NAK and never reaches its association.
+    /// `peer_keys` must sign every packet with its key: anything else never reaches its
+    /// association, and is dropped or (a mode 1 with a MAC) answered with a crypto-NAK.
     pub fn with_keys(mut self, keys: Keys, peer_keys: Vec<(SocketAddr, KeyId)>) -> Self {
         self.keys = keys;
         self.peer_keys = peer_keys;
@@ -587,7 +587,7 @@ impl Server {
         if let Some(&(_, id)) = self.peer_keys.iter().find(|(a, _)| *a == from)
             && !matches!(seal, Seal::Key(key) if key.id() == id)
         {
-            return if active && seal != Seal::None {
+            return if active && !matches!(seal, Seal::None) {
                 Decision::Respond(respond(Seal::CryptoNak))
             } else {
                 Decision::Drop(DropReason::Unauthenticated)
