@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::auth::{KeyId, Seal, Sealed};
 use crate::discipline::ClockAction;
 use crate::leap::{LeapFile, LeapStatus};
 use crate::packet::Packet;
@@ -98,8 +99,8 @@ pub struct Transmit {
     pub source: SourceId,
     /// Where to send it.
     pub address: SocketAddr,
-    /// The request.
-    pub bytes: [u8; 48],
+    /// The request: the header, then its MAC if the source has a key.
+    pub bytes: Sealed,
     /// How long replies to it are worth handing back.
     pub wait: Duration,
     /// A client request (send it from a fresh socket) or a peer's (send it from the server's
@@ -141,6 +142,8 @@ pub struct SourceReport {
     pub state: SourceState,
     /// What it sent and received.
     pub counters: SourceCounters,
+    /// The key that authenticates it, if any.
+    pub key: Option<KeyId>,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +289,7 @@ impl Client {
         }
         let (mut bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
         let (id, address, kind) = (*id, source.address(), source.kind());
+        let seal = Seal::with(source.key());
         if kind == AssociationKind::Peer {
             bytes = self.peer_request(&bytes);
         }
@@ -293,7 +297,7 @@ impl Client {
         Some(Transmit {
             source: id,
             address,
-            bytes,
+            bytes: seal.seal(bytes),
             wait,
             kind,
         })
@@ -561,6 +565,7 @@ impl Client {
                     .source_state(*id)
                     .unwrap_or(SourceState::Rejected(crate::source::Unfit::NoSamples)),
                 counters: s.counters(),
+                key: s.key().map(|k| k.id()),
             })
             .collect()
     }
@@ -603,7 +608,7 @@ mod tests {
     }
 
     /// A server `offset` seconds ahead of the client's clock, answering at `t1` + 1 ms.
-    fn answer(request: &[u8; 48], t1: NtpTimestamp, offset: f64) -> [u8; 48] {
+    fn answer(request: &[u8], t1: NtpTimestamp, offset: f64) -> [u8; 48] {
         let (req, _) = Packet::parse(request).expect("our request parses");
         let server_time = t1 + s(offset + 0.001);
         let mut reply = Packet::client_request(Version::V4, req.poll, server_time);
@@ -954,7 +959,7 @@ mod tests {
     }
 
     /// A peer `offset` seconds ahead answering `request` in `mode`, stratum 2, with `refid`.
-    fn peer_answer(request: &[u8; 48], t1: NtpTimestamp, mode: Mode, refid: ReferenceId) -> Packet {
+    fn peer_answer(request: &[u8], t1: NtpTimestamp, mode: Mode, refid: ReferenceId) -> Packet {
         let mut reply = Packet::parse(&answer(request, t1, 0.0)).expect("parses").0;
         reply.mode = mode;
         reply.stratum = Stratum::new(2);

@@ -8,6 +8,8 @@
 //! - [`time`]: the NTP time formats and era-aware conversions (RFC 5905 section 6).
 //! - [`packet`]: the 48-byte header and its typed fields, extension fields skipped safely (RFC 5905
 //!   section 7.3, RFC 7822).
+//! - [`auth`]: symmetric keys: the keys file, the MAC after a packet and the crypto-NAK (RFC 5905
+//!   section 7.3, RFC 8573).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
 //! - [`broadcast`]: broadcast mode: the server's announcements, and a broadcast client's delay
@@ -37,6 +39,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod auth;
 pub mod broadcast;
 pub mod client;
 pub mod discipline;
@@ -52,6 +55,7 @@ pub mod stats;
 pub mod system;
 pub mod time;
 
+pub use auth::{AuthError, DigestType, KeyId, Keys, KeysFileError, Seal, Sealed, SymmetricKey};
 pub use broadcast::{Broadcaster, Delay as BroadcastDelay, Listener};
 pub use client::{Client, ClientConfig, Event, NameId, NameKind, SourceReport, Transmit};
 pub use discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};

@@ -1,6 +1,7 @@
 //! One client/server exchange: the checks a client makes on a reply (RFC 4330 section 5, RFC 5905
 //! section 8) and the offset, delay and dispersion it measures.
 
+use crate::auth::AuthError;
 use crate::packet::{LeapIndicator, Mode, Packet, Precision, ReferenceId, Stratum, Version};
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -134,6 +135,10 @@ pub enum ReplyError {
     /// reply (RFC 5905 section 8, "bogus").
     #[error("origin timestamp does not match our request (bogus, stale or forged reply)")]
     BogusOrigin,
+    /// The association has a key and the reply carries no valid MAC under it (RFC 5905 section
+    /// 7.3, RFC 8573): it proves nothing, not even a kiss-o'-death.
+    #[error("not authentic: {0}")]
+    Unauthenticated(AuthError),
     /// Kiss-o'-death: the server asks us to slow down (RATE) or go away (DENY, RSTR).
     #[error("kiss-o'-death {}", kiss_text(.0))]
     Kiss(ReferenceId),
@@ -162,12 +167,13 @@ pub enum ReplyError {
 
 impl ReplyError {
     /// True when the packet does not provably answer our request (wrong mode, bad version, wrong
-    /// origin): it may be forged by anyone, so it must change no state and the request stays
-    /// outstanding for the genuine reply (RFC 5905 section 8: bogus packets are dropped).
+    /// origin, not authentic): it may be forged by anyone, so it must change no state and the
+    /// request stays outstanding for the genuine reply (RFC 5905 section 8: bogus packets are
+    /// dropped).
     pub const fn is_unmatched(self) -> bool {
         matches!(
             self,
-            Self::WrongMode(_) | Self::BadVersion(_) | Self::BogusOrigin
+            Self::WrongMode(_) | Self::BadVersion(_) | Self::BogusOrigin | Self::Unauthenticated(_)
         )
     }
 }
@@ -204,8 +210,9 @@ impl Default for ReplyLimits {
 }
 
 /// Checks the reply header against the request it should answer, in the order RFC 4330 section 5
-/// lists: mode, version, origin (bogus), kiss-o'-death, unsynchronized, zero timestamps, then the
-/// reference time (RFC 5905 appendix A.5.1.1). A kiss-o'-death is believed only after the origin
+/// lists: mode, version, origin (bogus), authentication (`authentic`, the verdict of
+/// [`crate::auth::check_reply`]; RFC 5905 section 8 puts it after the origin), kiss-o'-death,
+/// unsynchronized, zero timestamps, then the reference time (RFC 5905 appendix A.5.1.1). A kiss-o'-death is believed only after the origin
 /// matched: anyone can forge one otherwise.
 ///
 /// RFC 5905's packet tests and where each lives: *duplicate* (a request is answered at most once:
@@ -215,13 +222,14 @@ impl Default for ReplyLimits {
 /// ([`ReplyError::ReferenceAfterTransmit`]) and root distance ([`ReplyError::RootDistance`], in
 /// [`process_reply`]). Mode and version come first, as for any packet.
 pub fn check_header(reply: &Packet, sent: &SentRequest) -> Result<(), ReplyError> {
-    check_header_for(AssociationKind::Server, reply, sent)
+    check_header_for(AssociationKind::Server, reply, Ok(()), sent)
 }
 
 /// [`check_header`] for an association of `kind`: the same tests, with the modes that answer it.
 pub fn check_header_for(
     kind: AssociationKind,
     reply: &Packet,
+    authentic: Result<(), AuthError>,
     sent: &SentRequest,
 ) -> Result<(), ReplyError> {
     if !kind.answers_with(reply.mode) {
@@ -233,6 +241,7 @@ pub fn check_header_for(
     if reply.origin_timestamp != sent.cookie {
         return Err(ReplyError::BogusOrigin);
     }
+    authentic.map_err(ReplyError::Unauthenticated)?;
     if let Some(code) = reply.kiss_code() {
         return Err(ReplyError::Kiss(code));
     }
@@ -260,7 +269,7 @@ pub fn process_reply(
     t4: NtpTimestamp,
     limits: &ReplyLimits,
 ) -> Result<Sample, ReplyError> {
-    judge_reply(AssociationKind::Server, reply, sent, t4, limits)
+    judge_reply(AssociationKind::Server, reply, Ok(()), sent, t4, limits)
 }
 
 /// The one reply judge for an association of `kind`: a peer's packet that answers our symmetric
@@ -269,11 +278,12 @@ pub fn process_reply(
 pub fn judge_reply(
     kind: AssociationKind,
     reply: &Packet,
+    authentic: Result<(), AuthError>,
     sent: &SentRequest,
     t4: NtpTimestamp,
     limits: &ReplyLimits,
 ) -> Result<Sample, ReplyError> {
-    check_header_for(kind, reply, sent)?;
+    check_header_for(kind, reply, authentic, sent)?;
     let exchange = Exchange {
         t1: sent.t1,
         t2: reply.receive_timestamp,

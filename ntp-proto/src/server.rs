@@ -3,7 +3,9 @@
 //!
 //! The policy order is fixed and short: parse, mode, version, access list, rate limit, answer.
 //! A response is never longer than its request: requests shorter than the 48-byte header are
-//! dropped, and every response is exactly 48 bytes.
+//! dropped, and every response is the 48-byte header, followed by a MAC under the request's key
+//! for an authenticated request or a 4-byte crypto-NAK for one that does not authenticate (RFC
+//! 5905 section 7.3; see [`crate::auth`]): never more than the request's own MAC.
 
 use core::fmt;
 use core::str::FromStr;
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use prefix_trie::PrefixSet;
 
-use crate::packet::{HEADER_LEN, LeapIndicator, Mode, Packet, ParseError, ReferenceId, Stratum};
+use crate::auth::{KeyId, Keys, Seal, Sealed};
+use crate::packet::{LeapIndicator, Mode, Packet, ParseError, ReferenceId, Stratum};
 use crate::system::SystemSnapshot;
 use crate::time::{NtpShort, NtpTimestamp};
 
@@ -37,11 +40,14 @@ pub enum DropReason {
     AccessIgnored,
     /// Over the rate limit, and not this request's turn for a kiss-o'-death.
     RateLimited,
+    /// A packet from a peer with a key that carries no MAC, or is a mode 2 without a valid MAC
+    /// under its key: a crypto-NAK would be longer than the packet or answer an answer.
+    Unauthenticated,
 }
 
 impl DropReason {
     /// Every reason, for counters and metrics.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::TooShort,
         Self::Malformed,
         Self::NotARequest,
@@ -50,6 +56,7 @@ impl DropReason {
         Self::BadVersion,
         Self::AccessIgnored,
         Self::RateLimited,
+        Self::Unauthenticated,
     ];
 
     /// A stable lower-case name for logs and metrics.
@@ -63,6 +70,7 @@ impl DropReason {
             Self::BadVersion => "bad_version",
             Self::AccessIgnored => "access_ignored",
             Self::RateLimited => "rate_limited",
+            Self::Unauthenticated => "unauthenticated",
         }
     }
 
@@ -93,12 +101,16 @@ pub enum Decision {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Response {
     packet: Packet,
+    seal: Seal,
 }
 
 impl Response {
-    /// A packet to send once its transmit timestamp is set.
+    /// An unauthenticated packet to send once its transmit timestamp is set.
     pub(crate) const fn new(packet: Packet) -> Self {
-        Self { packet }
+        Self {
+            packet,
+            seal: Seal::None,
+        }
     }
 
     /// The response header (its transmit timestamp is still unset).
@@ -111,13 +123,18 @@ impl Response {
         self.packet.kiss_code()
     }
 
+    /// What follows the header: nothing, a MAC or a crypto-NAK.
+    pub const fn seal(&self) -> &Seal {
+        &self.seal
+    }
+
     /// Sets the transmit timestamp (T3), read by the caller just before sending, and encodes the
-    /// 48 bytes. A kiss-o'-death carries real receive and transmit timestamps too: ntpd 4.2.8
+    /// header and its MAC or crypto-NAK, if any. A kiss-o'-death carries real receive and transmit timestamps too: ntpd 4.2.8
     /// drops one with zero timestamps, so its clients would ignore our RATE and DENY (chrony fills
     /// them as well); its stratum 0 and LI 3 still tell every client not to use the time.
-    pub fn finish(mut self, transmit: NtpTimestamp) -> [u8; HEADER_LEN] {
+    pub fn finish(mut self, transmit: NtpTimestamp) -> Sealed {
         self.packet.transmit_timestamp = transmit;
-        self.packet.serialize()
+        self.seal.seal(self.packet.serialize())
     }
 }
 
@@ -465,6 +482,8 @@ pub struct Server {
     rate_limiter: Option<RateLimiter>,
     peers: Vec<SocketAddr>,
     passive_peers: bool,
+    keys: Keys,
+    peer_keys: Vec<(SocketAddr, KeyId)>,
 }
 
 impl Server {
@@ -475,7 +494,19 @@ impl Server {
             rate_limiter,
             peers: Vec::new(),
             passive_peers: false,
+            keys: Keys::default(),
+            peer_keys: Vec::new(),
         }
+    }
+
+    /// Answers requests signed with one of `keys` with a MAC under the same key, and those with
+    /// an unknown key or a bad MAC with a crypto-NAK (RFC 5905 sections 7.3 and 7.4). A peer in
+    /// `peer_keys` must sign every packet with its key: anything else never reaches its
+    /// association, and is dropped or (a mode 1 with a MAC) answered with a crypto-NAK.
+    pub fn with_keys(mut self, keys: Keys, peer_keys: Vec<(SocketAddr, KeyId)>) -> Self {
+        self.keys = keys;
+        self.peer_keys = peer_keys;
+        self
     }
 
     /// Also takes symmetric packets: from the configured `peers` (their packets go to their
@@ -498,8 +529,8 @@ impl Server {
         receive: NtpTimestamp,
         now: Instant,
     ) -> Decision {
-        let request = match Packet::parse(datagram) {
-            Ok((request, _trailer)) => request,
+        let (request, mac) = match Packet::parse(datagram) {
+            Ok((request, trailer)) => (request, trailer.mac()),
             Err(ParseError::TooShort(_)) => return Decision::Drop(DropReason::TooShort),
             Err(ParseError::MalformedTrailer(_)) => return Decision::Drop(DropReason::Malformed),
         };
@@ -514,8 +545,12 @@ impl Server {
         if !request.version.is_supported() {
             return Decision::Drop(DropReason::BadVersion);
         }
+        let seal = || match self.keys.check_request(datagram, mac) {
+            Ok(key) => Seal::with(key.as_ref()),
+            Err(_) => Seal::CryptoNak,
+        };
         if symmetric {
-            return self.decide_symmetric(&request, from, snapshot, receive, now);
+            return self.decide_symmetric(&request, seal, from, snapshot, receive, now);
         }
         if !self.access.permits(client) {
             return match self.access.action() {
@@ -528,7 +563,7 @@ impl Server {
             .as_ref()
             .map_or(RateVerdict::Allow, |l| l.check(client, now));
         match rate {
-            RateVerdict::Allow => Decision::Respond(answer(&request, snapshot, receive)),
+            RateVerdict::Allow => Decision::Respond(answer(&request, snapshot, receive, seal())),
             RateVerdict::Kiss => Decision::Respond(kiss(&request, ReferenceId::RATE, receive)),
             RateVerdict::Drop => Decision::Drop(DropReason::RateLimited),
         }
@@ -539,10 +574,13 @@ impl Server {
     /// A mode 1 or 2 packet (RFC 5905 section 9.2): a configured peer's goes to its association
     /// if it may answer our request (a non-zero origin), and its mode 1 gets a mode 2 answer (the
     /// exchange it asks for); mode 1 from anyone else is answered only with passive peers
-    /// allowed, without an association; mode 2 from anyone else answers nothing we asked.
+    /// allowed, without an association; mode 2 from anyone else answers nothing we asked. A
+    /// packet of a peer with a key that is not signed with that key goes to no association, and
+    /// is answered with a crypto-NAK.
     fn decide_symmetric(
         &self,
         request: &Packet,
+        seal: impl Fn() -> Seal,
         from: SocketAddr,
         snapshot: &SystemSnapshot,
         receive: NtpTimestamp,
@@ -552,7 +590,17 @@ impl Server {
         if !self.access.permits(from.ip()) {
             return Decision::Drop(DropReason::AccessIgnored);
         }
-        let respond = || answer_as(Mode::SYMMETRIC_PASSIVE, request, snapshot, receive);
+        let respond = |seal| answer_as(Mode::SYMMETRIC_PASSIVE, request, snapshot, receive, seal);
+        let seal = seal();
+        if let Some(&(_, id)) = self.peer_keys.iter().find(|(a, _)| *a == from)
+            && !matches!(seal, Seal::Key(key) if key.id() == id)
+        {
+            return if active && !matches!(seal, Seal::None) {
+                Decision::Respond(respond(Seal::CryptoNak))
+            } else {
+                Decision::Drop(DropReason::Unauthenticated)
+            };
+        }
         if self.peers.contains(&from) {
             // Mode 2 with origin zero answers nothing and asks nothing.
             if !active && request.origin_timestamp.is_zero() {
@@ -560,7 +608,7 @@ impl Server {
             }
             return Decision::Peer {
                 forward: !request.origin_timestamp.is_zero(),
-                response: active.then(respond),
+                response: active.then(|| respond(seal)),
             };
         }
         if !(active && self.passive_peers) {
@@ -571,7 +619,7 @@ impl Server {
             .as_ref()
             .map_or(RateVerdict::Allow, |l| l.check(from.ip(), now));
         match rate {
-            RateVerdict::Allow => Decision::Respond(respond()),
+            RateVerdict::Allow => Decision::Respond(respond(seal)),
             RateVerdict::Kiss | RateVerdict::Drop => Decision::Drop(DropReason::RateLimited),
         }
     }
@@ -579,8 +627,13 @@ impl Server {
 
 /// The mode 4 answer to a mode 3 request (RFC 5905 section 9.2): version and poll echoed (poll
 /// clamped to our limits), origin = the request's transmit, the rest from the snapshot.
-fn answer(request: &Packet, snapshot: &SystemSnapshot, receive: NtpTimestamp) -> Response {
-    answer_as(Mode::SERVER, request, snapshot, receive)
+fn answer(
+    request: &Packet,
+    snapshot: &SystemSnapshot,
+    receive: NtpTimestamp,
+    seal: Seal,
+) -> Response {
+    answer_as(Mode::SERVER, request, snapshot, receive, seal)
 }
 
 /// The answer in `mode`: 4 to a client, 2 (symmetric passive) to a peer's mode 1 (RFC 5905
@@ -590,6 +643,7 @@ fn answer_as(
     request: &Packet,
     snapshot: &SystemSnapshot,
     receive: NtpTimestamp,
+    seal: Seal,
 ) -> Response {
     let (min_poll, max_poll) = snapshot.poll_limits;
     let mut packet = Packet::client_request(
@@ -601,7 +655,7 @@ fn answer_as(
     describe_system(&mut packet, snapshot, receive);
     packet.origin_timestamp = request.transmit_timestamp;
     packet.receive_timestamp = receive;
-    Response { packet }
+    Response { packet, seal }
 }
 
 /// Writes our system variables into `packet` at local time `at`: leap, stratum, precision, root
@@ -636,7 +690,10 @@ fn kiss(request: &Packet, code: ReferenceId, receive: NtpTimestamp) -> Response 
     packet.reference_id = code;
     packet.origin_timestamp = request.transmit_timestamp;
     packet.receive_timestamp = receive;
-    Response { packet }
+    Response {
+        packet,
+        seal: Seal::None,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::auth::{self, SymmetricKey};
 use crate::broadcast::{self, Delay, Heard, Listener, Verdict};
 use crate::discipline::Discipline;
 use crate::packet::{
@@ -65,6 +66,8 @@ pub struct SourceConfig {
     pub kind: AssociationKind,
     /// Broadcast associations: the one-way delay to add to each broadcast.
     pub broadcast_delay: Delay,
+    /// The key our requests are signed with and every reply must be signed with (RFC 8573).
+    pub key: Option<SymmetricKey>,
 }
 
 impl Default for SourceConfig {
@@ -77,6 +80,7 @@ impl Default for SourceConfig {
             poll_target: DEFAULT_POLL_TARGET,
             kind: AssociationKind::Server,
             broadcast_delay: Delay::Calibrated,
+            key: None,
         }
     }
 }
@@ -462,7 +466,7 @@ impl Source {
         limits: &ReplyLimits,
         discipline: &Discipline,
     ) -> ReplyOutcome {
-        let Ok((reply, _)) = Packet::parse(bytes) else {
+        let Ok((reply, trailer)) = Packet::parse(bytes) else {
             return ReplyOutcome::Malformed;
         };
         // What the packet may answer: our poll, or our passive answer to the peer's poll.
@@ -490,7 +494,8 @@ impl Source {
         let leap_shift = discipline
             .leaps()
             .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
-        let judged = sample::judge_reply(self.config.kind, &reply, &sent, t4, limits);
+        let authentic = auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac());
+        let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits);
         if !judged.is_err_and(ReplyError::is_unmatched) {
             self.last_transmit = Some(reply.transmit_timestamp);
         }
@@ -709,6 +714,11 @@ impl Source {
     /// A server, a symmetric peer or a broadcast server.
     pub fn kind(&self) -> AssociationKind {
         self.config.kind
+    }
+
+    /// The key its packets are signed with, if it is authenticated.
+    pub fn key(&self) -> Option<&SymmetricKey> {
+        self.config.key.as_ref()
     }
 
     /// The source's address.

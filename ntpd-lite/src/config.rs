@@ -2,9 +2,11 @@
 //! carries the file, line and column where it was made and a hint what to write instead.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ntp_proto::auth::{KeyId, Keys};
 use ntp_proto::discipline::{DEFAULT_MAX_FREQUENCY_PPM, DEFAULT_MAX_SLEW_PPM};
 use ntp_proto::server::{Cidr, DenyAction, RateLimitConfig};
 use ntp_proto::{LeapConfig, LeapFile, LeapMode, NtpDuration, PollInterval, ReferenceId, Stratum};
@@ -101,6 +103,70 @@ pub struct Config {
     /// Leap seconds: where they are known from and what the clock does.
     #[serde(default)]
     pub leap: LeapSection,
+    /// Symmetric keys (RFC 8573): the keys file that `key = ID` of a source or peer refers to.
+    #[serde(default)]
+    pub keys: KeysSection,
+}
+
+/// `[keys]`: the symmetric keys file, in the ntpd/chrony format (`ID TYPE KEY` a line).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeysSection {
+    /// The keys file; readable by its owner only. Its keys also authenticate the server's
+    /// answers to signed requests.
+    pub file: Option<PathBuf>,
+}
+
+/// A keys file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("[keys] file {}: {reason}", path.display())]
+pub struct KeysFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why, and what to do.
+    pub reason: String,
+}
+
+/// Keys that cannot be used: the file, or a `key = ID` it does not have.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The keys file is missing, open to others, or not valid.
+    #[error(transparent)]
+    File(KeysFileError),
+    /// A source or peer names a key the file does not have.
+    #[error("{message}")]
+    Unknown {
+        /// The key ID.
+        id: u32,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl KeysSection {
+    /// Reads and parses the keys file, refusing one that others could read or change; no keys
+    /// without a file.
+    pub fn load(&self) -> Result<Keys, KeysFileError> {
+        let Some(path) = &self.file else {
+            return Ok(Keys::default());
+        };
+        let fail = |reason: String| KeysFileError {
+            path: path.to_owned(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let mode = file.metadata().map_err(|e| fail(e.to_string()))?.mode();
+        // The file holds secrets: group and others may neither read nor write it.
+        if mode & 0o066 != 0 {
+            return Err(fail(format!(
+                "mode {:03o} lets group or others read or write the keys; run `chmod 600 {}`",
+                mode & 0o777,
+                path.display()
+            )));
+        }
+        let text = std::io::read_to_string(file).map_err(|e| fail(e.to_string()))?;
+        Keys::parse(&text).map_err(|e| fail(e.to_string()))
+    }
 }
 
 /// Where Debian's tzdata puts the IETF/IERS leap-seconds list.
@@ -313,6 +379,8 @@ pub struct SourceConfig {
     /// `broadcastdelay`).
     #[serde(default, deserialize_with = "broadcast_delay")]
     pub delay: Option<f64>,
+    /// The ID of a key in the `[keys] file` that signs our requests and must sign every reply.
+    pub key: Option<u32>,
 }
 
 /// One `[[broadcast]]`: the server announces its time to `address` every 2^interval s (RFC 5905
@@ -349,6 +417,8 @@ pub struct PeerConfig {
     /// Longest poll interval, log2 seconds (-4 to 17); default 10.
     #[serde(default = "default_maxpoll", deserialize_with = "poll")]
     pub maxpoll: PollInterval,
+    /// The ID of a key in the `[keys] file` that must sign every packet both ways.
+    pub key: Option<u32>,
 }
 
 impl SourceConfig {
@@ -703,6 +773,12 @@ impl Config {
             if !broadcast {
                 continue;
             }
+            if source.key.is_some() {
+                return whole(
+                    &source.address,
+                    "broadcasts are not signed yet: a keyed source must be a server (remove key, or kind = \"broadcast\")",
+                );
+            }
             let Ok(SourceAddress::Ip(server)) = SourceAddress::parse(&source.address) else {
                 return whole(
                     &source.address,
@@ -762,6 +838,36 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The keys of the `[keys] file`, with every `key = ID` of a source or peer among them (as
+    /// `check-config` and start-up check it).
+    pub fn load_keys(&self) -> Result<Keys, KeysError> {
+        let keys = self.keys.load().map_err(KeysError::File)?;
+        let sources = self.sources.iter().map(|s| (s.key, s.address.clone()));
+        let peers = self.peers.iter().map(|p| (p.key, p.address.to_string()));
+        for (id, of) in sources.chain(peers) {
+            let Some(id) = id.filter(|&id| keys.get(KeyId(id)).is_none()) else {
+                continue;
+            };
+            let file = self.keys.file.as_ref().map_or_else(
+                || "no [keys] file is configured".to_owned(),
+                |f| format!("the keys file {} has no key {id}", f.display()),
+            );
+            return Err(KeysError::Unknown {
+                id,
+                message: format!("key = {id} for {of}: {file}; add the key there or fix the ID"),
+            });
+        }
+        Ok(keys)
+    }
+
+    /// The key of each configured peer that has one.
+    pub fn peer_keys(&self) -> Vec<(SocketAddr, KeyId)> {
+        self.peers
+            .iter()
+            .filter_map(|p| Some((p.address, KeyId(p.key?))))
+            .collect()
     }
 
     /// The configured peers' addresses.

@@ -456,15 +456,15 @@ pub fn format_status(status: &Status) -> String {
 }
 
 /// A table like `chronyc sources`: the state mark (`*` selected, `+` candidate, `x`
-/// falseticker, `?` unreachable, `-` rejected), then stratum, poll, reach (octal), offset,
-/// delay and jitter in seconds.
+/// falseticker, `?` unreachable, `-` rejected), then kind, the key ID of an authenticated source
+/// (`-` for none), stratum, poll, reach (octal), offset, delay and jitter in seconds.
 pub fn format_sources(sources: &[SourceStatus]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "  {:<40} {:<6} {:>3} {:>4} {:>5} {:>12} {:>10} {:>10}  state",
-        "source", "kind", "st", "poll", "reach", "offset", "delay", "jitter"
+        "  {:<40} {:<6} {:>5} {:>3} {:>4} {:>5} {:>12} {:>10} {:>10}  state",
+        "source", "kind", "key", "st", "poll", "reach", "offset", "delay", "jitter"
     );
     for s in sources {
         let mark = match s.state.as_str() {
@@ -474,10 +474,20 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
             "unreachable" => '?',
             _ => '-',
         };
+        let key = s.key.map_or_else(|| "-".to_owned(), |k| k.to_string());
         let _ = writeln!(
             out,
-            "{mark} {:<40} {:<6} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
-            s.address, s.kind, s.stratum, s.poll, s.reach, s.offset, s.delay, s.jitter, s.state
+            "{mark} {:<40} {:<6} {:>5} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
+            s.address,
+            s.kind,
+            key,
+            s.stratum,
+            s.poll,
+            s.reach,
+            s.offset,
+            s.delay,
+            s.jitter,
+            s.state
         );
     }
     out
@@ -667,6 +677,7 @@ mod tests {
             source("[::1]:123", "unreachable", 0),
             SourceStatus {
                 kind: "peer".to_owned(),
+                key: Some(42),
                 ..source("127.0.0.3:11123", "candidate", 0o377)
             },
         ]);
@@ -676,6 +687,11 @@ mod tests {
         assert!(lines[0].contains(" kind "), "{table}");
         assert!(lines[1].contains(" server "), "{table}");
         assert!(lines[4].starts_with("+ 127.0.0.3:11123") && lines[4].contains(" peer "));
+        assert!(
+            lines[0].contains(" key ") && lines[4].contains(" peer      42   1 "),
+            "{table}"
+        );
+        assert!(lines[1].contains(" server     -   1 "), "{table}");
         assert!(lines[1].starts_with("* 127.0.0.1:123"), "{table}");
         assert!(lines[1].contains(" 377 ") && lines[1].contains("-0.000123"));
         assert!(lines[2].starts_with("x 127.0.0.2:123") && lines[2].contains("  17 "));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ntp_proto::auth::Keys;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
@@ -24,6 +25,7 @@ use crate::sync;
 #[derive(Debug)]
 pub struct Prepared {
     config: Config,
+    keys: Keys,
     shared: Arc<Shared>,
     control: Option<std::os::unix::net::UnixListener>,
     metrics: Option<std::net::TcpListener>,
@@ -38,6 +40,11 @@ pub struct Prepared {
 /// one's control socket. Returns a message for a failure.
 pub fn prepare(config: Config) -> Result<Prepared, String> {
     let privileges = Privileges::plan(&config).map_err(|e| e.to_string())?;
+    // Read while still privileged: the keys file is readable by its owner only.
+    let keys = config.load_keys().map_err(|e| e.to_string())?;
+    if !keys.is_empty() {
+        info!(keys = keys.len(), "symmetric keys loaded");
+    }
     let clock = Clock::from_config(&config.clock, config.max_slew_ppm());
     let shared = Arc::new(Shared::new(clock, config.local.is_some()));
     info!(
@@ -56,7 +63,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
         info!(%address, "serving metrics at /metrics");
     }
     // Workers wait for the serving gate: if a later step fails, they have answered nothing.
-    let workers = start_server(&config, &shared, &privileges)?;
+    let workers = start_server(&config, &keys, &shared, &privileges)?;
     let broadcast = sync::BroadcastSockets::bind(&config)?;
     let control = config
         .control_socket()
@@ -79,6 +86,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
     }
     Ok(Prepared {
         config,
+        keys,
         shared,
         control,
         metrics,
@@ -91,6 +99,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
 /// inherit no more than that.
 fn start_server(
     config: &Config,
+    keys: &Keys,
     shared: &Arc<Shared>,
     privileges: &Privileges,
 ) -> Result<Vec<JoinHandle<()>>, String> {
@@ -103,7 +112,9 @@ fn start_server(
                 privileges
                     .enter_server_thread()
                     .map_err(|e| format!("cannot drop privileges: {e}"))?;
-                serve::start(server, &config.peer_addresses(), shared).map_err(|e| e.to_string())
+                let auth = (keys.clone(), config.peer_keys());
+                serve::start(server, &config.peer_addresses(), auth, shared)
+                    .map_err(|e| e.to_string())
             })
             .join()
             .unwrap_or_else(|_| Err("the server start-up thread panicked".to_owned()))
@@ -137,6 +148,7 @@ fn check_drift_file_writable(config: &Config) {
 pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), String> {
     let Prepared {
         config,
+        keys,
         shared,
         control,
         metrics,
@@ -148,9 +160,17 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
     if let Some(local) = &config.local {
         info!(stratum = local.stratum.get(), refid = ?local.refid, "local reference clock");
     }
-    let sync_task =
-        (!config.sources.is_empty() || !config.peers.is_empty() || config.local.is_some())
-            .then(|| tokio::spawn(sync::run(config.clone(), Arc::clone(&shared), broadcast)));
+    let sync_task = (!config.sources.is_empty()
+        || !config.peers.is_empty()
+        || config.local.is_some())
+    .then(|| {
+        tokio::spawn(sync::run(
+            config.clone(),
+            keys,
+            Arc::clone(&shared),
+            broadcast,
+        ))
+    });
     if let Some(listener) = control {
         tasks.push(tokio::spawn(control::serve(listener, Arc::clone(&shared))));
     }

@@ -318,7 +318,7 @@ fn encode_sources(e: &mut DescriptorEncoder<'_>, sources: &[SourceStatus]) -> fm
 
 fn encode_server(e: &mut DescriptorEncoder<'_>, server: &ServerTotals) -> fmt::Result {
     let limited = server.dropped.get("rate_limited").copied().unwrap_or(0) + server.kod_rate;
-    let rows: [Row<'_, u64>; 4] = [
+    let rows: [Row<'_, u64>; 6] = [
         (
             "ntpd_lite_server_received",
             "Datagrams received by the server",
@@ -342,6 +342,18 @@ fn encode_server(e: &mut DescriptorEncoder<'_>, server: &ServerTotals) -> fmt::R
             "Requests over the rate limit: dropped or answered with KoD RATE (not distinct clients)",
             None,
             limited,
+        ),
+        (
+            "ntpd_lite_server_authenticated",
+            "Responses with a MAC under the request's symmetric key",
+            None,
+            server.authenticated,
+        ),
+        (
+            "ntpd_lite_server_crypto_naks",
+            "Crypto-NAKs sent: requests with an unknown key or a MAC that did not verify",
+            None,
+            server.crypto_naks,
         ),
     ];
     for (name, help, _, value) in rows {

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, SystemTime};
 
+use ntp_proto::auth::{MAX_SEALED_LEN, Sealed};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Datagrams taken or sent per system call.
@@ -194,9 +195,10 @@ fn to_storage(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) 
     (storage, converted.len())
 }
 
-/// Up to [`BATCH`] 48-byte responses, sent with one system call.
+/// Up to [`BATCH`] responses (a header and at most a MAC), sent with one system call.
 pub struct SendBatch {
-    buffers: Box<[[u8; 48]]>,
+    buffers: Box<[[u8; MAX_SEALED_LEN]]>,
+    lengths: Box<[usize]>,
     addresses: Box<[libc::sockaddr_storage]>,
     address_lens: Box<[libc::socklen_t]>,
     iovecs: Box<[libc::iovec]>,
@@ -217,7 +219,8 @@ impl Default for SendBatch {
         // SAFETY: as for RecvBatch, all-zero is valid for these C structs.
         let (storage, iovec, header) = unsafe { (zeroed(), zeroed(), zeroed()) };
         Self {
-            buffers: vec![[0; 48]; BATCH].into_boxed_slice(),
+            buffers: vec![[0; MAX_SEALED_LEN]; BATCH].into_boxed_slice(),
+            lengths: vec![0; BATCH].into_boxed_slice(),
             addresses: vec![storage; BATCH].into_boxed_slice(),
             address_lens: vec![0; BATCH].into_boxed_slice(),
             iovecs: vec![iovec; BATCH].into_boxed_slice(),
@@ -229,12 +232,13 @@ impl Default for SendBatch {
 
 impl SendBatch {
     /// Queues a response to `to`; returns false (and queues nothing) when the batch is full.
-    pub fn push(&mut self, bytes: [u8; 48], to: SocketAddr) -> bool {
+    pub fn push(&mut self, bytes: &Sealed, to: SocketAddr) -> bool {
         if self.len == BATCH {
             return false;
         }
         let (storage, len) = to_storage(to);
-        self.buffers[self.len] = bytes;
+        self.buffers[self.len][..bytes.len()].copy_from_slice(bytes);
+        self.lengths[self.len] = bytes.len();
         self.addresses[self.len] = storage;
         self.address_lens[self.len] = len;
         self.len += 1;
@@ -251,7 +255,7 @@ impl SendBatch {
             for i in sent..self.len {
                 self.iovecs[i] = libc::iovec {
                     iov_base: self.buffers[i].as_mut_ptr().cast(),
-                    iov_len: 48,
+                    iov_len: self.lengths[i],
                 };
                 let header = &mut self.headers[i].msg_hdr;
                 header.msg_name = (&raw mut self.addresses[i]).cast();

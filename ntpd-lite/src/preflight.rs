@@ -1,13 +1,14 @@
 //! Every start-up check that needs no privileges, shared by `check-config` and the start itself,
 //! so that a configuration `check-config` passes fails at start only for want of privileges (or
 //! a port someone else holds): it parses and validates ([`Config::parse`]), its `[daemon] user`
-//! exists, every address it listens on is one of this host's, and its leap-seconds list is valid.
+//! exists, every address it listens on is one of this host's, its leap-seconds list is valid, and
+//! its keys file is private and has every key a source or peer names.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, KeysError};
 use crate::privileges;
 
 /// Reads `path` and runs every check; returns the configuration and its text.
@@ -42,12 +43,30 @@ pub fn check_host(config: &Config, text: &str, path: &Path) -> Result<(), Config
         .leap
         .load()
         .map_err(|e| ConfigError::at(text, path, "[leap]", e.to_string()))?;
+    // So is the keys file, with its permissions, and every key a source or peer names.
+    config.load_keys().map_err(|e| {
+        let needle = match &e {
+            KeysError::File(_) => "[keys]",
+            KeysError::Unknown { id, .. } => key_line(text, *id).unwrap_or("key"),
+        };
+        ConfigError::at(text, path, needle, e.to_string())
+    })?;
     if let Some(address) = config.observability.metrics {
         TcpListener::bind(SocketAddr::new(address.ip(), 0)).map_err(|e| {
             ConfigError::at(text, path, "metrics", unbindable("metrics", address, &e))
         })?;
     }
     Ok(())
+}
+
+/// The line that sets `key = id`, trimmed: where an unknown key's error points.
+fn key_line(text: &str, id: u32) -> Option<&str> {
+    text.lines().map(str::trim).find(|line| {
+        line.split_once('=').is_some_and(|(key, value)| {
+            let value = value.split('#').next().unwrap_or_default().trim();
+            key.trim() == "key" && value.parse() == Ok(id)
+        })
+    })
 }
 
 /// What to tell the user when `address` (of the setting `key`) cannot be bound.
@@ -150,5 +169,66 @@ mod tests {
              [observability]\nmetrics = \"127.0.0.1:80\"\n",
         ))
         .expect("local addresses");
+    }
+
+    /// A keys file with `mode` in a fresh directory.
+    fn keys_file(name: &str, mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("ntpd-lite-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            "1 AES128 HEX:000102030405060708090a0b0c0d0e0f\n2 SHA1 secret\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    fn with_keys(file: &Path, key: u32) -> String {
+        format!(
+            "[keys]\nfile = \"{}\"\n[[source]]\naddress = \"127.0.0.1:123\"\n[[peer]]\naddress = \"127.0.0.2:123\"\nkey = 2\n[server]\nlisten = [\"127.0.0.1:0\"]\n[[source]]\naddress = \"127.0.0.3:123\"\nkey = {key}\n",
+            file.display()
+        )
+    }
+
+    #[test]
+    fn keys_files_must_be_private_and_hold_every_key_named() {
+        let private = keys_file("private.keys", 0o600);
+        check(&with_keys(&private, 1)).expect("a private file with keys 1 and 2");
+        let config = Config::parse(&with_keys(&private, 1), Path::new("t.toml")).expect("parses");
+        assert_eq!(config.load_keys().expect("keys").len(), 2);
+        for mode in [0o640, 0o604, 0o602, 0o620] {
+            let open = keys_file(&format!("open-{mode:o}.keys"), mode);
+            let (line, _, message) = error(&with_keys(&open, 1));
+            assert_eq!(line, 1, "{message}");
+            assert!(
+                message.contains(&format!("mode {mode:03o}"))
+                    && message.contains(&format!("run `chmod 600 {}`", open.display())),
+                "{message}"
+            );
+        }
+        let (line, _, message) = error(&with_keys(&private, 3));
+        assert_eq!(line, 12, "the `key = 3` line: {message}");
+        assert!(
+            message.contains("key = 3 for 127.0.0.3:123: the keys file")
+                && message.contains("has no key 3"),
+            "{message}"
+        );
+        let (_, _, message) = error(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[[source]]\naddress = \"127.0.0.1:1\"\nkey = 1\n",
+        );
+        assert!(
+            message.contains("no [keys] file is configured"),
+            "{message}"
+        );
+        let missing = private.with_file_name("missing.keys");
+        let (_, _, message) = error(&with_keys(&missing, 1));
+        assert!(
+            message.contains("[keys] file") && message.contains("No such file"),
+            "{message}"
+        );
+        let _ = std::fs::remove_dir_all(private.parent().expect("a directory"));
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use ntp_proto::auth::{KeyId, Keys};
 use ntp_proto::server::{AccessList, Decision, DropReason, RateLimiter, Response, Server};
 use socket2::Socket;
 use tracing::{debug, info, warn};
@@ -26,10 +27,12 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 
 /// Binds every listen address and starts its workers. Fails if any address cannot be bound.
 /// `peers` are the configured symmetric peers: their packets go to the sync task, which sends
-/// its requests to them from a clone of each address's first socket.
+/// its requests to them from a clone of each address's first socket. Requests signed with one of
+/// `keys` are answered signed; a peer in `peer_keys` must sign with its key.
 pub fn start(
     config: &ServerConfig,
     peers: &[SocketAddr],
+    (keys, peer_keys): (Keys, Vec<(SocketAddr, KeyId)>),
     shared: &Arc<Shared>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let rate_limiter = config
@@ -50,7 +53,9 @@ pub fn start(
         );
     }
     let server = Arc::new(
-        Server::new(access, rate_limiter).with_peers(peers.to_vec(), config.passive_peers),
+        Server::new(access, rate_limiter)
+            .with_peers(peers.to_vec(), config.passive_peers)
+            .with_keys(keys, peer_keys),
     );
     let workers = config.workers.unwrap_or_else(default_workers);
     let mut handles = Vec::new();
@@ -194,7 +199,7 @@ fn worker(
         let mut answered_peers = Vec::new();
         for (response, to, peer) in pending[..responses].iter_mut().filter_map(Option::take) {
             stats.count_response(&response);
-            outgoing.push(response.finish(transmit), to);
+            outgoing.push(&response.finish(transmit), to);
             if peer {
                 answered_peers.push(to);
             }

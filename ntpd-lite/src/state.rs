@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
+use ntp_proto::auth::Seal;
 use ntp_proto::server::{DropReason, Response};
 use ntp_proto::{NtpTimestamp, Precision, ReferenceId, SystemSnapshot};
 use serde::{Deserialize, Serialize};
@@ -288,6 +289,9 @@ pub struct SourceStatus {
     /// Duplicate, stray or malformed datagrams, never used.
     #[serde(default)]
     pub ignored: u64,
+    /// The ID of the symmetric key that authenticates it, if any.
+    #[serde(default)]
+    pub key: Option<u32>,
 }
 
 /// Counters of one server worker, written only by it.
@@ -297,6 +301,8 @@ pub struct ServerStats {
     responses: AtomicU64,
     kod_rate: AtomicU64,
     kod_deny: AtomicU64,
+    authenticated: AtomicU64,
+    crypto_naks: AtomicU64,
     send_errors: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
@@ -312,13 +318,19 @@ impl ServerStats {
         self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a response sent, and which kiss-o'-death it is, if one.
+    /// Counts a response sent, which kiss-o'-death it is, if one, and whether it carries a MAC
+    /// or a crypto-NAK.
     pub fn count_response(&self, response: &Response) {
         self.responses.fetch_add(1, Ordering::Relaxed);
         match response.kiss_code() {
             Some(ReferenceId::RATE) => self.kod_rate.fetch_add(1, Ordering::Relaxed),
             Some(_) => self.kod_deny.fetch_add(1, Ordering::Relaxed),
             None => 0,
+        };
+        match response.seal() {
+            Seal::Key(_) => self.authenticated.fetch_add(1, Ordering::Relaxed),
+            Seal::CryptoNak => self.crypto_naks.fetch_add(1, Ordering::Relaxed),
+            Seal::None => 0,
         };
     }
 
@@ -339,6 +351,10 @@ pub struct ServerTotals {
     pub kod_rate: u64,
     /// Kiss-o'-death DENY sent.
     pub kod_deny: u64,
+    /// Responses with a MAC under the request's key.
+    pub authenticated: u64,
+    /// Crypto-NAKs sent: requests with an unknown key or a MAC that did not verify.
+    pub crypto_naks: u64,
     /// Responses the kernel would not send.
     pub send_errors: u64,
     /// Datagrams dropped, by reason.
@@ -357,6 +373,8 @@ impl ServerTotals {
             totals.responses += s.responses.load(Ordering::Relaxed);
             totals.kod_rate += s.kod_rate.load(Ordering::Relaxed);
             totals.kod_deny += s.kod_deny.load(Ordering::Relaxed);
+            totals.authenticated += s.authenticated.load(Ordering::Relaxed);
+            totals.crypto_naks += s.crypto_naks.load(Ordering::Relaxed);
             totals.send_errors += s.send_errors.load(Ordering::Relaxed);
             for reason in DropReason::ALL {
                 *totals.dropped.entry(reason.name()).or_default() +=

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ntp_proto::auth::{AuthError, KeyId, Keys};
 use ntp_proto::client::RESOLVE_RETRY;
 use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
@@ -147,8 +148,8 @@ struct Sync {
 }
 
 /// Runs the client half (and the broadcaster) until shutdown; saves the drift file on the way
-/// out.
-pub async fn run(config: Config, shared: Arc<Shared>, sockets: BroadcastSockets) {
+/// out. `keys` are the `[keys] file`'s, read at start-up: a source's or peer's `key` is among them.
+pub async fn run(config: Config, keys: Keys, shared: Arc<Shared>, sockets: BroadcastSockets) {
     let (arrivals, mut arriving) = mpsc::channel(256);
     let (lookups, mut looked_up) = mpsc::channel(16);
     let (heard, mut hearing) = mpsc::channel(256);
@@ -166,7 +167,7 @@ pub async fn run(config: Config, shared: Arc<Shared>, sockets: BroadcastSockets)
             error!(%listen, error = %e, "cannot start the broadcast listener");
         }
     }
-    let mut sync = Sync::new(&config, shared, arrivals, lookups);
+    let mut sync = Sync::new(&config, &keys, shared, arrivals, lookups);
     sync.senders = sockets.senders;
     let mut drift_save =
         tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_SAVE, DRIFT_SAVE);
@@ -325,6 +326,7 @@ fn listen_for_broadcasts(
 impl Sync {
     fn new(
         config: &Config,
+        keys: &Keys,
         shared: Arc<Shared>,
         arrivals: mpsc::Sender<Arrival>,
         lookups: mpsc::Sender<Lookup>,
@@ -352,6 +354,7 @@ impl Sync {
                 max_poll: source.maxpoll,
                 iburst: source.iburst,
                 version: Version::V4,
+                key: source.key.and_then(|id| keys.get(KeyId(id)).copied()),
                 ..SourceConfig::default()
             };
             if let Some(kind) = name_kind(source) {
@@ -374,6 +377,7 @@ impl Sync {
                 max_poll: peer.maxpoll,
                 version: Version::V4,
                 kind: AssociationKind::Peer,
+                key: peer.key.and_then(|id| keys.get(KeyId(id)).copied()),
                 ..SourceConfig::default()
             };
             client.add_source(peer.address, peer_config, now);
@@ -668,6 +672,9 @@ impl Sync {
             ReplyOutcome::Rejected(why @ ReplyError::Kiss(_)) => {
                 warn!(source, reason = %why, "source sent a kiss-o'-death");
             }
+            ReplyOutcome::Rejected(why @ ReplyError::Unauthenticated(AuthError::CryptoNak)) => {
+                warn!(source, reason = %why, "source does not accept our key");
+            }
             ReplyOutcome::Rejected(why) => debug!(source, reason = %why, "reply rejected"),
             ReplyOutcome::Straddled => debug!(source, "reply straddles a clock step; not used"),
             ReplyOutcome::Unexpected => debug!(source, "duplicate or unexpected reply ignored"),
@@ -715,6 +722,7 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         accepted: report.counters.accepted,
         rejected: report.counters.rejected,
         ignored: report.counters.ignored,
+        key: report.key.map(|k| k.0),
     }
 }
 

@@ -236,13 +236,15 @@ impl ChronydClient {
         Self::start(&directives)
     }
 
+    /// chronyd with `directives` (a `server`, `keyfile`, `port` ... each on its own line) and
+    /// its command socket in its own directory. `None` if chronyd is not installed (outside CI).
+    pub fn start(directives: &str) -> Option<Self> {
+        Self::spawn(directives, None)
+    }
+
     /// chronyd with `directives` inside `netns` (port 123 is then its own to use).
     pub fn start_in(directives: &str, netns: &crate::netns::Netns) -> Option<Self> {
         Self::spawn(directives, Some(netns))
-    }
-
-    fn start(directives: &str) -> Option<Self> {
-        Self::spawn(directives, None)
     }
 
     fn spawn(directives: &str, netns: Option<&crate::netns::Netns>) -> Option<Self> {
@@ -290,6 +292,23 @@ impl ChronydClient {
 
     fn socket(&self) -> PathBuf {
         self.dir.path().join("chronyd.sock")
+    }
+
+    /// `chronyc -c authdata`: one CSV line per source (address, mode `SK` for a symmetric key,
+    /// `NTS` or `-`, key ID, type, key length in bits, ...); empty while chronyd is not answering.
+    pub fn authdata(&self) -> Vec<String> {
+        Command::new("chronyc")
+            .arg("-h")
+            .arg(self.socket())
+            .args(["-n", "-c", "authdata"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `chronyc -c sources`, parsed; empty while chronyd is not answering yet.

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ntp_proto::auth::Sealed;
 use ntp_proto::server::AccessList;
 use ntp_proto::{
     AssociationKind, BroadcastDelay, Broadcaster, Client, ClientConfig, ClockAction, Decision,
@@ -215,11 +216,11 @@ enum Ev {
     Tick,
     Wake(usize),
     /// A packet of `InFlight` arrives at its server (`Request`) or its client (`Reply`).
-    Arrive(Direction, InFlight, [u8; 48]),
+    Arrive(Direction, InFlight, Sealed),
     /// Node `.0`'s broadcaster may have an announcement due.
     Announce(usize),
     /// A broadcast from node `.1` reaches node `.0`.
-    Heard(usize, usize, [u8; 48]),
+    Heard(usize, usize, Sealed),
 }
 
 struct Queued {
@@ -580,7 +581,7 @@ impl<'a> World<'a> {
     }
 
     /// Sends a packet of `exchange` at true time `t`: lost, delivered, or delivered twice.
-    fn transmit(&mut self, t: f64, direction: Direction, exchange: InFlight, bytes: [u8; 48]) {
+    fn transmit(&mut self, t: f64, direction: Direction, exchange: InFlight, bytes: Sealed) {
         let (client, server) = (exchange.client, exchange.server);
         let Some(delay) = self.draw(t, client, server, direction) else {
             return;
