@@ -1,6 +1,9 @@
 //! Network namespaces of the test's own, with loopback up, for tools that only use port 123
 //! (ntpdig has no port option; ntpsec's ntpd listens only on 123). Traffic never leaves them.
 
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -51,6 +54,27 @@ impl Netns {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         panic!("ntpdig got no answer in {}\n{}", self.name, daemon.log());
+    }
+
+    /// A UDP socket bound to `address` inside the namespace, for an in-process fake server that
+    /// tools run in the namespace can reach. A short-lived thread enters the namespace to bind;
+    /// the socket stays in the namespace it was made in, and no other thread moves.
+    pub fn bind_udp(&self, address: SocketAddr) -> io::Result<UdpSocket> {
+        let namespace = std::fs::File::open(Path::new("/run/netns").join(&self.name))?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns gets an open descriptor of a network namespace and changes
+                    // only the calling thread's namespace; this thread ends after the bind.
+                    let entered = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+                    if entered != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    UdpSocket::bind(address)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the binding thread panicked")))
+        })
     }
 
     /// A command that will run inside the namespace.
