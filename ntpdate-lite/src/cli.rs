@@ -352,4 +352,40 @@ mod tests {
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// The man page and completions that the Debian package (`cargo deb -p ntpd-lite`) ships are
+    /// committed in ntpd-lite/debian/ as generated here from the clap definition;
+    /// `NTP_LITE_REGENERATE=1 cargo test -p ntpdate-lite packaged` rewrites them.
+    #[test]
+    fn the_packaged_man_page_and_completions_are_current() {
+        use clap_complete::Shell;
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .expect("render the man page");
+        let mut files = vec![("man/ntpdate-lite.1".to_owned(), man)];
+        for (shell, name) in [
+            (Shell::Bash, "ntpdate-lite.bash"),
+            (Shell::Zsh, "_ntpdate-lite"),
+            (Shell::Fish, "ntpdate-lite.fish"),
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ntpdate-lite", &mut script);
+            files.push((format!("completions/{name}"), script));
+        }
+        let packaged = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ntpd-lite/debian");
+        let regenerate = std::env::var_os("NTP_LITE_REGENERATE").is_some();
+        for (file, fresh) in files {
+            let committed = packaged.join(file);
+            if regenerate {
+                std::fs::write(&committed, &fresh).expect("write");
+            }
+            assert!(
+                std::fs::read(&committed).is_ok_and(|c| c == fresh),
+                "{} is not what the clap definition gives now: run \
+                 NTP_LITE_REGENERATE=1 cargo test -p ntpdate-lite packaged",
+                committed.display()
+            );
+        }
+    }
 }
