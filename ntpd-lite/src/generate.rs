@@ -109,14 +109,14 @@ mod tests {
     fn the_packaged_man_pages_and_completions_are_current() {
         let dir = std::env::temp_dir().join(format!("ntpd-lite-packaged-{}", std::process::id()));
         let man = man_pages(crate::command(), &dir.join("man")).expect("man pages");
-        let completions: Vec<PathBuf> = [Shell::Bash, Shell::Zsh, Shell::Fish]
+        let scripts: Vec<PathBuf> = [Shell::Bash, Shell::Zsh, Shell::Fish]
             .into_iter()
             .map(|shell| completions(crate::command(), shell, &dir.join("completions")))
             .collect::<io::Result<_>>()
             .expect("completions");
         let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian");
         let regenerate = std::env::var_os("NTP_LITE_REGENERATE").is_some();
-        for file in man.iter().chain(&completions) {
+        for file in man.iter().chain(&scripts) {
             let kind = file
                 .parent()
                 .and_then(Path::file_name)
@@ -133,6 +133,16 @@ mod tests {
                 "{} is not what `ntpd-lite generate` writes now: run \
                  NTP_LITE_REGENERATE=1 cargo test -p ntpd-lite packaged",
                 committed.display()
+            );
+        }
+        // No page of a subcommand that is gone: the package takes every *.8 there.
+        let pages: Vec<_> = man.iter().filter_map(|p| p.file_name()).collect();
+        for entry in std::fs::read_dir(packaged.join("man")).expect("debian/man") {
+            let name = entry.expect("entry").file_name();
+            let ours = name.to_string_lossy().ends_with(".8");
+            assert!(
+                !ours || pages.contains(&name.as_os_str()),
+                "debian/man/{name:?} is no page ntpd-lite writes now: delete it"
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
