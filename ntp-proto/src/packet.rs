@@ -7,6 +7,7 @@
 use core::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use byteorder::{BigEndian, ByteOrder};
 use md5::{Digest, Md5};
 
 use crate::time::{NtpDuration, NtpShort, NtpTimestamp};
@@ -407,11 +408,8 @@ impl Packet {
             stratum: Stratum::new(h[field::STRATUM]),
             poll: PollInterval::new(h[field::POLL] as i8),
             precision: Precision::new(h[field::PRECISION] as i8),
-            root_delay: NtpShort::from_bits(u32::from_be_bytes(array(h, field::ROOT_DELAY))),
-            root_dispersion: NtpShort::from_bits(u32::from_be_bytes(array(
-                h,
-                field::ROOT_DISPERSION,
-            ))),
+            root_delay: NtpShort::from_bits(BigEndian::read_u32(&h[field::ROOT_DELAY])),
+            root_dispersion: NtpShort::from_bits(BigEndian::read_u32(&h[field::ROOT_DISPERSION])),
             reference_id: ReferenceId::from_bytes(array(h, field::REFERENCE_ID)),
             reference_timestamp: timestamp(h, field::REFERENCE_TS),
             origin_timestamp: timestamp(h, field::ORIGIN_TS),
@@ -428,8 +426,11 @@ impl Packet {
         h[field::STRATUM] = self.stratum.get();
         h[field::POLL] = self.poll.get() as u8;
         h[field::PRECISION] = self.precision.get() as u8;
-        h[field::ROOT_DELAY].copy_from_slice(&self.root_delay.to_bits().to_be_bytes());
-        h[field::ROOT_DISPERSION].copy_from_slice(&self.root_dispersion.to_bits().to_be_bytes());
+        BigEndian::write_u32(&mut h[field::ROOT_DELAY], self.root_delay.to_bits());
+        BigEndian::write_u32(
+            &mut h[field::ROOT_DISPERSION],
+            self.root_dispersion.to_bits(),
+        );
         h[field::REFERENCE_ID].copy_from_slice(&self.reference_id.to_bytes());
         let stamps = [
             (field::REFERENCE_TS, self.reference_timestamp),
@@ -438,7 +439,7 @@ impl Packet {
             (field::TRANSMIT_TS, self.transmit_timestamp),
         ];
         for (range, ts) in stamps {
-            h[range].copy_from_slice(&ts.to_bits().to_be_bytes());
+            BigEndian::write_u64(&mut h[range], ts.to_bits());
         }
         h
     }
@@ -465,7 +466,7 @@ fn array<const N: usize>(h: &[u8; HEADER_LEN], range: core::ops::Range<usize>) -
 }
 
 fn timestamp(h: &[u8; HEADER_LEN], range: core::ops::Range<usize>) -> NtpTimestamp {
-    NtpTimestamp::from_bits(u64::from_be_bytes(array(h, range)))
+    NtpTimestamp::from_bits(BigEndian::read_u64(&h[range]))
 }
 
 /// What follows the header: zero or more extension fields (RFC 7822), then an optional MAC or a
@@ -483,12 +484,12 @@ impl<'a> Trailer<'a> {
     fn parse(mut rest: &'a [u8]) -> Result<Self, ParseError> {
         let all = rest;
         while rest.len() > MAX_MAC_LEN {
-            let Some(([_, _, hi, lo], _)) = rest.split_first_chunk::<4>() else {
+            let Some((field_header, _)) = rest.split_first_chunk::<4>() else {
                 return Err(ParseError::MalformedTrailer(
                     "truncated extension field header",
                 ));
             };
-            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            let len = usize::from(BigEndian::read_u16(&field_header[2..]));
             if len < MIN_EXTENSION_LEN || len % 4 != 0 {
                 return Err(ParseError::MalformedTrailer(
                     "extension field length invalid",
@@ -544,9 +545,9 @@ impl<'a> Iterator for ExtensionFields<'a> {
     type Item = ExtensionField<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let ([t0, t1, l0, l1], _) = self.rest.split_first_chunk::<4>()?;
-        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-        let field_type = u16::from_be_bytes([*t0, *t1]);
+        let (field_header, _) = self.rest.split_first_chunk::<4>()?;
+        let field_type = BigEndian::read_u16(&field_header[..2]);
+        let len = usize::from(BigEndian::read_u16(&field_header[2..]));
         let value = self.rest.get(4..len)?;
         self.rest = self.rest.get(len..)?;
         Some(ExtensionField { field_type, value })

@@ -30,7 +30,7 @@ pub const REQUEST_POLL: PollInterval = PollInterval::new(6);
 /// How one address is queried.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct QueryConfig {
-    /// Version of the requests (3 or 4).
+    /// Version of the requests (ntpdate-lite sends 2, 3 or 4; the reply's version need not match).
     pub version: Version,
     /// Exchanges to make; the lowest-delay valid one is used (RFC 5905 section 10).
     pub samples: u32,

@@ -69,7 +69,7 @@ pub struct Status {
     #[serde(default)]
     pub broadcast_strays: u64,
     /// Server counters, if serving.
-    #[serde(default, skip_deserializing)]
+    #[serde(default)]
     pub server: Option<ServerTotals>,
 }
 
@@ -373,7 +373,7 @@ pub fn status(shared: &Shared) -> Status {
         sources: sync.sources,
         leap_second: sync.leap,
         broadcast_strays: sync.broadcast_strays,
-        server: Some(shared.server_totals()),
+        server: shared.server_totals(),
     }
 }
 
@@ -448,11 +448,37 @@ pub fn format_status(status: &Status) -> String {
         "Clock           : {} (error {:+.9} s)",
         status.clock.mode, status.clock.error
     );
+    if let Some(server) = &status.server {
+        out.push_str(&format_server(server));
+    }
     if !status.sources.is_empty() {
         out.push('\n');
         out.push_str(&format_sources(&status.sources));
     }
     out
+}
+
+/// The server's counters, like `chronyc serverstats`: requests received and answered, the
+/// kiss-o'-death among the answers, and the drops with the reasons that occurred.
+fn format_server(server: &ServerTotals) -> String {
+    let dropped: u64 = server.dropped.values().sum();
+    let reasons: Vec<String> = server
+        .dropped
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    let reasons = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(", "))
+    };
+    format!(
+        "Server requests : {} received, {} answered, {} send errors\n\
+         Server KoD sent : RATE {}, DENY {}\n\
+         Server dropped  : {dropped}{reasons}\n",
+        server.received, server.responses, server.send_errors, server.kod_rate, server.kod_deny
+    )
 }
 
 /// A table like `chronyc sources`: the state mark (`*` selected, `+` candidate, `x`
@@ -667,6 +693,59 @@ mod tests {
             kind: "server".to_owned(),
             ..SourceStatus::default()
         }
+    }
+
+    #[test]
+    fn the_status_table_shows_the_server_counters_it_reads_back_from_json() {
+        let mut server = ServerTotals {
+            received: 120,
+            responses: 100,
+            kod_rate: 4,
+            kod_deny: 1,
+            ..ServerTotals::default()
+        };
+        server.dropped.insert("rate_limited".to_owned(), 15);
+        server.dropped.insert("too_short".to_owned(), 5);
+        server.dropped.insert("malformed".to_owned(), 0);
+        let status = Status {
+            synchronized: true,
+            stratum: 2,
+            refid: "127.0.0.1".to_owned(),
+            leap: 0,
+            offset: None,
+            frequency_ppm: 0.0,
+            root_delay: 0.0,
+            root_dispersion: 0.0,
+            clock: ClockStatus {
+                mode: "virtual".to_owned(),
+                error: 0.0,
+            },
+            sources: Vec::new(),
+            leap_second: None,
+            broadcast_strays: 0,
+            server: Some(server),
+        };
+        // The client reads the daemon's JSON, as `ntpd-lite status` does.
+        let json = serde_json::to_string(&status).expect("serialize");
+        let read: Status = serde_json::from_str(&json).expect("deserialize");
+        let table = format_status(&read);
+        assert!(
+            table.contains("Server requests : 120 received, 100 answered, 0 send errors\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("Server KoD sent : RATE 4, DENY 1\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("Server dropped  : 20 (rate_limited 15, too_short 5)\n"),
+            "{table}"
+        );
+        let not_serving = format_status(&Status {
+            server: None,
+            ..read
+        });
+        assert!(!not_serving.contains("Server"), "{not_serving}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `ntpd-lite generate`: man pages (clap_mangen) and shell completions (clap_complete), both from
 //! the clap definitions, so that they never disagree with `--help`. For packaging:
-//! `ntpd-lite generate man DIR`, `ntpd-lite generate completions bash DIR`.
+//! `ntpd-lite generate man DIR`, `ntpd-lite generate completions bash DIR`. The Debian package
+//! (`cargo deb -p ntpd-lite`) ships the copies committed in `ntpd-lite/debian/`, which a test
+//! keeps equal to what this writes.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -98,6 +100,51 @@ mod tests {
         )
         .expect("script");
         assert!(bash.contains("check-config") && bash.contains("--log-level"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The man pages and completions that `cargo deb` packages are committed under `debian/`
+    /// as generated here; `NTP_LITE_REGENERATE=1 cargo test -p ntpd-lite packaged` rewrites them.
+    #[test]
+    fn the_packaged_man_pages_and_completions_are_current() {
+        let dir = std::env::temp_dir().join(format!("ntpd-lite-packaged-{}", std::process::id()));
+        let man = man_pages(crate::command(), &dir.join("man")).expect("man pages");
+        let scripts: Vec<PathBuf> = [Shell::Bash, Shell::Zsh, Shell::Fish]
+            .into_iter()
+            .map(|shell| completions(crate::command(), shell, &dir.join("completions")))
+            .collect::<io::Result<_>>()
+            .expect("completions");
+        let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian");
+        let regenerate = std::env::var_os("NTP_LITE_REGENERATE").is_some();
+        for file in man.iter().chain(&scripts) {
+            let kind = file
+                .parent()
+                .and_then(Path::file_name)
+                .expect("man or completions");
+            let name = file.file_name().expect("file name");
+            let committed = packaged.join(kind).join(name);
+            let fresh = std::fs::read(file).expect("generated");
+            if regenerate {
+                std::fs::create_dir_all(committed.parent().expect("dir")).expect("mkdir");
+                std::fs::write(&committed, &fresh).expect("write");
+            }
+            assert!(
+                std::fs::read(&committed).is_ok_and(|c| c == fresh),
+                "{} is not what `ntpd-lite generate` writes now: run \
+                 NTP_LITE_REGENERATE=1 cargo test -p ntpd-lite packaged",
+                committed.display()
+            );
+        }
+        // No page of a subcommand that is gone: the package takes every *.8 there.
+        let pages: Vec<_> = man.iter().filter_map(|p| p.file_name()).collect();
+        for entry in std::fs::read_dir(packaged.join("man")).expect("debian/man") {
+            let name = entry.expect("entry").file_name();
+            let ours = name.to_string_lossy().ends_with(".8");
+            assert!(
+                !ours || pages.contains(&name.as_os_str()),
+                "debian/man/{name:?} is no page ntpd-lite writes now: delete it"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -362,7 +362,10 @@ fn encode_server(e: &mut DescriptorEncoder<'_>, server: &ServerTotals) -> fmt::R
     let kod = [("RATE", server.kod_rate), ("DENY", server.kod_deny)];
     let help = "Kiss-o'-death packets sent, by code";
     counter_family(e, "ntpd_lite_server_kod_sent", help, "code", kod)?;
-    let dropped = server.dropped.iter().map(|(reason, n)| (*reason, *n));
+    let dropped = server
+        .dropped
+        .iter()
+        .map(|(reason, n)| (reason.as_str(), *n));
     let help = "Requests dropped without an answer, by reason";
     counter_family(e, "ntpd_lite_server_dropped", help, "reason", dropped)
 }
@@ -396,7 +399,7 @@ mod tests {
             kod_rate: 2,
             ..ServerTotals::default()
         };
-        server.dropped.insert("rate_limited", 3);
+        server.dropped.insert("rate_limited".to_owned(), 3);
         Status {
             synchronized: true,
             stratum: 2,

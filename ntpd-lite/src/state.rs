@@ -240,14 +240,14 @@ impl Shared {
             .push(stats);
     }
 
-    /// The server counters summed over workers.
-    pub fn server_totals(&self) -> ServerTotals {
-        ServerTotals::sum(
-            &self
-                .server_stats
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+    /// The server counters summed over workers; `None` when the daemon serves no one (no
+    /// `[server]`).
+    pub fn server_totals(&self) -> Option<ServerTotals> {
+        let stats = self
+            .server_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (!stats.is_empty()).then(|| ServerTotals::sum(&stats))
     }
 }
 
@@ -340,8 +340,9 @@ impl ServerStats {
     }
 }
 
-/// Counters summed over all server workers.
-#[derive(Debug, Default, Clone, Serialize)]
+/// Counters summed over all server workers: in `status --json`, and read back from it by the
+/// `status` table.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ServerTotals {
     /// Datagrams received.
     pub received: u64,
@@ -357,8 +358,8 @@ pub struct ServerTotals {
     pub crypto_naks: u64,
     /// Responses the kernel would not send.
     pub send_errors: u64,
-    /// Datagrams dropped, by reason.
-    pub dropped: BTreeMap<&'static str, u64>,
+    /// Datagrams dropped, by reason (`DropReason::name`).
+    pub dropped: BTreeMap<String, u64>,
 }
 
 impl ServerTotals {
@@ -366,7 +367,7 @@ impl ServerTotals {
     pub fn sum(stats: &[Arc<ServerStats>]) -> Self {
         let mut totals = Self::default();
         for reason in DropReason::ALL {
-            totals.dropped.insert(reason.name(), 0);
+            totals.dropped.insert(reason.name().to_owned(), 0);
         }
         for s in stats {
             totals.received += s.received.load(Ordering::Relaxed);
@@ -377,7 +378,7 @@ impl ServerTotals {
             totals.crypto_naks += s.crypto_naks.load(Ordering::Relaxed);
             totals.send_errors += s.send_errors.load(Ordering::Relaxed);
             for reason in DropReason::ALL {
-                *totals.dropped.entry(reason.name()).or_default() +=
+                *totals.dropped.entry(reason.name().to_owned()).or_default() +=
                     s.drops[reason.index()].load(Ordering::Relaxed);
             }
         }

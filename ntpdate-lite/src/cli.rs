@@ -1,7 +1,7 @@
 //! Command line: the flags of the contract (ntpdate's letters where they exist) and the server
 //! arguments (`host`, `host:port`, `v4`, `v6`, `[v6]:port`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
@@ -43,9 +43,9 @@ pub struct Cli {
     #[arg(short = '6')]
     pub ipv6: bool,
 
-    /// NTP version of the requests.
-    #[arg(short = 'o', long = "ntp-version", value_name = "3|4", default_value_t = 4,
-          value_parser = clap::value_parser!(u8).range(3..=4))]
+    /// NTP version of the requests (2 is ntplib's default); replies of versions 1-4 are accepted.
+    #[arg(short = 'o', long = "ntp-version", value_name = "2|3|4", default_value_t = 4,
+          value_parser = clap::value_parser!(u8).range(2..=4))]
     pub ntp_version: u8,
 
     /// Print one JSON object (on success and on failure).
@@ -151,13 +151,19 @@ pub enum Host {
     Name(String),
 }
 
-/// Parses `name`, `name:port`, `1.2.3.4`, `1.2.3.4:port`, `::1`, `[::1]`, `[::1]:port`.
+/// Parses `name`, `name:port`, `1.2.3.4`, `1.2.3.4:port`, `::1`, `[::1]`, `[::1]:port`. A bare
+/// IPv6 literal that ends in what looks like a port (`::1:123`) is refused with a hint to write
+/// the brackets: `::1:123` is also the address ::1:123, and no one can tell which was meant.
 pub fn parse_server(arg: &str) -> Result<ServerSpec, String> {
+    if let Some(hint) = ipv6_port_hint(arg) {
+        return Err(hint);
+    }
     let (host, port) = split_host_port(arg)?;
     let host = match host.parse::<IpAddr>() {
         Ok(ip) => Host::Address(ip),
         Err(_) if arg.starts_with('[') => return Err(format!("{host:?} is not an IPv6 address")),
-        Err(_) if host.is_empty() || host.contains(char::is_whitespace) => {
+        // A host name has no colon: this is a mistyped address, which a resolver must not see.
+        Err(_) if host.is_empty() || host.contains(|c: char| c == ':' || c.is_whitespace()) => {
             return Err(format!("{arg:?} is not a host name or address"));
         }
         Err(_) => Host::Name(host.to_owned()),
@@ -166,6 +172,23 @@ pub fn parse_server(arg: &str) -> Result<ServerSpec, String> {
         name: arg.to_owned(),
         host,
         port,
+    })
+}
+
+/// The hint for an unbracketed IPv6 address followed by `:PORT` (`::1:123`, `fe80::1:4123`):
+/// `None` unless the text before the last colon is an IPv6 address and the rest a port number.
+fn ipv6_port_hint(arg: &str) -> Option<String> {
+    let (address, port) = arg.rsplit_once(':')?;
+    address.parse::<Ipv6Addr>().ok()?;
+    parse_port(port).ok()?;
+    let bracketed = format!("[{address}]:{port}");
+    Some(if arg.parse::<Ipv6Addr>().is_ok() {
+        format!(
+            "{arg:?} is ambiguous: write {bracketed} for port {port} of {address}, \
+             or [{arg}] for the address {arg}"
+        )
+    } else {
+        format!("{arg:?} is not an address: an IPv6 address with a port is written {bracketed}")
     })
 }
 
@@ -235,7 +258,9 @@ mod tests {
         assert_eq!(spec("127.0.0.1"), (ip("127.0.0.1"), None));
         assert_eq!(spec("127.0.0.1:1234"), (ip("127.0.0.1"), Some(1234)));
         assert_eq!(spec("::1"), (ip("::1"), None));
-        assert_eq!(spec("fe80::1:2"), (ip("fe80::1:2"), None));
+        assert_eq!(spec("fe80::1:abcd"), (ip("fe80::1:abcd"), None));
+        assert_eq!(spec("2001:db8::123"), (ip("2001:db8::123"), None));
+        assert_eq!(spec("[fe80::1:2]"), (ip("fe80::1:2"), None));
         assert_eq!(spec("[::1]"), (ip("::1"), None));
         assert_eq!(spec("[::1]:123"), (ip("::1"), Some(123)));
         assert_eq!(spec("localhost"), (Host::Name("localhost".into()), None));
@@ -248,10 +273,35 @@ mod tests {
     #[test]
     fn bad_servers_are_refused() {
         for bad in [
-            "", "[::1", "[::1]x", "[nope]:1", "h:0", "h:99999", "h:", "a b",
+            "", "[::1", "[::1]x", "[nope]:1", "h:0", "h:99999", "h:", "a b", "a:b:c", "::g",
         ] {
             assert!(parse_server(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_ipv6_address_with_a_bare_port_gets_the_bracketed_form() {
+        // ::1:123 is also an address (the last group 0x123): both readings are offered.
+        let hint = parse_server("::1:123").expect_err("ambiguous");
+        assert!(
+            hint.contains("write [::1]:123 for port 123 of ::1"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("or [::1:123] for the address ::1:123"),
+            "{hint}"
+        );
+        // 41234 is no IPv6 group, so only one reading is left.
+        let hint = parse_server("::1:41234").expect_err("not an address");
+        assert!(hint.ends_with("is written [::1]:41234"), "{hint}");
+        let hint = parse_server("fe80::1:2").expect_err("ambiguous");
+        assert!(hint.contains("[fe80::1]:2"), "{hint}");
+        // Not a port after the last colon, or not an address before it: no hint.
+        assert!(ipv6_port_hint("::1").is_none());
+        assert!(ipv6_port_hint("::1:abc").is_none());
+        assert!(ipv6_port_hint("2001:db8::123").is_none());
+        assert!(ipv6_port_hint("host:123").is_none());
+        assert!(ipv6_port_hint("::1:0").is_none());
     }
 
     #[test]
@@ -277,8 +327,11 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_millis(250));
         assert_eq!(c.ntp_version, 3);
         assert!(c.ipv4);
+        let c = Cli::try_parse_from(["ntpdate-lite", "-o", "2", "h"]).expect("ntplib's version");
+        assert_eq!(c.ntp_version, 2);
         for bad in [
-            &["-o", "2"][..],
+            &["-o", "1"][..],
+            &["-o", "5"],
             &["-t", "0"],
             &["-t", "nan"],
             &["-p", "0"],
@@ -298,5 +351,41 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The man page and completions that the Debian package (`cargo deb -p ntpd-lite`) ships are
+    /// committed in ntpd-lite/debian/ as generated here from the clap definition;
+    /// `NTP_LITE_REGENERATE=1 cargo test -p ntpdate-lite packaged` rewrites them.
+    #[test]
+    fn the_packaged_man_page_and_completions_are_current() {
+        use clap_complete::Shell;
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .expect("render the man page");
+        let mut files = vec![("man/ntpdate-lite.1".to_owned(), man)];
+        for (shell, name) in [
+            (Shell::Bash, "ntpdate-lite.bash"),
+            (Shell::Zsh, "_ntpdate-lite"),
+            (Shell::Fish, "ntpdate-lite.fish"),
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ntpdate-lite", &mut script);
+            files.push((format!("completions/{name}"), script));
+        }
+        let packaged = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ntpd-lite/debian");
+        let regenerate = std::env::var_os("NTP_LITE_REGENERATE").is_some();
+        for (file, fresh) in files {
+            let committed = packaged.join(file);
+            if regenerate {
+                std::fs::write(&committed, &fresh).expect("write");
+            }
+            assert!(
+                std::fs::read(&committed).is_ok_and(|c| c == fresh),
+                "{} is not what the clap definition gives now: run \
+                 NTP_LITE_REGENERATE=1 cargo test -p ntpdate-lite packaged",
+                committed.display()
+            );
+        }
     }
 }

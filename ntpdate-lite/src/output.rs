@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use ntp_proto::packet::LeapIndicator;
 use ntp_proto::query::{AddressReport, Reply};
+use ntp_proto::sample::PHI;
 use ntp_proto::select::Verdict;
 use ntp_proto::{NtpDuration, NtpTimestamp, ReplyLimits};
 use serde_json::{Value, json};
@@ -128,18 +129,28 @@ fn result_line(summary: &Summary, style: Style) -> Option<String> {
 /// sntp / ntpdig: `2025-07-30 12:34:56.123456 (+0200) +0.000123 +/- 0.000456 name addr s2 no-leap`.
 fn sntp_line(entry: &Entry, best: &Reply, offset: f64, tx: &Civil) -> String {
     let address = entry.address_text();
-    let host = if entry.is_named() {
-        format!("{} {address}", entry.name)
-    } else {
-        address
+    let host = match entry.host_name() {
+        Some(name) => format!("{name} {address}"),
+        None => address,
     };
     format!(
         "{} {offset:+.6} +/- {:.6} {host} s{} {}",
         tx.sntp_stamp(),
-        secs(best.root_distance()),
+        sntp_error(best),
         best.packet.stratum.get(),
         leap_text(best.packet.leap)
     )
+}
+
+/// The `+/-` figure of sntp and ntpdig, as ntpdig computes it (`synchd()` in ntpsec's
+/// ntp/packet.py, "synchronization distance"): half the round-trip delay, plus 15 ppm (PHI) of
+/// the time from T1 to T4, plus the server's precision. Unlike the root distance (in `--json`), it
+/// leaves out the server's own root delay and root dispersion.
+fn sntp_error(reply: &Reply) -> f64 {
+    let round_trip = secs(reply.t4 - reply.t1);
+    let delay = round_trip - secs(reply.packet.transmit_timestamp - reply.packet.receive_timestamp);
+    let precision = 2f64.powi(i32::from(reply.packet.precision.get()));
+    (delay / 2.0 + PHI * round_trip + precision).abs()
 }
 
 fn leap_text(leap: LeapIndicator) -> &'static str {
@@ -170,10 +181,10 @@ fn warn_failures(summary: &Summary, err: &mut impl Write) -> io::Result<()> {
 fn place(entry: &Entry) -> String {
     let address = entry.address_text();
     match entry.address {
-        Some(_) if entry.is_named() => {
-            format!("{address} port {} ({})", entry.port, entry.name)
-        }
-        Some(_) => format!("{address} port {}", entry.port),
+        Some(_) => match entry.host_name() {
+            Some(name) => format!("{address} port {} ({name})", entry.port),
+            None => format!("{address} port {}", entry.port),
+        },
         None => entry.name.clone(),
     }
 }
@@ -406,6 +417,40 @@ mod tests {
         let (out, err) = text(&s, None);
         assert_eq!(out.lines().count(), 2, "no ctime line without agreement");
         assert!(err.contains("no majority"), "{err}");
+    }
+
+    #[test]
+    fn the_sntp_error_is_ntpdigs_synchronization_distance() {
+        use ntp_proto::{Exchange, Mode, NtpShort, Packet, PollInterval, Precision, Version};
+        // T1 = 0, T2 = 10 ms, T3 = 12 ms, T4 = 30 ms (local); precision 2^-6; a root delay and
+        // dispersion of 1 s each, which ntpdig's figure leaves out.
+        let ms = |n: i128| NtpDuration::from_nanos(n * 1_000_000);
+        let t1 = NtpTimestamp::from_parts(3_900_000_000, 0);
+        let (t2, t3, t4) = (t1 + ms(10), t1 + ms(12), t1 + ms(30));
+        let mut packet = Packet::client_request(Version::V4, PollInterval::new(6), t3);
+        packet.mode = Mode::SERVER;
+        packet.precision = Precision::new(-6);
+        packet.receive_timestamp = t2;
+        packet.root_delay = NtpShort::from_duration(NtpDuration::from_seconds(1));
+        packet.root_dispersion = NtpShort::from_duration(NtpDuration::from_seconds(1));
+        let exchange = Exchange { t1, t2, t3, t4 };
+        let reply = Reply {
+            packet,
+            sample: exchange.sample(packet.precision, Precision::new(-20)),
+            t1,
+            t4,
+        };
+        // delay 28 ms: 14 ms + 15e-6 * 30 ms + 1/64 s, as ntpdig's abs(delta/2 + epsilon).
+        let expected = 0.014 + 15e-6 * 0.030 + 0.015_625;
+        assert!(
+            (sntp_error(&reply) - expected).abs() < 1e-9,
+            "{}",
+            sntp_error(&reply)
+        );
+        assert!(
+            secs(reply.root_distance()) > 1.0,
+            "the root distance counts the root"
+        );
     }
 
     #[test]

@@ -68,9 +68,12 @@ impl Entry {
         }
     }
 
-    /// True when the argument was a host name rather than an address literal.
-    pub fn is_named(&self) -> bool {
-        crate::cli::parse_server(&self.name).is_ok_and(|s| matches!(s.host, Host::Name(_)))
+    /// The host name of the argument, without its port; `None` for an address literal.
+    pub fn host_name(&self) -> Option<String> {
+        match crate::cli::parse_server(&self.name).ok()?.host {
+            Host::Name(name) => Some(name),
+            Host::Address(_) => None,
+        }
     }
 
     /// The address as text, or the name when it never resolved.

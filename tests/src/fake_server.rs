@@ -1,7 +1,8 @@
 //! Scriptable fake NTP servers on loopback: honest with any clock offset, forged origin,
 //! kiss-o'-death, unsynchronized, silent, or any script. Each records the requests it got.
 //!
-//! A server runs on its own thread on `127.0.0.1:0` or `[::1]:0` and stops when dropped.
+//! A server runs on its own thread on `127.0.0.1:0` or `[::1]:0` (or a socket the test bound,
+//! inside a network namespace of its own) and stops when dropped.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -72,7 +73,12 @@ impl FakeServer {
 
     /// A server running `script` on exactly `addr`.
     pub fn start_at(addr: SocketAddr, script: Script) -> io::Result<Self> {
-        let socket = UdpSocket::bind(addr)?;
+        Self::start_on(UdpSocket::bind(addr)?, script)
+    }
+
+    /// A server running `script` on a socket already bound (e.g. inside a network namespace,
+    /// see [`crate::netns::Netns::bind_udp`]).
+    pub fn start_on(socket: UdpSocket, script: Script) -> io::Result<Self> {
         socket.set_read_timeout(Some(Duration::from_millis(20)))?;
         let addr = socket.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));

@@ -3,7 +3,10 @@
 //! LAN of their own for broadcast and multicast (a real broadcast domain). Traffic never leaves
 //! them.
 
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -71,6 +74,27 @@ impl Netns {
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A UDP socket bound to `address` inside the namespace, for an in-process fake server that
+    /// tools run in the namespace can reach. A short-lived thread enters the namespace to bind;
+    /// the socket stays in the namespace it was made in, and no other thread moves.
+    pub fn bind_udp(&self, address: SocketAddr) -> io::Result<UdpSocket> {
+        let namespace = std::fs::File::open(Path::new("/run/netns").join(&self.name))?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns gets an open descriptor of a network namespace and changes
+                    // only the calling thread's namespace; this thread ends after the bind.
+                    let entered = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+                    if entered != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    UdpSocket::bind(address)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the binding thread panicked")))
+        })
     }
 
     /// A command that will run inside the namespace.

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ntp_lite_tests::bins;
 use ntp_lite_tests::chrony::Chronyd;
 use ntp_lite_tests::fake_server::{self, Behavior, FakeServer, closed_port, reply};
+use ntp_lite_tests::netns::Netns;
 use ntp_lite_tests::tools;
-use ntp_proto::{NtpDuration, ReferenceId, Stratum, Version};
+use ntp_proto::{NtpDuration, NtpShort, Precision, ReferenceId, Stratum, Version};
 use serde_json::Value;
 
 struct Run {
@@ -447,6 +448,56 @@ fn version_3_is_sent_with_o_3() {
 }
 
 #[test]
+fn version_2_is_sent_with_o_2_and_v2_or_v3_replies_are_accepted() {
+    // ntplib's default: a v2 request, answered in v2 (the server echoes the version).
+    let server = FakeServer::v4(Behavior::Honest(NtpDuration::ZERO));
+    let (r, v) = run_json(&["-o", "2", &server.arg()]);
+    assert_eq!(r.code, 0, "{v}");
+    assert_eq!(server.requests()[0].packet.version, Version::new(2));
+    assert_eq!(servers(&v)[0]["version"], 2);
+    // A server that answers every request in v3 is accepted too, whatever we sent.
+    let v3 = FakeServer::start(
+        Ipv4Addr::LOCALHOST.into(),
+        Box::new(|req, t2| {
+            let mut p = reply(req, t2, NtpDuration::ZERO);
+            p.version = Version::V3;
+            vec![p.serialize().to_vec()]
+        }),
+    )
+    .expect("bind");
+    for version in ["2", "4"] {
+        let (r, v) = run_json(&["-o", version, &v3.arg()]);
+        assert_eq!(r.code, 0, "-o {version}: {v}");
+        assert_eq!(servers(&v)[0]["version"], 3);
+    }
+}
+
+#[test]
+fn an_ipv6_address_with_a_bare_port_gets_a_hint_and_no_packet() {
+    let server = FakeServer::v6(Behavior::Honest(NtpDuration::ZERO));
+    let port = server.addr().port();
+    // `::1:PORT` is no address when PORT has five digits, and ambiguous with four or fewer
+    // (`::1:123` is also the address ::1:123): either way, the hint names the bracketed form.
+    for (arg, bracketed) in [
+        (format!("::1:{port}"), format!("[::1]:{port}")),
+        ("::1:123".to_owned(), "[::1]:123".to_owned()),
+    ] {
+        let r = run(&[&arg]);
+        assert_eq!(r.code, 2, "{arg}: {}", r.stderr);
+        assert!(r.stderr.contains(&bracketed), "{arg}: {}", r.stderr);
+        let (r, v) = run_json(&[&arg]);
+        assert_eq!(r.code, 2);
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains(&bracketed)),
+            "{v}"
+        );
+    }
+    assert!(server.requests().is_empty(), "no packet before the hint");
+    let r = run(&[&format!("[::1]:{port}")]);
+    assert_eq!(r.code, 0, "the bracketed form works: {}", r.stderr);
+}
+
+#[test]
 fn every_request_has_a_fresh_random_cookie() {
     let server = FakeServer::v4(Behavior::Honest(NtpDuration::ZERO));
     let (r, v) = run_json(&["-p", "4", "--gap", "0.05", &server.arg()]);
@@ -503,7 +554,7 @@ fn usage_errors_exit_2_before_any_packet() {
     // conflicts with -q are tested by parsing alone (cli.rs, query_conflicts_with_clock_setting).
     let dead = closed_port(Ipv4Addr::LOCALHOST.into()).to_string();
     for flags in [
-        &["-o", "2"][..],
+        &["-o", "1"][..],
         &["-t", "0"],
         &["-p", "0"],
         &["-4", "-6"],
@@ -578,6 +629,93 @@ fn output_formats() {
     assert!(words[3].parse::<f64>().is_ok_and(|o| o.abs() < 0.01));
     assert_eq!(words[4], "+/-");
     assert_eq!(&words[words.len() - 2..], ["s2", "no-leap"]);
+}
+
+/// A stratum 2 server with a coarse clock (precision 2^-6 s) half a second from its root (root
+/// delay 0.5 s, root dispersion 0.5 s): ntpdig's `+/-` counts the precision, not the root.
+fn coarse_far_server() -> fake_server::Script {
+    Box::new(|req, t2| {
+        let mut p = reply(req, t2, NtpDuration::ZERO);
+        p.precision = Precision::new(-6);
+        p.root_delay = NtpShort::from_duration(NtpDuration::from_nanos(500_000_000));
+        p.root_dispersion = NtpShort::from_duration(NtpDuration::from_nanos(500_000_000));
+        vec![p.serialize().to_vec()]
+    })
+}
+
+/// The figure after `+/-` in an sntp / ntpdig line.
+fn plus_minus(line: &str) -> f64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "+/-")
+        .unwrap_or_else(|| panic!("no +/- in {line:?}"));
+    words[at + 1].parse().expect("a number after +/-")
+}
+
+/// The `+/-` against [`coarse_far_server`]: its precision, 1/64 s, plus half a loopback round trip
+/// and 15 ppm of it (up to 0.25 s, for a loaded machine): never the root distance (over 0.75 s).
+fn assert_coarse_server_error(figure: f64, line: &str) {
+    assert!(
+        (1.0 / 64.0..1.0 / 64.0 + 0.25).contains(&figure),
+        "+/- {figure} in {line}"
+    );
+}
+
+#[test]
+fn the_sntp_error_is_ntpdigs_figure_not_the_root_distance() {
+    let server = FakeServer::start(Ipv4Addr::LOCALHOST.into(), coarse_far_server()).expect("bind");
+    let (r, v) = run_json(&[&server.arg()]);
+    assert_eq!(r.code, 0, "{v}");
+    let root_distance = f64_of(&servers(&v)[0], "root_distance");
+    let r = run(&["--format", "sntp", "--utc", &server.arg()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_coarse_server_error(plus_minus(&r.stdout), &r.stdout);
+    assert!(
+        root_distance > 0.75,
+        "the root distance counts the root: {root_distance}"
+    );
+}
+
+#[test]
+fn the_sntp_line_gives_the_same_error_figure_as_ntpdig() {
+    let test = "the_sntp_line_gives_the_same_error_figure_as_ntpdig";
+    if !tools::require("ntpdig", tools::runs("ntpdig", &["--version"]), test) {
+        return;
+    }
+    // ntpdig only asks port 123: the fake server and both tools run in a namespace of their own.
+    let Some(netns) = Netns::create("sntp") else {
+        return;
+    };
+    let socket = netns
+        .bind_udp(SocketAddr::from((Ipv4Addr::LOCALHOST, 123)))
+        .expect("bind port 123 in the namespace");
+    let server = FakeServer::start_on(socket, coarse_far_server()).expect("serve");
+    let line = |program: &std::path::Path, args: &[&str]| {
+        let out = netns.command(program).args(args).output().expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}: {stdout}{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let theirs = line("ntpdig".as_ref(), &["-t", "2", "127.0.0.1"]);
+    let ours = line(
+        &bins::ntpdate_lite(),
+        &["--format", "sntp", "--utc", "127.0.0.1"],
+    );
+    ntp_lite_tests::figures!("ntpdig: {}", theirs.trim());
+    ntp_lite_tests::figures!("ntpdate-lite: {}", ours.trim());
+    // Both are 1/64 s plus half of each one's own round trip (ntpdig's, in Python, is longer).
+    assert_coarse_server_error(plus_minus(&ours), &ours);
+    assert_coarse_server_error(plus_minus(&theirs), &theirs);
+    assert!(
+        server.requests().len() >= 2,
+        "both tools asked the fake server"
+    );
 }
 
 // ---- a real chronyd, and ntplib beside us ----

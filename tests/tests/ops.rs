@@ -176,6 +176,27 @@ fn status_sources_and_metrics_agree_on_a_running_lab_daemon() {
         .find(|l| l.contains(&server.address.to_string()))
         .unwrap_or_else(|| panic!("{table}"));
     assert!(line.starts_with("* ") && line.contains(" 377 "), "{line}");
+    // `status` prints the server's counters too; nothing queries the daemon between the table
+    // and the JSON read after it, so they agree exactly.
+    let table = ntpd_lite()
+        .arg("status")
+        .arg("--config")
+        .arg(&config_file)
+        .output()
+        .expect("run status");
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    ntp_lite_tests::figures!("{table}");
+    let server_counters = &daemon.status()["server"];
+    let requests = format!(
+        "Server requests : {} received, {} answered, 0 send errors",
+        server_counters["received"], server_counters["responses"]
+    );
+    assert!(table.contains(&requests), "{requests:?} not in\n{table}");
+    assert!(server_counters["received"].as_f64() >= Some(f64::from(queries)));
+    assert!(
+        table.contains("Server KoD sent : RATE 0, DENY 0"),
+        "{table}"
+    );
     let json = ntpd_lite()
         .args(["sources", "--json", "--socket"])
         .arg(daemon.control_socket())
