@@ -2,8 +2,6 @@
 //! published figures (`ntp-sim compare` prints the same table), and behaviours that only show at
 //! the poll intervals and horizons users run. Bounds carry margin; the benchmark prints the figures.
 
-use std::sync::Arc;
-
 use ntp_lite_tests::figures;
 use ntp_lite_tests::sim::clock::ClockSpec;
 use ntp_lite_tests::sim::compare::{cases, compare, table};
@@ -140,87 +138,17 @@ fn a_duplicated_and_lossy_link_never_counts_a_reply_twice() {
 }
 
 #[test]
-fn a_peer_that_loses_its_upstream_follows_its_peer_for_a_day_at_polls_of_64_to_1024_s() {
-    const CUT: f64 = 86_400.0;
-    let clock = |offset, freq_ppm| ClockSpec {
-        offset,
-        freq_ppm,
-        wander: 1e-9,
-    };
-    let mut a = NodeSpec::client("peer-a", clock(0.05, 30.0), vec![SourceRef::Node(0)]);
-    let mut b = NodeSpec::client("peer-b", clock(-0.02, -20.0), vec![SourceRef::Node(1)]);
-    a.peers = vec![3];
-    b.peers = vec![2];
-    for node in [&mut a, &mut b] {
-        node.source_config.iburst = true;
-    }
-    let link = Link::symmetric(OneWay::exponential(100e-6, 100e-6));
-    let scenario = Scenario {
-        name: "peers".to_owned(),
-        duration: 2.0 * CUT,
-        epoch: EPOCH_2024,
-        nodes: vec![
-            NodeSpec::reference("upstream-a", 0.0),
-            NodeSpec::reference("upstream-b", 0.0),
-            a,
-            b,
-        ],
-        names: Vec::new(),
-        // Peer A's upstream (node 0) is cut off after a day.
-        delay: Arc::new(move |packet, rng| {
-            let cut = packet.client == 2 && packet.server == 0 && packet.time >= CUT;
-            (!cut)
-                .then(|| link.way(packet.direction).draw(rng))
-                .flatten()
-        }),
-        duplicate: 0.0,
-        ipv6: false,
-    };
-    let result = run(&scenario, 1);
-    let (a, b) = (&result.nodes[2], &result.nodes[3]);
-    // Source #0 is each peer's upstream, #1 its peer.
-    let at = |log: &[(f64, String)], line: &str| {
-        log.iter()
-            .filter(|(_, l)| l == line)
-            .map(|(t, _)| *t)
-            .collect::<Vec<_>>()
-    };
-    let a_follows_b = at(&a.log, "PeerChanged(SourceId(1))");
-    assert!(
-        a_follows_b.iter().any(|t| *t > CUT),
-        "A follows B after the cut: {:?}",
-        a.log
-    );
-    assert!(
-        b.log.iter().all(|(_, l)| !l.ends_with("(SourceId(1))")),
-        "B never follows A: {:?}",
-        b.log
-    );
-    assert!(
-        at(&b.log, "source #1 rejected").iter().any(|t| *t > CUT),
-        "B sees A follow it (a loop): {:?}",
-        b.log
-    );
-    let switched = a_follows_b
-        .iter()
-        .find(|t| **t > CUT)
-        .copied()
-        .unwrap_or(CUT);
-    let before = spread(&a.errors[43_200..CUT as usize]);
-    let after = spread(&a.errors[(switched as usize + 3600).min(a.errors.len() - 1)..]);
-    let b_after = spread(&b.errors[CUT as usize..]);
+fn peers_losing_their_upstreams_in_turn_follow_each_other_for_a_day_without_a_loop() {
+    let (_, outages) = ntp_lite_tests::sim::peers::measure(1);
     figures!(
-        "peers at polls 64-1024 s: A's upstream cut at 1 day, A follows B after {:.0} s; A's \
-         error RMS {:.1} us max {:.1} us before, RMS {:.1} us max {:.1} us after (B: RMS {:.1} \
-         us); requests A->B {}, B->A {}",
-        switched - CUT,
-        before.rms * 1e6,
-        before.max * 1e6,
-        after.rms * 1e6,
-        after.max * 1e6,
-        b_after.rms * 1e6,
-        a.requests_to.get(&3).copied().unwrap_or(0),
-        b.requests_to.get(&2).copied().unwrap_or(0)
+        "ntp-sim peers (polls 64-1024 s, A's upstream cut on day 2, B's on day 3):\n{}",
+        ntp_lite_tests::sim::peers::table(&outages)
     );
-    assert!(after.max < 1e-3, "{after:?}");
+    for outage in &outages {
+        let after = outage.followed_after.expect("follows its peer");
+        // Eight unanswered polls make the upstream unreachable; meanwhile its line carries it.
+        assert!(after < 4.0 * 3600.0, "{outage:?}");
+        assert!(outage.error.max < 1e-3, "{outage:?}");
+        assert!(!outage.loop_seen, "{outage:?}");
+    }
 }

@@ -67,6 +67,15 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Two symmetric peers losing their upstreams in turn.
+    Peers {
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Draw both peers' error against true time to this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// chrony's own simulation tests, ported, over seeds 1..=3.
     Chrony {
         /// Print a JSON array instead of a table.
@@ -97,6 +106,16 @@ fn main() -> std::process::ExitCode {
             trace,
         } => return chrony(json, case.as_deref(), seed, trace.as_deref()),
         Command::Leap { svg } => return leap(svg.as_deref()),
+        Command::Peers { seed, svg } => {
+            let (result, outages) = ntp_lite_tests::sim::peers::measure(seed);
+            print!("{}", ntp_lite_tests::sim::peers::table(&outages));
+            if let Some(path) = svg
+                && let Err(e) = ntp_lite_tests::sim::peers::chart(&result, &path)
+            {
+                eprintln!("ntp-sim: cannot draw {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
         Command::Broadcast { seed, svg } => {
             let (result, rows) = ntp_lite_tests::sim::broadcast::measure(seed);
             print!("{}", ntp_lite_tests::sim::broadcast::table(&rows));

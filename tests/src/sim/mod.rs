@@ -19,5 +19,6 @@ pub mod compare;
 pub mod leap;
 pub mod measure;
 pub mod net;
+pub mod peers;
 pub mod plot;
 pub mod world;
