@@ -17,7 +17,7 @@ use serde_json::Value;
 /// 2017-01-01 00:00:00 UTC: the inserted second 2016-12-31 23:59:60 ends here.
 const AFTER_LEAP_UNIX: f64 = 1_483_228_800.0;
 /// How long before the leap the lab starts.
-const LEAD: f64 = 30.0;
+const LEAD: f64 = 45.0;
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn leap_file() -> String {
@@ -82,6 +82,19 @@ fn a_file_and_a_vote_carry_an_inserted_second_through_a_hierarchy_over_udp() {
         ntp_lite_tests::figures!("ntplib before the leap: {ntplib}");
         assert_eq!(ntplib["leap"], 1, "ntplib reads LI 1 (insert)");
     }
+    let query = std::process::Command::new(ntp_lite_tests::bins::ntpdate_lite())
+        .arg("--json")
+        .arg(primary.address.to_string())
+        .output()
+        .expect("run ntpdate-lite");
+    let json: Value = serde_json::from_slice(&query.stdout).expect("ntpdate-lite prints JSON");
+    ntp_lite_tests::figures!(
+        "ntpdate-lite --json before the leap: leap {}, leap_pending {}",
+        json["leap"],
+        json["leap_pending"]
+    );
+    assert_eq!(json["leap"], "add-leap");
+    assert_eq!(json["leap_pending"], true);
     let status = wait_for(
         &mut secondary_daemon,
         DEADLINE,
@@ -95,19 +108,6 @@ fn a_file_and_a_vote_carry_an_inserted_second_through_a_hierarchy_over_udp() {
     assert_eq!(leap_field(&status, &["pending", "from"]), "vote");
     assert_eq!(leap_field(&status, &["vote"]), "insert");
     assert_eq!(served_leap(secondary.address), LeapIndicator::InsertSecond);
-    let query = std::process::Command::new(ntp_lite_tests::bins::ntpdate_lite())
-        .arg("--json")
-        .arg(secondary.address.to_string())
-        .output()
-        .expect("run ntpdate-lite");
-    let json: Value = serde_json::from_slice(&query.stdout).expect("ntpdate-lite prints JSON");
-    ntp_lite_tests::figures!(
-        "ntpdate-lite --json before the leap: leap {}, leap_pending {}",
-        json["leap"],
-        json["leap_pending"]
-    );
-    assert_eq!(json["leap"], "add-leap");
-    assert_eq!(json["leap_pending"], true);
 
     // The leap: both clocks repeat a second (error against the leap-free system clock -1 s).
     for (daemon, name) in [
