@@ -67,6 +67,9 @@ pub struct NodeSpec {
     /// Names of the nodes it synchronizes to.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Names of its symmetric peers (`[[peer]]`).
+    #[serde(default)]
+    pub peers: Vec<String>,
     /// Poll range, log2 s.
     #[serde(default = "default_poll")]
     pub poll: (i8, i8),
@@ -205,9 +208,12 @@ impl Scenario {
             if !(2..=99).contains(&node.host) {
                 return Err(format!("node {}: host must be 2..99", node.name));
             }
-            for source in &node.sources {
+            for source in node.sources.iter().chain(&node.peers) {
                 if self.index(source).is_none() {
-                    return Err(format!("node {}: unknown source {source}", node.name));
+                    return Err(format!(
+                        "node {}: unknown source or peer {source}",
+                        node.name
+                    ));
                 }
             }
         }
@@ -282,7 +288,15 @@ pub fn run(scenario: &Scenario) -> RunResult {
         let mut node = Node::new(&spec.name, spec.host)
             .offset(spec.offset + true_offset)
             .drift(spec.drift_ppm)
-            .sources(&sources);
+            .sources(&sources)
+            .peers(
+                &spec
+                    .peers
+                    .iter()
+                    .filter_map(|p| scenario.index(p))
+                    .map(|i| addresses[i])
+                    .collect::<Vec<_>>(),
+            );
         node.address = addresses[index];
         node.local_stratum = spec.local_stratum;
         node.poll = spec.poll;

@@ -259,3 +259,42 @@ fn s8_a_lab_started_before_the_2036_rollover_syncs_across_it() {
             .all(|s| s.synchronized)
     );
 }
+
+#[test]
+fn s9_two_peers_losing_their_upstreams_in_turn_follow_each_other_without_a_loop() {
+    let result = run("09-peers.toml");
+    // When each peer first served at stratum 3 (following its peer) inside its outage.
+    let followed_at = |node: &str, from: f64, to: f64| {
+        result
+            .series(node)
+            .iter()
+            .find(|s| s.t >= from && s.t < to && s.stratum == 3)
+            .map(|s| s.t)
+    };
+    let a = followed_at("peer-a", 10.0, 25.0);
+    let b = followed_at("peer-b", 29.0, 45.0);
+    let worst_a = a.map_or(f64::NAN, |t| result.worst("peer-a", t, 25.0));
+    let worst_b = b.map_or(f64::NAN, |t| result.worst("peer-b", t, 45.0));
+    ntp_lite_tests::figures!(
+        "peers: A follows B at t={a:?} (upstream stopped at 10 s), worst {:.1} us until 25 s; B follows A at t={b:?} (upstream stopped at 29 s), worst {:.1} us",
+        worst_a * 1e6,
+        worst_b * 1e6
+    );
+    assert!(a.is_some() && b.is_some(), "each follows its peer in turn");
+    assert!(worst_a < 0.001 && worst_b < 0.001);
+    // A loop would show as a stratum above 3: each following the other.
+    for node in ["peer-a", "peer-b"] {
+        assert!(
+            result.series(node).iter().all(|s| s.stratum <= 3),
+            "{node} never followed a peer that followed it"
+        );
+    }
+    // A returns to its upstream once it is back.
+    assert!(
+        result
+            .series("peer-a")
+            .iter()
+            .any(|s| s.t > 25.0 && s.t < 29.0 && s.stratum == 2),
+        "A back on its upstream"
+    );
+}
