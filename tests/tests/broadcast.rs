@@ -290,3 +290,35 @@ fn the_broadcaster_is_silent_while_unsynchronized() {
     let heard = String::from_utf8_lossy(&capture.stdout).trim().to_owned();
     assert_eq!(heard, "0", "an unsynchronized broadcaster announced");
 }
+
+/// Why the ntpsec broadcast tests cannot be run: the ntpsec Debian ships (1.2) refuses
+/// both `broadcast` (the sender) and `broadcastclient` (the receiver) as syntax errors.
+#[test]
+fn ntpsec_1_2_has_neither_a_broadcast_server_nor_a_broadcast_client() {
+    use ntp_lite_tests::netns::Netns;
+    use ntp_lite_tests::ntpsec::NtpsecNtpd;
+    if !ntp_lite_tests::tools::require(
+        "ntpsec ntpd (unpacked by .ci/run)",
+        NtpsecNtpd::installed(),
+        "ntpsec broadcast",
+    ) {
+        return;
+    }
+    for directive in ["broadcast 127.255.255.255", "broadcastclient"] {
+        let Some(netns) = Netns::create("ntpsec-bcast") else {
+            return;
+        };
+        let ntpd = NtpsecNtpd::orphan_with(&netns, 5, &format!("{directive}\n"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // The directive is the file's fifth line, after the orphan and restrict lines.
+        while !ntpd.log().contains("line 5 column 0 syntax error") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ntpsec accepted `{directive}`?\n{}",
+                ntpd.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ntp_lite_tests::figures!("ntpsec 1.2 on `{directive}`: syntax error");
+    }
+}
