@@ -51,6 +51,33 @@ pub const JUMP_TOLERANCE_PPM: f64 = 2000.0;
 /// How often the local clock is checked for a jump while nothing else wakes the core: a clock set
 /// by someone else is corrected within this long, not at the next poll up to 17 minutes later.
 pub const JUMP_CHECK: Duration = Duration::from_secs(16);
+/// Selection rounds in a row a named source may be a falseticker before a fresh address of its
+/// name replaces it (chrony replaces falsetickers of a pool too).
+pub const FALSETICKER_ROUNDS: u32 = 4;
+/// How long an address that was replaced is not taken again from its name.
+pub const REPLACED_MEMORY: Duration = Duration::from_secs(3600);
+
+/// Why a named source is replaced by a fresh address of its name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Replacement {
+    /// None of its last eight polls was answered.
+    Unreachable,
+    /// It was a falseticker for [`FALSETICKER_ROUNDS`] selection rounds in a row.
+    Falseticker,
+    /// It sent a kiss-o'-death DENY or RSTR.
+    Denied,
+}
+
+impl Replacement {
+    /// A stable lower-case name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Falseticker => "falseticker",
+            Self::Denied => "denied",
+        }
+    }
+}
 
 /// How the client is configured.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -119,6 +146,16 @@ pub enum Event {
     SourceAdded(SourceId, SocketAddr),
     /// A datagram from a source was not used, and why.
     Reply(SourceId, ReplyOutcome),
+    /// A source of a name was replaced by a fresh address of the same name (the new source is
+    /// announced by [`Event::SourceAdded`] just before).
+    SourceReplaced {
+        /// The source removed, and its address.
+        old: (SourceId, SocketAddr),
+        /// The source that took its place, and its address.
+        new: (SourceId, SocketAddr),
+        /// Why.
+        reason: Replacement,
+    },
 }
 
 /// A source as `status` shows it.
@@ -171,6 +208,12 @@ pub struct Client {
     last_seen: Option<(Instant, NtpTimestamp, NtpTimestamp)>,
     /// When the last request left: the next one waits for the sampling separation.
     last_transmit: Option<Instant>,
+    /// Named sources that should give way to a fresh address of their name, and why.
+    to_replace: BTreeMap<SourceId, Replacement>,
+    /// Selection rounds in a row each source has been a falseticker.
+    falseticker_rounds: BTreeMap<SourceId, u32>,
+    /// Addresses replaced, and until when they are not taken again.
+    replaced: Vec<(SocketAddr, Instant)>,
 }
 
 impl Client {
@@ -187,6 +230,9 @@ impl Client {
             events: VecDeque::new(),
             last_seen: None,
             last_transmit: None,
+            to_replace: BTreeMap::new(),
+            falseticker_rounds: BTreeMap::new(),
+            replaced: Vec::new(),
         }
     }
 
@@ -228,6 +274,8 @@ impl Client {
     pub fn remove_source(&mut self, id: SourceId) {
         self.sources.remove(&id);
         self.name_of.remove(&id);
+        self.to_replace.remove(&id);
+        self.falseticker_rounds.remove(&id);
     }
 
     /// The next name to look up at `now`, if any is due.
@@ -243,7 +291,9 @@ impl Client {
     }
 
     /// The addresses a name resolved to (empty if it did not resolve): a server takes its first
-    /// address not already in use, a pool as many as it may.
+    /// address not already in use, a pool as many as it may. A source of the name waiting to be
+    /// replaced gives way to a fresh address (never one in use, nor one replaced within
+    /// [`REPLACED_MEMORY`]); without one it stays, and the name is looked up again later.
     pub fn handle_resolved(&mut self, now: Instant, name: NameId, addresses: &[SocketAddr]) {
         let Some(entry) = self.names.get(name.0) else {
             return;
@@ -253,19 +303,95 @@ impl Client {
             NameKind::Server => 1,
             NameKind::Pool { max_sources } => max_sources,
         };
-        let mut have = self.name_of.values().filter(|n| **n == name).count();
-        for address in addresses {
-            if have >= wanted {
+        self.replaced.retain(|(_, until)| *until > now);
+        let mut fresh = addresses.iter().copied().filter(|a| {
+            !self.replaced.iter().any(|(r, _)| r == a)
+                && !self.sources.values().any(|s| s.address() == *a)
+        });
+        let leaving: Vec<(SourceId, Replacement)> = self
+            .to_replace
+            .iter()
+            .filter(|(id, _)| self.name_of.get(id) == Some(&name))
+            .map(|(id, reason)| (*id, *reason))
+            .collect();
+        let mut replacements = Vec::new();
+        for (old, reason) in leaving {
+            let Some(address) = fresh.next() else {
                 break;
-            }
-            if let Some(id) = self.add_source(*address, config, now) {
+            };
+            replacements.push((old, address, reason));
+        }
+        let have = self.name_of.values().filter(|n| **n == name).count();
+        let vacancies: Vec<SocketAddr> = fresh.take(wanted.saturating_sub(have)).collect();
+        for (old, address, reason) in replacements {
+            let Some(old_address) = self.sources.get(&old).map(Source::address) else {
+                continue;
+            };
+            self.remove_source(old);
+            self.replaced.push((old_address, now + REPLACED_MEMORY));
+            if let Some(id) = self.add_source(address, config, now) {
                 self.name_of.insert(id, name);
-                have += 1;
+                self.events.push_back(Event::SourceReplaced {
+                    old: (old, old_address),
+                    new: (id, address),
+                    reason,
+                });
             }
         }
-        let complete = have >= wanted;
+        for address in vacancies {
+            if let Some(id) = self.add_source(address, config, now) {
+                self.name_of.insert(id, name);
+            }
+        }
+        let have = self.name_of.values().filter(|n| **n == name).count();
+        let waiting = self
+            .to_replace
+            .keys()
+            .any(|id| self.name_of.get(id) == Some(&name));
         if let Some(entry) = self.names.get_mut(name.0) {
-            entry.next_lookup = (!complete).then_some(now + RESOLVE_RETRY);
+            entry.next_lookup = (have < wanted || waiting).then_some(now + RESOLVE_RETRY);
+        }
+    }
+
+    /// Marks the named sources that should give way to a fresh address of their name: one that
+    /// denied us, is unreachable, or was a falseticker for [`FALSETICKER_ROUNDS`] rounds; its
+    /// name is looked up again at once (RFC 5905 leaves this to the implementation; chrony
+    /// replaces pool sources the same way).
+    /// A source that recovered before a fresh address came is no longer marked.
+    fn mark_replacements(&mut self, now: Instant) {
+        for (id, source) in &self.sources {
+            let Some(name) = self.name_of.get(id) else {
+                continue;
+            };
+            let state = self.system.source_state(*id);
+            let rounds = self.falseticker_rounds.get(id).copied().unwrap_or(0);
+            let reason = if source.is_denied() {
+                Replacement::Denied
+            } else if state == Some(SourceState::Unreachable) {
+                Replacement::Unreachable
+            } else if rounds >= FALSETICKER_ROUNDS {
+                Replacement::Falseticker
+            } else {
+                self.to_replace.remove(id);
+                continue;
+            };
+            if self.to_replace.insert(*id, reason).is_none()
+                && let Some(entry) = self.names.get_mut(name.0)
+            {
+                entry.next_lookup = Some(now);
+            }
+        }
+    }
+
+    /// Counts each source's falseticker rounds after a selection round.
+    fn count_falsetickers(&mut self) {
+        for id in self.sources.keys() {
+            let rounds = self.falseticker_rounds.entry(*id).or_insert(0);
+            if self.system.source_state(*id) == Some(SourceState::Falseticker) {
+                *rounds += 1;
+            } else {
+                *rounds = 0;
+            }
         }
     }
 
@@ -361,11 +487,10 @@ impl Client {
         let outcome = entry.handle_reply(t1, t4, bytes, &limits, discipline);
         if outcome != ReplyOutcome::Accepted {
             self.events.push_back(Event::Reply(source, outcome));
-            return;
-        }
-        if self.system.has_updated() || self.first_round_complete() {
+        } else if self.system.has_updated() || self.first_round_complete() {
             self.select(local);
         }
+        self.mark_replacements(now);
     }
 
     /// Handles a broadcast (mode 5) from `from` that arrived at `t4` on a broadcast or multicast
@@ -438,6 +563,7 @@ impl Client {
         if let Some(event) = self.system.check_holdover(local) {
             self.events.push_back(Event::System(event));
         }
+        self.mark_replacements(now);
     }
 
     /// When the core next needs [`Client::handle_timeout`] or [`Client::poll_transmit`].
@@ -532,6 +658,7 @@ impl Client {
         self.events.extend(update.action.map(Event::Clock));
         self.events
             .extend(update.events.into_iter().map(Event::System));
+        self.count_falsetickers();
     }
 
     /// True once every source has answered a request, or has been asked and given up on. A peer
@@ -694,6 +821,81 @@ mod tests {
         assert!(source.counters.accepted >= 11, "{:?}", source.counters);
         let offset = source.estimate.expect("estimate").offset;
         assert!((offset - s(0.010)).abs() < s(0.0005), "{offset}");
+    }
+
+    #[test]
+    fn a_pool_source_that_denies_us_gives_way_to_a_fresh_address_of_the_pool() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let pool = client.add_name("pool.test", NameKind::Pool { max_sources: 2 }, lab(), start);
+        let (name, text) = client.poll_resolve(start).expect("asked");
+        assert_eq!((name, text.as_str()), (pool, "pool.test"));
+        let all = [addr(1), addr(2), addr(3)];
+        client.handle_resolved(start, pool, &all);
+        let addresses = |client: &Client| {
+            let mut a: Vec<SocketAddr> = client.sources(T0).iter().map(|r| r.address).collect();
+            a.sort();
+            a
+        };
+        assert_eq!(addresses(&client), [addr(1), addr(2)]);
+        // 192.0.2.1 answers its first request with a kiss-o'-death DENY.
+        let t = std::iter::from_fn(|| client.poll_transmit(start, 7))
+            .find(|t| t.address == addr(1))
+            .expect("a request to .1");
+        let mut kiss = Packet::parse(&answer(&t.bytes, T0, 0.0)).expect("parses").0;
+        kiss.stratum = Stratum::UNSPECIFIED;
+        kiss.reference_id = ReferenceId::DENY;
+        client.handle_reply(
+            start,
+            T0,
+            t.source,
+            T0,
+            T0 + s(0.002),
+            &kiss.serialize(),
+            None,
+        );
+        // Its name is looked up again at once, and the fresh address takes its place.
+        let (again, _) = client.poll_resolve(start).expect("looked up again");
+        assert_eq!(again, pool);
+        client.handle_resolved(start, pool, &all);
+        assert_eq!(addresses(&client), [addr(2), addr(3)]);
+        let replaced = std::iter::from_fn(|| client.poll_event()).find_map(|e| match e {
+            Event::SourceReplaced { old, new, reason } => Some((old.1, new.1, reason)),
+            _ => None,
+        });
+        assert_eq!(replaced, Some((addr(1), addr(3), Replacement::Denied)));
+        // The replaced address is not taken back from a later answer.
+        client.handle_resolved(start, pool, &all);
+        assert_eq!(addresses(&client), [addr(2), addr(3)]);
+    }
+
+    #[test]
+    fn an_unreachable_server_stays_until_its_name_gives_another_address() {
+        let start = Instant::now();
+        let mut client = Client::new(ClientConfig::default());
+        let name = client.add_name("ntp.test", NameKind::Server, lab(), start);
+        client.poll_resolve(start).expect("asked");
+        client.handle_resolved(start, name, &[addr(1)]);
+        // Nobody answers: after eight unanswered polls it is unreachable.
+        let mut now = start;
+        let mut looked_up = false;
+        for cookie in 1..40 {
+            client.poll_transmit(now, cookie);
+            now = client.poll_timeout().expect("timer");
+            client.handle_timeout(now, T0 + NtpDuration::from_std(now - start));
+            if client.poll_resolve(now).is_some() {
+                looked_up = true;
+                // The name still gives only the same address: the source stays.
+                client.handle_resolved(now, name, &[addr(1)]);
+                assert_eq!(client.sources(T0).len(), 1);
+                assert_eq!(client.sources(T0)[0].address, addr(1));
+                break;
+            }
+        }
+        assert!(looked_up, "an unreachable server's name is looked up again");
+        // The name now gives another address: it replaces the unreachable one.
+        client.handle_resolved(now, name, &[addr(1), addr(9)]);
+        assert_eq!(client.sources(T0)[0].address, addr(9));
     }
 
     #[test]

@@ -57,7 +57,9 @@ pub mod time;
 
 pub use auth::{AuthError, DigestType, KeyId, Keys, KeysFileError, Seal, Sealed, SymmetricKey};
 pub use broadcast::{Broadcaster, Delay as BroadcastDelay, Listener};
-pub use client::{Client, ClientConfig, Event, NameId, NameKind, SourceReport, Transmit};
+pub use client::{
+    Client, ClientConfig, Event, NameId, NameKind, Replacement, SourceReport, Transmit,
+};
 pub use discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
 pub use leap::{
     Leap, LeapConfig, LeapFile, LeapFileError, LeapKind, LeapMode, LeapOrigin, LeapStatus, Leaps,

@@ -746,6 +746,11 @@ impl Source {
         self.counters
     }
 
+    /// True once the server sent a kiss-o'-death DENY or RSTR: it is polled no more.
+    pub fn is_denied(&self) -> bool {
+        self.denied.is_some()
+    }
+
     /// True while a request waits for its reply.
     pub fn is_waiting(&self) -> bool {
         self.outstanding.is_some()

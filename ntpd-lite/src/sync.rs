@@ -583,6 +583,17 @@ impl Sync {
                 info!(source = %address, name, "new source");
             }
             Event::Reply(id, outcome) => self.log_reply(id, outcome),
+            Event::SourceReplaced { old, new, reason } => {
+                self.addresses.remove(&old.0);
+                let name = self.names.get(&new.1).map_or("", String::as_str);
+                warn!(
+                    old = %old.1,
+                    new = %new.1,
+                    name,
+                    reason = reason.name(),
+                    "source replaced by a fresh address of its name"
+                );
+            }
         }
     }
 

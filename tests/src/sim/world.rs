@@ -558,6 +558,12 @@ impl<'a> World<'a> {
                     .log
                     .push((t, format!("source {id} added: {address}")));
             }
+            Event::SourceReplaced { old, new, reason } => {
+                node.result.log.push((
+                    t,
+                    format!("source {} replaced by {}: {}", old.1, new.1, reason.name()),
+                ));
+            }
             Event::Reply(..) => {}
         }
     }
