@@ -317,7 +317,9 @@ impl Reloader {
             );
             done.push(format!("needs a restart: {}", changed.join(" ")));
         }
-        Ok(done.join("; "))
+        let done = done.join("; ");
+        info!("{why}: {done}");
+        Ok(done)
     }
 
     /// Refuses a file whose sources name a key that was not loaded at start: they would run
