@@ -305,11 +305,6 @@ impl Source {
         self.kiss_poll = self.kiss_poll.clamp(config.min_poll, config.max_poll);
     }
 
-    /// How it is configured.
-    pub fn config(&self) -> &SourceConfig {
-        &self.config
-    }
-
     /// When the source next needs [`Source::handle_timeout`] or [`Source::poll_transmit`];
     /// `None` once the server denied us.
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -270,24 +270,9 @@ pub enum Command {
     /// The server's busiest clients ([`ClientStatus`]), like `chronyc clients`.
     Clients,
     /// Something for the sync task to do.
-    Sync(SyncVerb),
+    Sync(SyncRequest),
     /// Reread the configuration, as SIGHUP does.
     Reload,
-}
-
-/// A verb for the sync task, its arguments parsed (see [`SyncRequest`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum SyncVerb {
-    /// `makestep`.
-    MakeStep,
-    /// `burst`.
-    Burst,
-    /// `add-source ADDRESS [OPTION...]`: a `[[source]]` entry, checked as the configuration is.
-    AddSource(NameSpec),
-    /// `remove-source ADDRESS`.
-    RemoveSource(SocketAddr),
-    /// `offline [ADDRESS]` (false) or `online [ADDRESS]` (true).
-    SetOnline(Option<SocketAddr>, bool),
 }
 
 /// Why a control request gets an error reply instead of an answer.
@@ -376,14 +361,14 @@ impl Command {
             ["sourcestats"] => Ok(Self::SourceStats),
             ["clients"] => Ok(Self::Clients),
             ["reload"] => Ok(Self::Reload),
-            ["makestep"] => Ok(Self::Sync(SyncVerb::MakeStep)),
-            ["burst"] => Ok(Self::Sync(SyncVerb::Burst)),
+            ["makestep"] => Ok(Self::Sync(SyncRequest::MakeStep)),
+            ["burst"] => Ok(Self::Sync(SyncRequest::Burst)),
             ["add-source", address, ref options @ ..] => {
                 let source = source_entry(address, options).map_err(CommandError::Usage)?;
-                Ok(Self::Sync(SyncVerb::AddSource(source)))
+                Ok(Self::Sync(SyncRequest::AddSource(source)))
             }
             ["add-source"] => usage("usage: add-source ADDRESS [OPTION...]"),
-            ["remove-source", address] => Ok(Self::Sync(SyncVerb::RemoveSource(
+            ["remove-source", address] => Ok(Self::Sync(SyncRequest::RemoveSource(
                 source_address(address).map_err(CommandError::Usage)?,
             ))),
             ["remove-source", ..] => usage("usage: remove-source ADDRESS"),
@@ -393,7 +378,8 @@ impl Command {
                     .map(|a| source_address(a))
                     .transpose()
                     .map_err(CommandError::Usage)?;
-                Ok(Self::Sync(SyncVerb::SetOnline(address, verb == "online")))
+                let online = verb == "online";
+                Ok(Self::Sync(SyncRequest::SetOnline { address, online }))
             }
             [verb @ ("offline" | "online"), ..] => usage(&format!("usage: {verb} [ADDRESS]")),
             _ => Err(CommandError::Unknown(text.trim().to_owned())),
@@ -495,16 +481,7 @@ async fn reply_to(command: Result<Command, CommandError>, shared: &Shared) -> St
         Ok(Command::SourceStats) => serde_json::to_string(&source_stats(shared)),
         Ok(Command::Clients) => serde_json::to_string(&clients(shared)),
         Ok(Command::Reload) => return done_reply(shared.ask_reload().await),
-        Ok(Command::Sync(verb)) => {
-            let request = match verb {
-                SyncVerb::MakeStep => SyncRequest::MakeStep,
-                SyncVerb::Burst => SyncRequest::Burst,
-                SyncVerb::AddSource(spec) => SyncRequest::AddSource(spec),
-                SyncVerb::RemoveSource(address) => SyncRequest::RemoveSource(address),
-                SyncVerb::SetOnline(address, online) => SyncRequest::SetOnline { address, online },
-            };
-            return done_reply(shared.ask_sync(request).await);
-        }
+        Ok(Command::Sync(request)) => return done_reply(shared.ask_sync(request).await),
         Err(e) => return error_reply(&e.to_string()),
     };
     encoded.unwrap_or_else(|e| error_reply(&format!("cannot encode the reply: {e}")))
@@ -948,22 +925,28 @@ mod tests {
         assert!(matches!(parse("reload"), Ok(Command::Reload)));
         assert_eq!(
             parse("makestep").ok(),
-            Some(Command::Sync(SyncVerb::MakeStep))
+            Some(Command::Sync(SyncRequest::MakeStep))
         );
-        assert_eq!(parse("burst").ok(), Some(Command::Sync(SyncVerb::Burst)));
+        assert_eq!(parse("burst").ok(), Some(Command::Sync(SyncRequest::Burst)));
         assert_eq!(
             parse("remove-source 127.0.0.1:11123").ok(),
-            Some(Command::Sync(SyncVerb::RemoveSource(address)))
+            Some(Command::Sync(SyncRequest::RemoveSource(address)))
         );
         assert_eq!(
             parse("offline").ok(),
-            Some(Command::Sync(SyncVerb::SetOnline(None, false)))
+            Some(Command::Sync(SyncRequest::SetOnline {
+                address: None,
+                online: false
+            }))
         );
         assert_eq!(
             parse("online 127.0.0.1:11123").ok(),
-            Some(Command::Sync(SyncVerb::SetOnline(Some(address), true)))
+            Some(Command::Sync(SyncRequest::SetOnline {
+                address: Some(address),
+                online: true
+            }))
         );
-        let Ok(Command::Sync(SyncVerb::AddSource(spec))) = parse(
+        let Ok(Command::Sync(SyncRequest::AddSource(spec))) = parse(
             "add-source 127.0.0.1:11123 iburst prefer minpoll -2 maxpoll 0 maxdelay 0.05 min-samples 3 trust noselect",
         ) else {
             panic!("add-source parses");

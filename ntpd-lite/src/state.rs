@@ -62,7 +62,7 @@ const COMMAND_REPLY_TIMEOUT: Duration = Duration::from_secs(4);
 const COMMAND_QUEUE: usize = 8;
 
 /// An operator's command for the sync task, which owns the sources.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SyncRequest {
     /// Step the clock to the sources' time now.
     MakeStep,
