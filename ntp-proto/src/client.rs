@@ -181,6 +181,8 @@ pub struct SourceReport {
     pub counters: SourceCounters,
     /// The key that authenticates it, if any.
     pub key: Option<KeyId>,
+    /// False while the operator has taken it offline.
+    pub online: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -190,13 +192,58 @@ struct Name {
     config: SourceConfig,
     /// When to look it up next; `None` once it has given all the sources it may.
     next_lookup: Option<Instant>,
+    /// From the configuration (what [`Client::replace_names`] compares), or added by the
+    /// operator at run time.
+    configured: bool,
+}
+
+/// A configured name, as [`Client::replace_names`] compares it with the running ones.
+#[derive(Clone, PartialEq, Debug)]
+pub struct NameSpec {
+    /// The name (or address) to resolve.
+    pub name: String,
+    /// A server or a pool.
+    pub kind: NameKind,
+    /// How its sources are configured.
+    pub config: SourceConfig,
+}
+
+/// What [`Client::replace_names`] did, by name.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct NamesChange {
+    /// New names, to be resolved now.
+    pub added: Vec<String>,
+    /// Names gone, with their sources.
+    pub removed: Vec<String>,
+    /// Names whose options changed: their sources keep their samples, reach and poll.
+    pub changed: Vec<String>,
+    /// Names left exactly as they were.
+    pub unchanged: usize,
+}
+
+/// Why an operator's command changed nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum CommandError {
+    /// No source has that address.
+    #[error("no source has the address {0}; `sources` lists them")]
+    NoSuchSource(SocketAddr),
+    /// A source already has that address.
+    #[error("a source already has the address {0}")]
+    AlreadyUsed(SocketAddr),
+    /// The clock only measures.
+    #[error("the clock is in monitor mode, which never adjusts it: nothing was stepped")]
+    MonitorOnly,
+    /// No source could be selected: there is no offset to step by.
+    #[error("no source can be selected now (see `sources`): nothing was stepped")]
+    NoSelection,
 }
 
 /// The client core.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    names: Vec<Name>,
+    names: BTreeMap<NameId, Name>,
+    next_name: usize,
     sources: Sources,
     name_of: BTreeMap<SourceId, NameId>,
     next_id: u64,
@@ -221,7 +268,8 @@ impl Client {
     pub fn new(config: ClientConfig) -> Self {
         Self {
             config,
-            names: Vec::new(),
+            names: BTreeMap::new(),
+            next_name: 0,
             sources: Sources::new(),
             name_of: BTreeMap::new(),
             next_id: 0,
@@ -244,13 +292,104 @@ impl Client {
         config: SourceConfig,
         now: Instant,
     ) -> NameId {
-        self.names.push(Name {
+        self.push_name(name, kind, config, now, true)
+    }
+
+    /// Like [`Client::add_name`], for a source the operator adds at run time: a reload of the
+    /// configuration leaves it alone.
+    pub fn add_operator_name(
+        &mut self,
+        name: &str,
+        kind: NameKind,
+        config: SourceConfig,
+        now: Instant,
+    ) -> NameId {
+        self.push_name(name, kind, config, now, false)
+    }
+
+    fn push_name(
+        &mut self,
+        name: &str,
+        kind: NameKind,
+        config: SourceConfig,
+        now: Instant,
+        configured: bool,
+    ) -> NameId {
+        let id = NameId(self.next_name);
+        self.next_name += 1;
+        let entry = Name {
             name: name.to_owned(),
             kind,
             config,
             next_lookup: Some(now),
-        });
-        NameId(self.names.len() - 1)
+            configured,
+        };
+        self.names.insert(id, entry);
+        id
+    }
+
+    /// Makes the configured names `specs` (a reloaded configuration): a name with the same
+    /// kind and options is left alone, one whose options changed is reconfigured in place (its
+    /// sources keep their samples, reach and poll), a name no longer listed goes with its
+    /// sources, and a new one is resolved at `now`. Names the operator added are not touched.
+    pub fn replace_names(&mut self, specs: &[NameSpec], now: Instant) -> NamesChange {
+        let mut change = NamesChange::default();
+        let mut wanted: Vec<&NameSpec> = specs.iter().collect();
+        let configured: Vec<NameId> = self
+            .names
+            .iter()
+            .filter(|(_, n)| n.configured)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in configured {
+            let Some(name) = self.names.get(&id) else {
+                continue;
+            };
+            let same = wanted
+                .iter()
+                .position(|s| s.name == name.name && s.kind == name.kind);
+            match same.map(|i| wanted.remove(i)) {
+                Some(spec) if spec.config == name.config => change.unchanged += 1,
+                Some(spec) => {
+                    change.changed.push(spec.name.clone());
+                    self.reconfigure_name(id, spec.config);
+                }
+                None => {
+                    change.removed.push(name.name.clone());
+                    self.remove_name(id);
+                }
+            }
+        }
+        for spec in wanted {
+            self.add_name(&spec.name, spec.kind, spec.config, now);
+            change.added.push(spec.name.clone());
+        }
+        change
+    }
+
+    fn reconfigure_name(&mut self, id: NameId, config: SourceConfig) {
+        if let Some(name) = self.names.get_mut(&id) {
+            name.config = config;
+        }
+        for (source, _) in self.name_of.iter().filter(|(_, n)| **n == id) {
+            if let Some(source) = self.sources.get_mut(source) {
+                source.reconfigure(config);
+            }
+        }
+    }
+
+    /// Removes a name and every source it gave.
+    fn remove_name(&mut self, id: NameId) {
+        self.names.remove(&id);
+        let gone: Vec<SourceId> = self
+            .name_of
+            .iter()
+            .filter(|(_, n)| **n == id)
+            .map(|(s, _)| *s)
+            .collect();
+        for source in gone {
+            self.remove_source(source);
+        }
     }
 
     /// Adds a source at a known address, polled first at `now`; `None` if one already uses it.
@@ -278,16 +417,104 @@ impl Client {
         self.falseticker_rounds.remove(&id);
     }
 
+    /// The source at `address`, if one is.
+    pub fn source_at(&self, address: SocketAddr) -> Option<SourceId> {
+        self.sources
+            .iter()
+            .find(|(_, s)| s.address() == address)
+            .map(|(id, _)| *id)
+    }
+
+    /// The operator's `remove-source`: the source at `address` goes, and with it the `server`
+    /// name it came from (a pool's name stays, with its other sources).
+    pub fn remove_address(&mut self, address: SocketAddr) -> Result<SourceId, CommandError> {
+        let id = self
+            .source_at(address)
+            .ok_or(CommandError::NoSuchSource(address))?;
+        let name = self.name_of.get(&id).copied();
+        let server = name
+            .and_then(|n| self.names.get(&n))
+            .is_some_and(|n| n.kind == NameKind::Server);
+        match name {
+            Some(name) if server => self.remove_name(name),
+            _ => self.remove_source(id),
+        }
+        Ok(id)
+    }
+
+    /// The operator's `offline` or `online`: for the source at `address`, or every source. An
+    /// offline source is not polled; its samples, reach and poll stay. Back online, it is
+    /// polled at once. Returns how many sources changed.
+    pub fn set_online(
+        &mut self,
+        address: Option<SocketAddr>,
+        online: bool,
+        now: Instant,
+    ) -> Result<usize, CommandError> {
+        let targets: Vec<SourceId> = match address {
+            Some(address) => vec![
+                self.source_at(address)
+                    .ok_or(CommandError::NoSuchSource(address))?,
+            ],
+            None => self.sources.keys().copied().collect(),
+        };
+        let mut changed = 0;
+        for id in targets {
+            if let Some(source) = self.sources.get_mut(&id) {
+                changed += usize::from(source.is_online() != online);
+                source.set_online(online, now);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The operator's `burst`: every online source sends four requests from `now` (see
+    /// [`Source::burst`]). Returns how many sources burst.
+    pub fn burst(&mut self, now: Instant) -> usize {
+        let mut count = 0;
+        for source in self
+            .sources
+            .values_mut()
+            .filter(|s| s.next_poll().is_some())
+        {
+            source.burst(now);
+            count += 1;
+        }
+        count
+    }
+
+    /// The operator's `makestep` at `now` and local time `local`: a selection round whose
+    /// offset is stepped at once, through the events like any clock action, whatever the step
+    /// and panic thresholds. Returns the step.
+    pub fn make_step(
+        &mut self,
+        now: Instant,
+        local: NtpTimestamp,
+    ) -> Result<NtpDuration, CommandError> {
+        if self.config.sync.monitor_only {
+            return Err(CommandError::MonitorOnly);
+        }
+        self.observe(now, local);
+        let update = self.system.make_step(&mut self.sources, local);
+        let step = match update.action {
+            Some(ClockAction::Step { offset, .. }) => Some(offset),
+            _ => None,
+        };
+        self.events.extend(update.action.map(Event::Clock));
+        self.events
+            .extend(update.events.into_iter().map(Event::System));
+        step.ok_or(CommandError::NoSelection)
+    }
+
     /// The next name to look up at `now`, if any is due.
     pub fn poll_resolve(&mut self, now: Instant) -> Option<(NameId, String)> {
-        let (index, name) = self
+        let (id, name) = self
             .names
             .iter_mut()
-            .enumerate()
             .find(|(_, n)| n.next_lookup.is_some_and(|t| t <= now))?;
         // Asked once: the next try waits for the retry interval unless the answer comes first.
         name.next_lookup = Some(now + RESOLVE_RETRY);
-        Some((NameId(index), name.name.clone()))
+        Some((*id, name.name.clone()))
     }
 
     /// The addresses a name resolved to (empty if it did not resolve): a server takes its first
@@ -295,7 +522,7 @@ impl Client {
     /// replaced gives way to a fresh address (never one in use, nor one replaced within
     /// [`REPLACED_MEMORY`]); without one it stays, and the name is looked up again later.
     pub fn handle_resolved(&mut self, now: Instant, name: NameId, addresses: &[SocketAddr]) {
-        let Some(entry) = self.names.get(name.0) else {
+        let Some(entry) = self.names.get(&name) else {
             return;
         };
         let (kind, config) = (entry.kind, entry.config);
@@ -348,7 +575,7 @@ impl Client {
             .to_replace
             .keys()
             .any(|id| self.name_of.get(id) == Some(&name));
-        if let Some(entry) = self.names.get_mut(name.0) {
+        if let Some(entry) = self.names.get_mut(&name) {
             entry.next_lookup = (have < wanted || waiting).then_some(now + RESOLVE_RETRY);
         }
     }
@@ -376,7 +603,7 @@ impl Client {
                 continue;
             };
             if self.to_replace.insert(*id, reason).is_none()
-                && let Some(entry) = self.names.get_mut(name.0)
+                && let Some(entry) = self.names.get_mut(name)
             {
                 entry.next_lookup = Some(now);
             }
@@ -577,7 +804,7 @@ impl Client {
         });
         let replies = self.sources.values().filter_map(Source::reply_deadline);
         let sources = polls.chain(replies);
-        let names = self.names.iter().filter_map(|n| n.next_lookup);
+        let names = self.names.values().filter_map(|n| n.next_lookup);
         let holdover = self.system.holdover_deadline().and_then(|deadline| {
             let (instant, local, _) = self.last_seen?;
             let left = (deadline - local).max(NtpDuration::ZERO);
@@ -669,6 +896,7 @@ impl Client {
         self.sources.values().all(|s| {
             let asked = s.counters().sent > 0;
             s.samples() > 0
+                || !s.is_online()
                 || s.kind() == AssociationKind::Broadcast
                 || (asked && (!s.is_waiting() || s.kind() == AssociationKind::Peer))
         })
@@ -693,6 +921,7 @@ impl Client {
                     .unwrap_or(SourceState::Rejected(crate::source::Unfit::NoSamples)),
                 counters: s.counters(),
                 key: s.key().map(|k| k.id()),
+                online: s.is_online(),
             })
             .collect()
     }
@@ -1078,6 +1307,245 @@ mod tests {
         let after = client.sources(T0)[0].counters;
         assert_eq!(after.ignored, before.ignored + 1, "{after:?}");
         assert_eq!(after.accepted, before.accepted);
+    }
+
+    fn with_options(selection: crate::source::SelectOptions) -> SourceConfig {
+        SourceConfig { selection, ..lab() }
+    }
+
+    /// Polls `id` at `now` (local time T0 + the seconds since `start`) and answers `offset`
+    /// seconds ahead over a round trip of `delay`.
+    fn exchange(client: &mut Client, id: SourceId, now: Instant, offset: f64, delay: f64) {
+        let t = client.poll_transmit(now, 9).expect("a poll is due");
+        assert_eq!(t.source, id);
+        let local = T0 + NtpDuration::from_std(now.duration_since(START.with(|s| *s)));
+        let reply = answer(&t.bytes, local, offset);
+        client.handle_reply(now, local, id, local, local + s(delay), &reply, None);
+    }
+
+    thread_local! {
+        /// The instant local time T0 stands for in [`exchange`].
+        static START: Instant = Instant::now();
+    }
+
+    fn start() -> Instant {
+        START.with(|s| *s)
+    }
+
+    #[test]
+    fn a_noselect_source_is_measured_and_never_selected() {
+        let start = start();
+        let mut client = Client::new(ClientConfig::default());
+        let noselect = crate::source::SelectOptions {
+            noselect: true,
+            ..Default::default()
+        };
+        let id = client
+            .add_source(addr(1), with_options(noselect), start)
+            .expect("added");
+        exchange(&mut client, id, start, 0.5, 0.002);
+        let report = client.sources(T0)[0];
+        assert_eq!((report.counters.accepted, report.reach), (1, 1));
+        assert!(report.estimate.is_some(), "measured");
+        assert_eq!(
+            report.state,
+            SourceState::Rejected(crate::source::Unfit::NoSelect)
+        );
+        assert!(clock_actions(&mut client).is_empty());
+    }
+
+    #[test]
+    fn a_source_with_min_samples_waits_for_them() {
+        let start = start();
+        let mut client = Client::new(ClientConfig::default());
+        let two = crate::source::SelectOptions {
+            min_samples: 2,
+            ..Default::default()
+        };
+        let id = client
+            .add_source(addr(1), with_options(two), start)
+            .expect("added");
+        exchange(&mut client, id, start, 0.5, 0.002);
+        assert_eq!(
+            client.sources(T0)[0].state,
+            SourceState::Rejected(crate::source::Unfit::TooFewSamples { have: 1, need: 2 })
+        );
+        assert!(clock_actions(&mut client).is_empty());
+        let next = client.poll_timeout().expect("the burst's next poll");
+        exchange(&mut client, id, next, 0.5, 0.002);
+        assert_eq!(client.sources(T0)[0].state, SourceState::Selected);
+        assert_eq!(clock_actions(&mut client).len(), 1);
+    }
+
+    #[test]
+    fn a_reply_over_maxdelay_is_rejected_but_the_source_is_reachable() {
+        let start = start();
+        let mut client = Client::new(ClientConfig::default());
+        let config = SourceConfig {
+            max_delay: Some(s(0.010)),
+            ..lab()
+        };
+        let id = client.add_source(addr(1), config, start).expect("added");
+        exchange(&mut client, id, start, 0.5, 0.050);
+        let report = client.sources(T0)[0];
+        assert_eq!(
+            (
+                report.counters.accepted,
+                report.counters.rejected,
+                report.reach
+            ),
+            (0, 1, 1)
+        );
+        assert!(report.estimate.is_none());
+        assert!(clock_actions(&mut client).is_empty());
+        // A fast reply is used.
+        let next = client.poll_timeout().expect("the burst's next poll");
+        exchange(&mut client, id, next, 0.5, 0.004);
+        assert_eq!(client.sources(T0)[0].counters.accepted, 1);
+        assert_eq!(clock_actions(&mut client).len(), 1);
+    }
+
+    #[test]
+    fn makestep_steps_what_would_be_slewed_and_is_refused_without_a_source_or_in_monitor_mode() {
+        let start = start();
+        let mut config = ClientConfig::default();
+        config.sync.discipline.step_threshold = s(100.0);
+        let mut client = Client::new(config);
+        assert_eq!(client.make_step(start, T0), Err(CommandError::NoSelection));
+        let id = client.add_source(addr(1), lab(), start).expect("added");
+        exchange(&mut client, id, start, 0.5, 0.002);
+        assert!(matches!(
+            clock_actions(&mut client)[..],
+            [ClockAction::Slew { .. }]
+        ));
+        let step = client.make_step(start, T0).expect("stepped");
+        assert!((step - s(0.5)).abs() < s(0.002), "{step:?}");
+        let events: Vec<Event> = std::iter::from_fn(|| client.poll_event()).collect();
+        assert!(
+            events.iter().any(
+                |e| matches!(e, Event::Clock(ClockAction::Step { offset, .. }) if *offset == step)
+            ),
+            "{events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::System(SystemEvent::Step(_))))
+        );
+        let mut monitor = ClientConfig::default();
+        monitor.sync.monitor_only = true;
+        assert_eq!(
+            Client::new(monitor).make_step(start, T0),
+            Err(CommandError::MonitorOnly)
+        );
+    }
+
+    #[test]
+    fn burst_sends_four_requests_and_offline_sources_are_not_polled() {
+        let start = start();
+        let mut client = Client::new(ClientConfig::default());
+        let slow = SourceConfig {
+            min_poll: PollInterval::new(6),
+            max_poll: PollInterval::new(6),
+            ..SourceConfig::default()
+        };
+        let id = client.add_source(addr(1), slow, start).expect("added");
+        client.poll_transmit(start, 1).expect("the first poll");
+        let later = start + Duration::from_secs(1);
+        assert!(client.poll_transmit(later, 2).is_none(), "64 s to the next");
+        assert_eq!(client.burst(later), 1);
+        let mut sent = 0;
+        let mut now = later;
+        while now < later + Duration::from_secs(10) {
+            if client.poll_transmit(now, 3).is_some() {
+                sent += 1;
+            }
+            now = client
+                .poll_timeout()
+                .expect("timer")
+                .max(now + Duration::from_millis(100));
+        }
+        assert_eq!(sent, 4, "four requests 2 s apart, then the 64 s poll");
+        // Offline: never polled, whatever the time; its counters stay.
+        assert_eq!(client.set_online(None, false, now), Ok(1));
+        assert!(
+            client
+                .poll_timeout()
+                .is_none_or(|t| client.poll_transmit(t, 4).is_none())
+        );
+        assert!(
+            client
+                .poll_transmit(now + Duration::from_secs(3600), 4)
+                .is_none()
+        );
+        assert!(!client.sources(T0)[0].online);
+        assert_eq!(client.burst(now), 0, "an offline source does not burst");
+        // Online again: polled at once.
+        let back = now + Duration::from_secs(3600);
+        assert_eq!(client.set_online(Some(addr(1)), true, back), Ok(1));
+        assert_eq!(client.poll_transmit(back, 5).map(|t| t.source), Some(id));
+        assert_eq!(
+            client.set_online(Some(addr(9)), false, back),
+            Err(CommandError::NoSuchSource(addr(9)))
+        );
+    }
+
+    #[test]
+    fn replacing_the_configured_names_keeps_what_did_not_change() {
+        let start = start();
+        let mut client = Client::new(ClientConfig::default());
+        let spec = |last: u8, config: SourceConfig| NameSpec {
+            name: addr(last).to_string(),
+            kind: NameKind::Server,
+            config,
+        };
+        let first = [spec(1, lab()), spec(2, lab()), spec(3, lab())];
+        assert_eq!(client.replace_names(&first, start).added.len(), 3);
+        client.add_operator_name(&addr(4).to_string(), NameKind::Server, lab(), start);
+        while let Some((id, name)) = client.poll_resolve(start) {
+            let address: SocketAddr = name.parse().expect("an address");
+            client.handle_resolved(start, id, &[address]);
+        }
+        let ids: Vec<SourceId> = client.sources(T0).iter().map(|r| r.id).collect();
+        exchange(&mut client, ids[0], start, 0.0, 0.002);
+        let before = client.sources(T0)[0];
+        let prefer = with_options(crate::source::SelectOptions {
+            prefer: true,
+            ..Default::default()
+        });
+        let second = [spec(1, lab()), spec(3, prefer), spec(5, lab())];
+        let change = client.replace_names(&second, start);
+        assert_eq!(
+            change,
+            NamesChange {
+                added: vec![addr(5).to_string()],
+                removed: vec![addr(2).to_string()],
+                changed: vec![addr(3).to_string()],
+                unchanged: 1,
+            }
+        );
+        let after = client.sources(T0);
+        let addresses: Vec<SocketAddr> = after.iter().map(|r| r.address).collect();
+        assert_eq!(
+            addresses,
+            [addr(1), addr(3), addr(4)],
+            "the operator's stays"
+        );
+        assert_eq!(after[0], before, "untouched");
+        assert_eq!(after[1].id, ids[2], "reconfigured in place");
+        assert_eq!(
+            client.poll_resolve(start).map(|(_, n)| n),
+            Some(addr(5).to_string())
+        );
+        // remove-source takes a server's name with it: it is not resolved again.
+        assert_eq!(client.remove_address(addr(1)), Ok(ids[0]));
+        assert_eq!(
+            client.remove_address(addr(1)),
+            Err(CommandError::NoSuchSource(addr(1)))
+        );
+        // A reload restores what the file still lists.
+        let change = client.replace_names(&second, start + RESOLVE_RETRY);
+        assert_eq!(change.added, [addr(1).to_string()]);
     }
 
     #[test]

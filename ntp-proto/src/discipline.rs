@@ -338,14 +338,7 @@ impl Discipline {
                 return ClockAction::Ignored;
             }
             self.excursion_since = None;
-            record.slew(at, 0, frequency_ppm, self.config.max_slew_ppm);
-            // The clock underneath does not jump: the reading does.
-            record.step(at, offset.as_nanos());
-            self.push_record(at, record);
-            return ClockAction::Step {
-                offset,
-                frequency_ppm,
-            };
+            return self.step_record(at, record, offset, frequency_ppm);
         }
         self.excursion_since = None;
         let rate_ppm = self.slew_rate(offset, estimate.settle);
@@ -355,6 +348,34 @@ impl Discipline {
             offset,
             frequency_ppm,
             rate_ppm,
+        }
+    }
+
+    /// Steps the clock by `offset` at local time `now` whatever the thresholds say (an operator's
+    /// `makestep`): a slew in progress ends, the frequency stays. Never refused: the operator
+    /// asked for it.
+    pub fn step_now(&mut self, now: NtpTimestamp, offset: NtpDuration) -> ClockAction {
+        let frequency_ppm = (self.frequency + self.leaps.correction(now).1) * 1e6;
+        self.epoch.get_or_insert(now);
+        self.excursion_since = None;
+        let (at, record) = self.base_of(now).unwrap_or((0, SoftClock::new(0, 0)));
+        self.step_record(at, record, offset, frequency_ppm)
+    }
+
+    fn step_record(
+        &mut self,
+        at: i128,
+        mut record: SoftClock,
+        offset: NtpDuration,
+        frequency_ppm: f64,
+    ) -> ClockAction {
+        record.slew(at, 0, frequency_ppm, self.config.max_slew_ppm);
+        // The clock underneath does not jump: the reading does.
+        record.step(at, offset.as_nanos());
+        self.push_record(at, record);
+        ClockAction::Step {
+            offset,
+            frequency_ppm,
         }
     }
 

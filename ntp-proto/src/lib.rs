@@ -58,7 +58,8 @@ pub mod time;
 pub use auth::{AuthError, DigestType, KeyId, Keys, KeysFileError, Seal, Sealed, SymmetricKey};
 pub use broadcast::{Broadcaster, Delay as BroadcastDelay, Listener};
 pub use client::{
-    Client, ClientConfig, Event, NameId, NameKind, Replacement, SourceReport, Transmit,
+    Client, ClientConfig, CommandError, Event, NameId, NameKind, NameSpec, NamesChange,
+    Replacement, SourceReport, Transmit,
 };
 pub use discipline::{ClockAction, Discipline, DisciplineConfig, Estimate};
 pub use leap::{
@@ -73,7 +74,8 @@ pub use select::{Candidate, Combined, Selection, Verdict, select};
 pub use server::{Decision, DropReason, Response, Server};
 pub use soft_clock::SoftClock;
 pub use source::{
-    ReplyInfo, ReplyOutcome, Source, SourceConfig, SourceCounters, SourceEstimate, SourceId, Unfit,
+    ReplyInfo, ReplyOutcome, SelectOptions, Source, SourceConfig, SourceCounters, SourceEstimate,
+    SourceId, Unfit,
 };
 pub use stats::{Fit, RawSample, SourceStats};
 pub use system::{SourceState, SyncConfig, System, SystemEvent, SystemSnapshot, Update};

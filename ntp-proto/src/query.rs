@@ -369,6 +369,8 @@ impl AddressReport {
             root_distance: best.root_distance() + jitter,
             jitter,
             stratum: best.packet.stratum,
+            prefer: false,
+            trust: false,
         })
     }
 }

@@ -163,6 +163,10 @@ pub enum ReplyError {
     /// forged, or the server moved (an exchange checks).
     #[error("broadcast is {0} from the calibrated estimate")]
     BroadcastOutlier(NtpDuration),
+    /// The round trip took longer than the source's `maxdelay`: a genuine answer over a path too
+    /// slow (or too congested) to trust.
+    #[error("round-trip delay {0} exceeds the source's maxdelay")]
+    DelayTooLarge(NtpDuration),
 }
 
 impl ReplyError {

@@ -20,6 +20,9 @@
 //! - With two sources that disagree there is no majority: nobody can tell which is right, so both
 //!   are falsetickers and nothing is combined. Three or more sources are needed to outvote one
 //!   liar.
+//! - chrony's source options: with `trust`ed candidates the intersection is theirs (the others
+//!   are truechimers if they overlap it, falsetickers otherwise, whatever their number); with
+//!   `prefer`red survivors, the system peer is one of them and only they are combined.
 
 use crate::packet::Stratum;
 use crate::sample::MAX_DISTANCE;
@@ -46,6 +49,10 @@ pub struct Candidate {
     pub jitter: NtpDuration,
     /// The source's stratum.
     pub stratum: Stratum,
+    /// Configured `prefer`: chosen and combined before the others.
+    pub prefer: bool,
+    /// Configured `trust`: assumed a truechimer.
+    pub trust: bool,
 }
 
 impl Candidate {
@@ -146,7 +153,13 @@ pub fn select(
     previous_peer: Option<usize>,
 ) -> Selection {
     let mut verdicts = vec![Verdict::Falseticker; candidates.len()];
-    let Some((low, high)) = intersection(candidates) else {
+    let trusted: Vec<Candidate> = candidates.iter().copied().filter(|c| c.trust).collect();
+    let voters = if trusted.is_empty() {
+        candidates
+    } else {
+        &trusted[..]
+    };
+    let Some((low, high)) = intersection(voters) else {
         return Selection {
             verdicts,
             combined: None,
@@ -168,9 +181,19 @@ pub fn select(
             combined: None,
         };
     }
-    let peer = choose_peer(candidates, &survivors, previous_peer);
+    let preferred: Vec<usize> = survivors
+        .iter()
+        .copied()
+        .filter(|&i| candidates[i].prefer)
+        .collect();
+    let chosen = if preferred.is_empty() {
+        &survivors
+    } else {
+        &preferred
+    };
+    let peer = choose_peer(candidates, chosen, previous_peer);
     let limit = candidates[peer].radius().mul_f64(COMBINE_LIMIT);
-    let near: Vec<usize> = survivors
+    let near: Vec<usize> = chosen
         .iter()
         .copied()
         .filter(|&i| candidates[i].radius() <= limit)
@@ -309,6 +332,8 @@ mod tests {
             root_distance: s(distance),
             jitter: s(jitter),
             stratum: Stratum::new(stratum),
+            prefer: false,
+            trust: false,
         }
     }
 
@@ -356,6 +381,66 @@ mod tests {
 
     /// Two servers 5 s apart: no majority exists (a 1-of-2 clique is not more than half), so
     /// neither can be trusted and nothing is combined. Add a third server to break the tie.
+    #[test]
+    fn a_preferred_survivor_is_the_system_peer_and_alone_combined() {
+        let mut all = honest();
+        // The worst metric of the three: stratum 3 and the largest distance.
+        all[1] = Candidate {
+            prefer: true,
+            ..cand(-0.002, 0.015, 0.0007, 3)
+        };
+        for previous in [None, Some(0)] {
+            let selection = select(&all, 1, previous);
+            let combined = selection.combined.expect("agreement");
+            assert_eq!(combined.system_peer, 1, "{selection:?}");
+            assert_eq!(
+                combined.offset, all[1].offset,
+                "only the preferred is combined"
+            );
+        }
+        // A preferred falseticker is still a falseticker.
+        all[1] = Candidate {
+            prefer: true,
+            ..cand(2.5, 0.008, 0.0001, 1)
+        };
+        let selection = select(&all, 1, None);
+        assert_eq!(selection.verdicts[1], Verdict::Falseticker);
+        assert_ne!(selection.system_peer(), Some(1));
+    }
+
+    #[test]
+    fn a_trusted_source_outvotes_a_majority_that_disagrees_with_it() {
+        let trusted = Candidate {
+            trust: true,
+            ..cand(0.5, 0.010, 0.0005, 2)
+        };
+        // Alone against two that agree with each other, 0.5 s away.
+        let all = [
+            cand(0.0, 0.010, 0.0005, 2),
+            trusted,
+            cand(0.001, 0.010, 0.0005, 2),
+        ];
+        let selection = select(&all, 1, None);
+        assert_eq!(
+            selection.verdicts,
+            [
+                Verdict::Falseticker,
+                Verdict::SystemPeer,
+                Verdict::Falseticker
+            ]
+        );
+        // Two that disagree: without trust nobody wins; with it, the trusted one does.
+        let pair = [cand(0.0, 0.010, 0.0005, 2), trusted];
+        assert_eq!(select(&pair, 1, None).system_peer(), Some(1));
+        // Untrusted sources that agree with it are truechimers and combined.
+        let agreeing = [cand(0.501, 0.010, 0.0005, 2), trusted];
+        let selection = select(&agreeing, 2, None);
+        assert!(
+            selection.verdicts.iter().all(|v| v.is_survivor()),
+            "{selection:?}"
+        );
+    }
+
     #[test]
     fn two_servers_that_disagree_have_no_majority() {
         let two = [cand(0.0, 0.010, 0.001, 2), cand(5.0, 0.010, 0.001, 2)];

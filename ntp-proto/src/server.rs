@@ -11,6 +11,7 @@ use core::fmt;
 use core::str::FromStr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prefix_trie::PrefixSet;
@@ -402,6 +403,11 @@ impl RateLimiter {
         }
     }
 
+    /// What it limits.
+    pub const fn config(&self) -> RateLimitConfig {
+        self.config
+    }
+
     /// Accounts one request from `client` at `now`.
     pub fn check(&self, client: IpAddr, now: Instant) -> RateVerdict {
         let hash = self.prefix_hash(client);
@@ -451,15 +457,7 @@ impl RateLimiter {
         } else {
             self.config.ipv6_prefix
         };
-        let bits = match mask(client, len) {
-            IpAddr::V4(v4) => u128::from(u32::from(v4)) | (1 << 127),
-            IpAddr::V6(v6) => u128::from(v6),
-        };
-        // SplitMix64 finalizer over both halves: cheap and well mixed.
-        let mut x = (bits as u64) ^ ((bits >> 64) as u64).rotate_left(29);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
+        address_hash(mask(client, len))
     }
 }
 
@@ -475,11 +473,138 @@ const fn unpack(state: u64) -> (u64, u64, u64) {
     )
 }
 
+/// Records of the client log: at most this many clients are remembered per log.
+pub const CLIENT_LOG_SLOTS: usize = 1024;
+/// Records per set of the client log.
+const CLIENT_LOG_WAYS: usize = 4;
+/// A client not heard from for this long is the first to make room for a new one.
+const CLIENT_LOG_STALE: Duration = Duration::from_secs(3600);
+
+/// What the server did for one client, as the client log remembers it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ClientRecord {
+    /// The client's address.
+    pub address: IpAddr,
+    /// Requests received from it.
+    pub requests: u64,
+    /// Kiss-o'-death sent to it (RATE or DENY).
+    pub kisses: u64,
+    /// Requests dropped (rate limit, access list, malformed ...).
+    pub dropped: u64,
+    /// When it was last heard from.
+    pub last: Instant,
+}
+
+/// The server's clients for the operator's `clients` view (chrony's client log), in bounded
+/// memory: a set-associative table of [`CLIENT_LOG_SLOTS`] records, hashed by address; a new
+/// client takes the record of its set with the fewest requests (a stale one first: not heard
+/// from for an hour), so the busy clients stay and a flood of one-off addresses neither grows
+/// the table nor pushes them out. The rate limiter's table cannot serve: it keeps a hash
+/// of each prefix, not the address.
+#[derive(Clone, Debug)]
+pub struct ClientLog {
+    slots: Vec<Option<ClientRecord>>,
+}
+
+impl Default for ClientLog {
+    fn default() -> Self {
+        Self {
+            slots: vec![None; CLIENT_LOG_SLOTS],
+        }
+    }
+}
+
+impl ClientLog {
+    /// Records what `decision` did for a request from `client` at `now`; a configured peer's
+    /// traffic is not a client's.
+    pub fn record(&mut self, client: IpAddr, decision: &Decision, now: Instant) {
+        let (kiss, dropped) = match decision {
+            Decision::Respond(response) => (response.kiss_code().is_some(), false),
+            Decision::Drop(_) => (false, true),
+            Decision::Peer { .. } => return,
+        };
+        let client = client.to_canonical();
+        let sets = self.slots.len() / CLIENT_LOG_WAYS;
+        let set = (address_hash(client) as usize % sets.max(1)) * CLIENT_LOG_WAYS;
+        let ways = &mut self.slots[set..set + CLIENT_LOG_WAYS];
+        let index = ways
+            .iter()
+            .position(|r| r.is_some_and(|r| r.address == client))
+            .or_else(|| ways.iter().position(Option::is_none))
+            .unwrap_or_else(|| {
+                let weakest = ways.iter().enumerate().min_by_key(|(_, r)| {
+                    r.map(|r| {
+                        let fresh = now.saturating_duration_since(r.last) < CLIENT_LOG_STALE;
+                        (fresh, r.requests, r.last)
+                    })
+                });
+                weakest.map_or(0, |(i, _)| i)
+            });
+        let record = match ways[index] {
+            Some(known) if known.address == client => known,
+            _ => ClientRecord {
+                address: client,
+                requests: 0,
+                kisses: 0,
+                dropped: 0,
+                last: now,
+            },
+        };
+        ways[index] = Some(ClientRecord {
+            requests: record.requests + 1,
+            kisses: record.kisses + u64::from(kiss),
+            dropped: record.dropped + u64::from(dropped),
+            last: now,
+            ..record
+        });
+    }
+
+    /// Every client remembered.
+    pub fn records(&self) -> impl Iterator<Item = ClientRecord> + '_ {
+        self.slots.iter().flatten().copied()
+    }
+
+    /// The `count` busiest clients of several logs (one per server worker: a client's requests
+    /// may reach several), most requests first.
+    pub fn busiest(
+        records: impl IntoIterator<Item = ClientRecord>,
+        count: usize,
+    ) -> Vec<ClientRecord> {
+        let mut merged: Vec<ClientRecord> = Vec::new();
+        for record in records {
+            match merged.iter_mut().find(|r| r.address == record.address) {
+                Some(known) => {
+                    known.requests += record.requests;
+                    known.kisses += record.kisses;
+                    known.dropped += record.dropped;
+                    known.last = known.last.max(record.last);
+                }
+                None => merged.push(record),
+            }
+        }
+        merged.sort_by(|a, b| b.requests.cmp(&a.requests).then(b.last.cmp(&a.last)));
+        merged.truncate(count);
+        merged
+    }
+}
+
+/// SplitMix64's finalizer over an address: cheap and well mixed.
+fn address_hash(address: IpAddr) -> u64 {
+    let bits = match address {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) | (1 << 127),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let mut x = (bits as u64) ^ ((bits >> 64) as u64).rotate_left(29);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// Server policy: who is served and how often.
 #[derive(Debug, Default)]
 pub struct Server {
     access: AccessList,
-    rate_limiter: Option<RateLimiter>,
+    rate_limiter: Option<Arc<RateLimiter>>,
     peers: Vec<SocketAddr>,
     passive_peers: bool,
     keys: Keys,
@@ -491,11 +616,42 @@ impl Server {
     pub fn new(access: AccessList, rate_limiter: Option<RateLimiter>) -> Self {
         Self {
             access,
-            rate_limiter,
+            rate_limiter: rate_limiter.map(Arc::new),
             peers: Vec::new(),
             passive_peers: false,
             keys: Keys::default(),
             peer_keys: Vec::new(),
+        }
+    }
+
+    /// The same server with a new access list and rate limit (a reloaded configuration), its
+    /// peers and keys unchanged. The rate limiter's table is kept when its configuration did not
+    /// change, so that a client over the limit stays over it; a new one starts empty at `now`.
+    pub fn reconfigured(
+        &self,
+        access: AccessList,
+        rate_limit: Option<RateLimitConfig>,
+        now: Instant,
+    ) -> Self {
+        let rate_limiter = match (&self.rate_limiter, rate_limit) {
+            (Some(running), Some(config)) if running.config == config => Some(Arc::clone(running)),
+            (_, config) => config.map(|c| Arc::new(RateLimiter::new(c, now))),
+        };
+        Self {
+            access,
+            rate_limiter,
+            peers: self.peers.clone(),
+            passive_peers: self.passive_peers,
+            keys: self.keys.clone(),
+            peer_keys: self.peer_keys.clone(),
+        }
+    }
+
+    /// True when both use the same rate limiter's table.
+    pub fn shares_rate_limiter(&self, other: &Self) -> bool {
+        match (&self.rate_limiter, &other.rate_limiter) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
@@ -744,6 +900,79 @@ mod tests {
             }
             other => panic!("not answered: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_reconfigured_server_applies_its_new_access_list_and_keeps_an_unchanged_rate_table() {
+        let limit = RateLimitConfig {
+            burst: 1,
+            interval: Duration::from_secs(60),
+            ..RateLimitConfig::default()
+        };
+        let now = Instant::now();
+        let open = Server::new(AccessList::default(), Some(RateLimiter::new(limit, now)));
+        assert!(
+            matches!(decide(&open, &request(4, 6)), Decision::Respond(r) if r.kiss_code().is_none())
+        );
+        // The same limit: the same table, so the client stays over it; a DENY list applies.
+        let deny = AccessList::new([], [Cidr::new(client(), 32)], DenyAction::Ignore);
+        let closed = open.reconfigured(deny, Some(limit), now);
+        assert!(closed.shares_rate_limiter(&open));
+        assert_eq!(
+            decide(&closed, &request(4, 6)),
+            Decision::Drop(DropReason::AccessIgnored)
+        );
+        let reopened = closed.reconfigured(AccessList::default(), Some(limit), now);
+        assert!(
+            matches!(
+                decide(&reopened, &request(4, 6)),
+                Decision::Respond(r) if r.kiss_code() == Some(ReferenceId::RATE)
+            ) || decide(&reopened, &request(4, 6)) == Decision::Drop(DropReason::RateLimited)
+        );
+        // A changed limit starts a fresh table: the client is within it again.
+        let looser = RateLimitConfig { burst: 8, ..limit };
+        let fresh = reopened.reconfigured(AccessList::default(), Some(looser), now);
+        assert!(!fresh.shares_rate_limiter(&reopened));
+        assert!(
+            matches!(decide(&fresh, &request(4, 6)), Decision::Respond(r) if r.kiss_code().is_none())
+        );
+        let unlimited = fresh.reconfigured(AccessList::default(), None, now);
+        assert!(!unlimited.shares_rate_limiter(&fresh));
+    }
+
+    #[test]
+    fn the_client_log_counts_per_client_in_bounded_memory_and_lists_the_busiest() {
+        let start = Instant::now();
+        let mut log = ClientLog::default();
+        let answered = decide(&Server::default(), &request(4, 6));
+        let busy: IpAddr = "192.0.2.7".parse().expect("literal");
+        for i in 0..10 {
+            log.record(busy, &answered, start + Duration::from_millis(i));
+        }
+        log.record(busy, &Decision::Drop(DropReason::RateLimited), start);
+        // A flood of one-off addresses: memory stays fixed, the busy client stays.
+        for i in 0..100_000u32 {
+            let address = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            log.record(address, &answered, start + Duration::from_secs(1));
+        }
+        assert!(log.records().count() <= CLIENT_LOG_SLOTS);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("literal");
+        log.record(mapped, &answered, start + Duration::from_secs(2));
+        // Another worker's log with the same client: merged.
+        let mut second = ClientLog::default();
+        second.record(busy, &answered, start);
+        let top = ClientLog::busiest(second.records().chain(log.records()), 3);
+        assert_eq!(top.len(), 3);
+        let first = top[0];
+        assert_eq!(first.address, busy, "IPv4-mapped counts as IPv4");
+        assert_eq!((first.requests, first.dropped, first.kisses), (13, 1, 0));
+        let peer = Decision::Peer {
+            forward: true,
+            response: None,
+        };
+        let mut quiet = ClientLog::default();
+        quiet.record(busy, &peer, start);
+        assert_eq!(quiet.records().count(), 0, "a peer is no client");
     }
 
     #[test]

@@ -68,6 +68,25 @@ pub struct SourceConfig {
     pub broadcast_delay: Delay,
     /// The key our requests are signed with and every reply must be signed with (RFC 8573).
     pub key: Option<SymmetricKey>,
+    /// How the selection treats it: `prefer`, `noselect`, `trust`, `min-samples`.
+    pub selection: SelectOptions,
+    /// Replies whose round-trip delay exceeds this are not used (chrony's `maxdelay`).
+    pub max_delay: Option<NtpDuration>,
+}
+
+/// How the selection treats one source (chrony's source options of the same names).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct SelectOptions {
+    /// Among the sources that survive selection, a preferred one is the system peer, and only
+    /// preferred ones are combined.
+    pub prefer: bool,
+    /// Measured and shown, never selected.
+    pub noselect: bool,
+    /// Assumed to be a truechimer: the majority is sought among the trusted sources, and a
+    /// source that disagrees with them is a falseticker, however many agree with it.
+    pub trust: bool,
+    /// Samples its statistics must hold before it may be selected.
+    pub min_samples: u8,
 }
 
 impl Default for SourceConfig {
@@ -81,6 +100,8 @@ impl Default for SourceConfig {
             kind: AssociationKind::Server,
             broadcast_delay: Delay::Calibrated,
             key: None,
+            selection: SelectOptions::default(),
+            max_delay: None,
         }
     }
 }
@@ -155,6 +176,17 @@ pub enum Unfit {
     /// It is synchronized to us: using it would make a loop.
     #[error("synchronization loop: the source is synchronized to us")]
     Loop,
+    /// Configured `noselect`: measured, never selected.
+    #[error("noselect")]
+    NoSelect,
+    /// Fewer samples than its `min-samples`.
+    #[error("{have} of the {need} samples needed")]
+    TooFewSamples {
+        /// Samples it has.
+        have: usize,
+        /// Samples it needs.
+        need: u8,
+    },
 }
 
 /// What a source has sent and received. `accepted` never exceeds `sent`: each request is
@@ -208,6 +240,8 @@ pub struct Source {
     passive: Option<NtpTimestamp>,
     /// Broadcast associations only: the delay calibration and the broadcasts' checks.
     listener: Option<Listener>,
+    /// False while the operator has taken it offline: no polls, nothing else changes.
+    online: bool,
 }
 
 impl Source {
@@ -234,7 +268,41 @@ impl Source {
             passive: None,
             listener: (config.kind == AssociationKind::Broadcast)
                 .then(|| Listener::new(config.broadcast_delay)),
+            online: true,
         }
+    }
+
+    /// Takes the source offline (no more polls; its statistics, reach and poll stay) or back
+    /// online, polled at `now` (chrony's `offline` and `online`).
+    pub fn set_online(&mut self, online: bool, now: Instant) {
+        if online && !self.online {
+            self.next_poll = self.next_poll.min(now);
+        }
+        self.online = online;
+    }
+
+    /// False while the operator has taken it offline.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// Sends [`IBURST_COUNT`] requests from `now`, [`BURST_SPACING`] apart (or a poll interval,
+    /// if shorter), then polls on as before (chrony's `burst`). Nothing for a broadcast
+    /// association, whose broadcasts set the pace.
+    pub fn burst(&mut self, now: Instant) {
+        if self.listener.is_none() {
+            // The first of them is the poll due now; the rest follow it.
+            self.burst_left = IBURST_COUNT - 1;
+            self.next_poll = self.next_poll.min(now);
+        }
+    }
+
+    /// Applies a changed configuration to a running source: its samples, reach and poll stay
+    /// (the poll within the new limits); a new key applies to the next request.
+    pub fn reconfigure(&mut self, config: SourceConfig) {
+        self.config = config;
+        self.poll = self.poll.clamp(config.min_poll, config.max_poll);
+        self.kiss_poll = self.kiss_poll.clamp(config.min_poll, config.max_poll);
     }
 
     /// When the source next needs [`Source::handle_timeout`] or [`Source::poll_transmit`];
@@ -249,7 +317,7 @@ impl Source {
     /// association while it wants no exchange.
     pub fn next_poll(&self) -> Option<Instant> {
         let wanted = self.listener.as_ref().is_none_or(Listener::wants_exchange);
-        (self.denied.is_none() && wanted).then_some(self.next_poll)
+        (self.denied.is_none() && self.online && wanted).then_some(self.next_poll)
     }
 
     /// When the reply to the request in flight stops being awaited, if one is.
@@ -513,6 +581,14 @@ impl Source {
                 }
                 ReplyOutcome::Rejected(error)
             }
+            Ok(sample) if self.config.max_delay.is_some_and(|max| sample.delay > max) => {
+                // The server answered (it is reachable); the path was too slow to use the sample.
+                self.consumed(polled);
+                self.reach |= 1;
+                let error = ReplyError::DelayTooLarge(sample.delay);
+                self.last_error = Some(error);
+                ReplyOutcome::Rejected(error)
+            }
             Ok(sample) => {
                 let leap_shift = leap_shift.unwrap_or_default();
                 self.consumed(polled);
@@ -676,11 +752,23 @@ impl Source {
         {
             return Err(Unfit::Loop);
         }
+        let options = self.config.selection;
+        if options.noselect {
+            return Err(Unfit::NoSelect);
+        }
+        if estimate.samples < usize::from(options.min_samples) {
+            return Err(Unfit::TooFewSamples {
+                have: estimate.samples,
+                need: options.min_samples,
+            });
+        }
         let candidate = Candidate {
             offset: estimate.offset,
             root_distance: estimate.root_distance,
             jitter: estimate.jitter,
             stratum: last.stratum,
+            prefer: options.prefer,
+            trust: options.trust,
         };
         Ok((candidate, estimate))
     }

@@ -237,6 +237,16 @@ fn settle_time(offset: NtpDuration, offset_sd: f64, poll: PollInterval) -> NtpDu
     poll.to_duration().mul_f64(SETTLE_FRACTION * share)
 }
 
+/// What a selection round chose: the system peer, the combined estimate, the system jitter, and
+/// whether the operator asked for a step.
+#[derive(Clone, Copy, Debug)]
+struct Chosen {
+    peer: SourceId,
+    estimate: Estimate,
+    system_jitter: NtpDuration,
+    step: bool,
+}
+
 /// A source's fitness in one round: what it offers the selection, or why it may not take part.
 type Judged = (SourceId, Result<(Candidate, SourceEstimate), Unfit>);
 
@@ -328,6 +338,17 @@ impl System {
     /// who agrees, the combined offset and frequency, what the discipline makes of them, and our
     /// new system variables.
     pub fn select(&mut self, sources: &mut Sources, now: NtpTimestamp) -> Update {
+        self.select_and(sources, now, false)
+    }
+
+    /// An operator's `makestep` at local time `now`: a selection round whose offset is stepped
+    /// at once, whatever the step threshold (and, after the first update, the panic threshold:
+    /// the operator decided). Its update has no action when no source could be selected.
+    pub fn make_step(&mut self, sources: &mut Sources, now: NtpTimestamp) -> Update {
+        self.select_and(sources, now, true)
+    }
+
+    fn select_and(&mut self, sources: &mut Sources, now: NtpTimestamp, step: bool) -> Update {
         let mut update = self.leap_round(sources, now);
         if update.action.is_some() {
             // The leap second itself this round; the sources' estimate is applied at the next.
@@ -365,7 +386,13 @@ impl System {
             frequency,
             settle,
         };
-        self.apply(sources, peer, estimate, combined.jitter, now, &mut update);
+        let chosen = Chosen {
+            peer,
+            estimate,
+            system_jitter: combined.jitter,
+            step,
+        };
+        self.apply(sources, chosen, now, &mut update);
         update
     }
 
@@ -430,12 +457,16 @@ impl System {
     fn apply(
         &mut self,
         sources: &mut Sources,
-        peer: SourceId,
-        estimate: Estimate,
-        system_jitter: NtpDuration,
+        chosen: Chosen,
         now: NtpTimestamp,
         update: &mut Update,
     ) {
+        let Chosen {
+            peer,
+            estimate,
+            system_jitter,
+            step,
+        } = chosen;
         let Some(source) = sources.get(&peer) else {
             return;
         };
@@ -448,6 +479,8 @@ impl System {
         let peer_poll = NtpDuration::from_std(source.poll_interval());
         let action = if self.config.monitor_only {
             None
+        } else if step {
+            Some(self.discipline.step_now(now, estimate.offset))
         } else {
             Some(self.discipline.update(now, estimate))
         };

@@ -381,6 +381,21 @@ pub struct SourceConfig {
     pub delay: Option<f64>,
     /// The ID of a key in the `[keys] file` that signs our requests and must sign every reply.
     pub key: Option<u32>,
+    /// Selected before the other survivors (chrony's `prefer`).
+    #[serde(default)]
+    pub prefer: bool,
+    /// Measured and shown, never selected (chrony's `noselect`).
+    #[serde(default)]
+    pub noselect: bool,
+    /// Assumed a truechimer: sources that disagree with it are falsetickers (chrony's `trust`).
+    #[serde(default)]
+    pub trust: bool,
+    /// Replies with a longer round-trip delay, seconds, are not used (chrony's `maxdelay`).
+    #[serde(default, deserialize_with = "max_delay")]
+    pub maxdelay: Option<f64>,
+    /// Samples needed before it may be selected, 1-64.
+    #[serde(default = "default_min_samples", deserialize_with = "min_samples")]
+    pub min_samples: u8,
 }
 
 /// One `[[broadcast]]`: the server announces its time to `address` every 2^interval s (RFC 5905
@@ -422,6 +437,41 @@ pub struct PeerConfig {
 }
 
 impl SourceConfig {
+    /// The core's configuration of this entry's sources; `keys` are the `[keys] file`'s.
+    pub fn core(&self, keys: &Keys) -> ntp_proto::SourceConfig {
+        ntp_proto::SourceConfig {
+            min_poll: self.minpoll,
+            max_poll: self.maxpoll,
+            iburst: self.iburst,
+            key: self.key.and_then(|id| keys.get(KeyId(id)).copied()),
+            selection: ntp_proto::SelectOptions {
+                prefer: self.prefer,
+                noselect: self.noselect,
+                trust: self.trust,
+                min_samples: self.min_samples,
+            },
+            max_delay: self.maxdelay.map(NtpDuration::from_seconds_f64),
+            ..ntp_proto::SourceConfig::default()
+        }
+    }
+
+    /// The name the core resolves for a `server` or `pool` entry; `None` for a broadcast
+    /// source, which has an address instead.
+    pub fn name_spec(&self, keys: &Keys) -> Option<ntp_proto::NameSpec> {
+        let kind = match self.kind {
+            SourceKind::Server => ntp_proto::NameKind::Server,
+            SourceKind::Pool => ntp_proto::NameKind::Pool {
+                max_sources: self.max_sources,
+            },
+            SourceKind::Broadcast => return None,
+        };
+        Some(ntp_proto::NameSpec {
+            name: self.address.clone(),
+            kind,
+            config: self.core(keys),
+        })
+    }
+
     /// How many sources this entry can become: one for a server, up to `max-sources` for a pool.
     pub const fn most_sources(&self) -> usize {
         match self.kind {
@@ -944,14 +994,29 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// The `[server]` keys a reload applies.
+pub const RELOADED_SERVER_KEYS: [&str; 4] = ["allow", "deny", "deny-action", "rate-limit"];
+
 /// The top-level tables whose settings differ between two configuration texts, as `[name]`,
-/// leaving out `[observability] log-level` (a reload applies it).
+/// leaving out what a reload applies: `[observability] log-level`, the `[server]` access list
+/// and rate limit, and the `server` and `pool` sources.
 pub fn changed_sections(running: &str, new: &str) -> Vec<String> {
     let tables = |text: &str| {
         let mut table = text.parse::<toml::Table>().unwrap_or_default();
         if let Some(toml::Value::Table(observability)) = table.get_mut("observability") {
             observability.remove("log-level");
         }
+        // A reload applies these: the server's access list and rate limit, and every source
+        // but a broadcast one.
+        if let Some(toml::Value::Table(server)) = table.get_mut("server") {
+            for key in RELOADED_SERVER_KEYS {
+                server.remove(key);
+            }
+        }
+        if let Some(toml::Value::Array(sources)) = table.get_mut("source") {
+            sources.retain(|s| s.get("kind").and_then(toml::Value::as_str) == Some("broadcast"));
+        }
+        table.retain(|_, v| !matches!(v, toml::Value::Array(a) if a.is_empty()));
         table.retain(|_, v| !matches!(v, toml::Value::Table(t) if t.is_empty()));
         table
     };
@@ -1077,6 +1142,30 @@ fn source_address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let text = String::deserialize(d)?;
     SourceAddress::parse(&text).map_err(de::Error::custom)?;
     Ok(text)
+}
+
+const fn default_min_samples() -> u8 {
+    1
+}
+
+fn min_samples<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    match i64::deserialize(d)? {
+        n @ 1..=64 => Ok(n as u8),
+        n => Err(de::Error::custom(format!(
+            "min-samples = {n}: a source holds 1 to 64 samples; use a number in that range"
+        ))),
+    }
+}
+
+fn max_delay<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let value = f64::deserialize(d)?;
+    if value > 0.0 && value <= 1000.0 {
+        Ok(Some(value))
+    } else {
+        Err(de::Error::custom(format!(
+            "maxdelay = {value} must be a round-trip delay in seconds above 0 and at most 1000 (chrony's default is 3); leave it out for no limit"
+        )))
+    }
 }
 
 fn pool_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -1783,10 +1872,15 @@ metrics = "127.0.0.1:9975"
         assert!(changed_sections(running, &louder).is_empty());
         let moved = "[server]\nlisten = [\"127.0.0.1:2\"]\n[sync]\nmin-sources = 2\n\
                      [[source]]\naddress = \"127.0.0.1:3\"\n";
-        assert_eq!(
-            changed_sections(running, moved),
-            ["[server]", "[[source]]", "[sync]"]
+        assert_eq!(changed_sections(running, moved), ["[server]", "[sync]"]);
+        let reloaded = format!(
+            "{running}deny = [\"10.0.0.0/8\"]\nrate-limit = {{ interval = 2.0 }}\n\
+             [[source]]\naddress = \"127.0.0.1:3\"\nprefer = true\n"
         );
+        assert!(changed_sections(running, &reloaded).is_empty());
+        let broadcast =
+            format!("{running}[[source]]\naddress = \"127.0.0.5\"\nkind = \"broadcast\"\n");
+        assert_eq!(changed_sections(running, &broadcast), ["[[source]]"]);
     }
 
     #[test]

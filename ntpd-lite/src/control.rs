@@ -1,7 +1,10 @@
 //! The local control socket: a Unix stream socket, owner-only, that answers one command per
-//! connection with one line of JSON: `status` (an object), `sources` (an array of sources), or
-//! for anything else an object with an `error` that says what to send instead.
-//! `ntpd-lite status` and `ntpd-lite sources` are its clients.
+//! connection with one line of JSON: `status` (an object), `sources`, `sourcestats` and
+//! `clients` (arrays), an `{"ok": ...}` line for the verbs that act (`makestep`, `burst`,
+//! `add-source`, `remove-source`, `offline`, `online`, `reload`), or for anything else an
+//! object with an `error` that says what to send instead. `ntpd-lite ctl` (and `status`,
+//! `sources`) is its client. The verbs are routed to the sync task (or, `reload`, to the
+//! reloader), whose core decides; this module only parses and answers.
 //!
 //! Hostile local users: the socket's directory, and every one above it, must be owned by root or
 //! the daemon's user and writable by no one else (a sticky directory such as /tmp is allowed
@@ -12,12 +15,14 @@
 //! accept errors (no descriptor left) pause the accept loop.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ntp_proto::LeapIndicator;
+use ntp_proto::auth::Keys;
+use ntp_proto::{LeapIndicator, NameSpec};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedReadHalf;
@@ -25,7 +30,15 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
 use crate::accept::{Backoff, ConnectionTable, Ticket};
-use crate::state::{LeapReport, ServerTotals, Shared, SourceStatus};
+use crate::config::{Config, SourceAddress};
+use crate::state::{CommandReply, LeapReport, ServerTotals, Shared, SourceStatus, SyncRequest};
+
+/// The commands, for error messages and `--help`.
+pub const COMMANDS: &str = "status, sources, sourcestats, clients, makestep, burst, \
+    add-source ADDRESS [OPTION...], remove-source ADDRESS, offline [ADDRESS], online [ADDRESS], \
+    reload";
+/// How many clients `clients` lists.
+pub const CLIENTS_LISTED: usize = 20;
 
 /// Connections open at once; a new one closes the oldest that is still waiting for its command.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -246,38 +259,87 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, shared: Arc<Share
 }
 
 /// A command the control socket answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// The daemon's [`Status`].
     Status,
     /// Its sources.
     Sources,
+    /// Its sources' statistics ([`SourceStats`]), like `chronyc sourcestats`.
+    SourceStats,
+    /// The server's busiest clients ([`ClientStatus`]), like `chronyc clients`.
+    Clients,
+    /// Something for the sync task to do.
+    Sync(SyncRequest),
+    /// Reread the configuration, as SIGHUP does.
+    Reload,
 }
 
 /// Why a control request gets an error reply instead of an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// An empty line, or nothing before the client closed.
-    #[error("empty command; send status or sources and a newline")]
+    #[error("empty command; send status or sources (or another command: {COMMANDS}) and a newline")]
     Empty,
     /// A command this daemon does not know.
-    #[error("unknown command {0:?}; use status or sources")]
+    #[error("unknown command {0:?}; use status or sources, or one of: {COMMANDS}")]
     Unknown(String),
+    /// A known command with the wrong arguments.
+    #[error("{0}; commands: status or sources, or one of: {COMMANDS}")]
+    Usage(String),
     /// No newline within [`MAX_COMMAND`] bytes.
-    #[error("command longer than {MAX_COMMAND} bytes; send status or sources and a newline")]
+    #[error(
+        "command longer than {MAX_COMMAND} bytes; send status or sources (or another command) and a newline"
+    )]
     TooLong,
     /// Bytes that are not UTF-8.
-    #[error("the command is not UTF-8 text; send status or sources and a newline")]
+    #[error(
+        "the command is not UTF-8 text; send status or sources (or another command) and a newline"
+    )]
     NotText,
     /// No complete line within [`COMMAND_TIMEOUT`].
     #[error(
-        "no complete command within {} s; send status or sources and a newline at once",
+        "no complete command within {} s; send status or sources (or another command) and a newline at once",
         COMMAND_TIMEOUT.as_secs()
     )]
     Timeout,
     /// Reading failed.
     #[error("cannot read the command: {0}")]
     Read(io::Error),
+}
+
+/// One source's statistics, as `sourcestats` shows them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceStats {
+    /// Address and port.
+    pub address: String,
+    /// Samples in its statistics.
+    pub samples: usize,
+    /// Its frequency relative to ours, ppm (`null` before three samples).
+    pub frequency_ppm: Option<f64>,
+    /// The standard error of that frequency, ppm (chrony's skew).
+    pub frequency_error_ppm: Option<f64>,
+    /// Its offset now, seconds (source minus us).
+    pub offset: f64,
+    /// The standard error of that offset, seconds.
+    pub offset_error: f64,
+    /// The samples' spread around their line, seconds (chrony's standard deviation).
+    pub jitter: f64,
+}
+
+/// One client of the server, as `clients` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientStatus {
+    /// Its address.
+    pub address: String,
+    /// Requests received.
+    pub requests: u64,
+    /// Kiss-o'-death sent (RATE, DENY).
+    pub kisses: u64,
+    /// Requests dropped.
+    pub dropped: u64,
+    /// Seconds since its last request.
+    pub last_seen_ago: f64,
 }
 
 impl Command {
@@ -290,13 +352,95 @@ impl Command {
             None => line,
         };
         let text = std::str::from_utf8(line).map_err(|_| CommandError::NotText)?;
-        match text.trim() {
-            "" => Err(CommandError::Empty),
-            "status" => Ok(Self::Status),
-            "sources" => Ok(Self::Sources),
-            other => Err(CommandError::Unknown(other.to_owned())),
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let usage = |message: &str| Err(CommandError::Usage(message.to_owned()));
+        match words[..] {
+            [] => Err(CommandError::Empty),
+            ["status"] => Ok(Self::Status),
+            ["sources"] => Ok(Self::Sources),
+            ["sourcestats"] => Ok(Self::SourceStats),
+            ["clients"] => Ok(Self::Clients),
+            ["reload"] => Ok(Self::Reload),
+            ["makestep"] => Ok(Self::Sync(SyncRequest::MakeStep)),
+            ["burst"] => Ok(Self::Sync(SyncRequest::Burst)),
+            ["add-source", address, ref options @ ..] => {
+                let source = source_entry(address, options).map_err(CommandError::Usage)?;
+                Ok(Self::Sync(SyncRequest::AddSource(source)))
+            }
+            ["add-source"] => usage("usage: add-source ADDRESS [OPTION...]"),
+            ["remove-source", address] => Ok(Self::Sync(SyncRequest::RemoveSource(
+                source_address(address).map_err(CommandError::Usage)?,
+            ))),
+            ["remove-source", ..] => usage("usage: remove-source ADDRESS"),
+            [verb @ ("offline" | "online"), ref rest @ ..] if rest.len() <= 1 => {
+                let address = rest
+                    .first()
+                    .map(|a| source_address(a))
+                    .transpose()
+                    .map_err(CommandError::Usage)?;
+                let online = verb == "online";
+                Ok(Self::Sync(SyncRequest::SetOnline { address, online }))
+            }
+            [verb @ ("offline" | "online"), ..] => usage(&format!("usage: {verb} [ADDRESS]")),
+            _ => Err(CommandError::Unknown(text.trim().to_owned())),
         }
     }
+}
+
+/// A source's address as `sources` shows it: `ip:port`, `[v6]:port` or an address (port 123).
+fn source_address(text: &str) -> Result<SocketAddr, String> {
+    match SourceAddress::parse(text) {
+        Ok(SourceAddress::Ip(address)) => Ok(address),
+        _ => Err(format!(
+            "{text:?} is not a source address; give it as `sources` shows it, e.g. \
+             192.0.2.1:123 or [2001:db8::1]:123"
+        )),
+    }
+}
+
+/// The `[[source]]` entry `add-source ADDRESS OPTION...` stands for, checked as the
+/// configuration is: flags (`iburst`, `prefer`, `noselect`, `trust`, `pool`) and `NAME VALUE`
+/// pairs with a number (`minpoll`, `maxpoll`, `maxdelay`, `min-samples`, `max-sources`).
+fn source_entry(address: &str, options: &[&str]) -> Result<NameSpec, String> {
+    const FLAGS: [&str; 4] = ["iburst", "prefer", "noselect", "trust"];
+    const VALUES: [&str; 5] = [
+        "minpoll",
+        "maxpoll",
+        "maxdelay",
+        "min-samples",
+        "max-sources",
+    ];
+    let mut entry = format!(
+        "[[source]]\naddress = {}\n",
+        toml::Value::String(address.to_owned())
+    );
+    let mut words = options.iter();
+    while let Some(&word) = words.next() {
+        if FLAGS.contains(&word) {
+            entry.push_str(&format!("{word} = true\n"));
+        } else if word == "pool" {
+            entry.push_str("kind = \"pool\"\n");
+        } else if VALUES.contains(&word) {
+            let value = words
+                .next()
+                .filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
+                .ok_or_else(|| format!("add-source: {word} needs a number after it"))?;
+            entry.push_str(&format!("{word} = {value}\n"));
+        } else {
+            return Err(format!(
+                "add-source: unknown option {word:?}; use {}, pool, or {} followed by a number",
+                FLAGS.join(", "),
+                VALUES.join(", ")
+            ));
+        }
+    }
+    let config = Config::parse(&entry, Path::new("add-source")).map_err(|e| e.to_string())?;
+    // No keys here: a keyed source belongs in the configuration file.
+    config
+        .sources
+        .first()
+        .and_then(|source| source.name_spec(&Keys::default()))
+        .ok_or_else(|| "add-source: no source".to_owned())
 }
 
 async fn answer(stream: UnixStream, shared: Arc<Shared>, ticket: Ticket) {
@@ -304,7 +448,7 @@ async fn answer(stream: UnixStream, shared: Arc<Shared>, ticket: Ticket) {
     let command = read_command(read).await;
     ticket.request_received();
     debug!(?command, "control request");
-    let mut reply = reply_to(command, &shared);
+    let mut reply = reply_to(command, &shared).await;
     reply.push('\n');
     let sent = tokio::time::timeout(REPLY_TIMEOUT, async {
         write.write_all(reply.as_bytes()).await?;
@@ -330,13 +474,59 @@ async fn read_command(read: OwnedReadHalf) -> Result<Command, CommandError> {
 }
 
 /// The one line of JSON that answers `command`, whatever it was.
-fn reply_to(command: Result<Command, CommandError>, shared: &Shared) -> String {
+async fn reply_to(command: Result<Command, CommandError>, shared: &Shared) -> String {
     let encoded = match command {
         Ok(Command::Status) => serde_json::to_string(&status(shared)),
         Ok(Command::Sources) => serde_json::to_string(&shared.sync_status().sources),
+        Ok(Command::SourceStats) => serde_json::to_string(&source_stats(shared)),
+        Ok(Command::Clients) => serde_json::to_string(&clients(shared)),
+        Ok(Command::Reload) => return done_reply(shared.ask_reload().await),
+        Ok(Command::Sync(request)) => return done_reply(shared.ask_sync(request).await),
         Err(e) => return error_reply(&e.to_string()),
     };
     encoded.unwrap_or_else(|e| error_reply(&format!("cannot encode the reply: {e}")))
+}
+
+/// `{"ok": what was done}` or `{"error": why nothing was}`.
+fn done_reply(reply: CommandReply) -> String {
+    match reply {
+        Ok(done) => serde_json::json!({ "ok": done }).to_string(),
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// Every source's statistics, from what the sync task last reported.
+fn source_stats(shared: &Shared) -> Vec<SourceStats> {
+    shared
+        .sync_status()
+        .sources
+        .into_iter()
+        .map(|s| SourceStats {
+            address: s.address,
+            samples: s.samples,
+            frequency_ppm: s.frequency_ppm,
+            frequency_error_ppm: s.frequency_error_ppm,
+            offset: s.offset,
+            offset_error: s.offset_error,
+            jitter: s.jitter,
+        })
+        .collect()
+}
+
+/// The server's busiest clients, most requests first.
+fn clients(shared: &Shared) -> Vec<ClientStatus> {
+    let now = std::time::Instant::now();
+    shared
+        .busiest_clients(CLIENTS_LISTED)
+        .into_iter()
+        .map(|c| ClientStatus {
+            address: c.address.to_string(),
+            requests: c.requests,
+            kisses: c.kisses,
+            dropped: c.dropped,
+            last_seen_ago: now.saturating_duration_since(c.last).as_secs_f64(),
+        })
+        .collect()
 }
 
 /// `{"error": message}`: valid JSON whatever the message holds.
@@ -481,6 +671,53 @@ fn format_server(server: &ServerTotals) -> String {
     )
 }
 
+/// A table like `chronyc sourcestats`: samples, the frequency relative to ours and its
+/// standard error (ppm), the offset now and its standard error, and the samples' spread around
+/// their line (seconds).
+pub fn format_source_stats(stats: &[SourceStats]) -> String {
+    use std::fmt::Write;
+    let ppm = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:+.3}"));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<42} {:>7} {:>12} {:>10} {:>12} {:>10} {:>10}",
+        "source", "samples", "freq ppm", "freq err", "offset", "offset err", "jitter"
+    );
+    for s in stats {
+        let _ = writeln!(
+            out,
+            "{:<42} {:>7} {:>12} {:>10} {:>+12.6} {:>10.6} {:>10.6}",
+            s.address,
+            s.samples,
+            ppm(s.frequency_ppm),
+            ppm(s.frequency_error_ppm).trim_start_matches('+'),
+            s.offset,
+            s.offset_error,
+            s.jitter
+        );
+    }
+    out
+}
+
+/// A table like `chronyc clients`: the busiest first.
+pub fn format_clients(clients: &[ClientStatus]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<40} {:>10} {:>8} {:>8} {:>10}",
+        "client", "requests", "kod", "dropped", "last (s)"
+    );
+    for c in clients {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>10} {:>8} {:>8} {:>10.1}",
+            c.address, c.requests, c.kisses, c.dropped, c.last_seen_ago
+        );
+    }
+    out
+}
+
 /// A table like `chronyc sources`: the state mark (`*` selected, `+` candidate, `x`
 /// falseticker, `?` unreachable, `-` rejected), then kind, the key ID of an authenticated source
 /// (`-` for none), stratum, poll, reach (octal), offset, delay and jitter in seconds.
@@ -501,19 +738,17 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
             _ => '-',
         };
         let key = s.key.map_or_else(|| "-".to_owned(), |k| k.to_string());
+        let mut state = s.state.clone();
+        if let Some(reason) = &s.reason {
+            state.push_str(&format!(" ({reason})"));
+        }
+        if s.offline {
+            state.push_str(", offline");
+        }
         let _ = writeln!(
             out,
-            "{mark} {:<40} {:<6} {:>5} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {}",
-            s.address,
-            s.kind,
-            key,
-            s.stratum,
-            s.poll,
-            s.reach,
-            s.offset,
-            s.delay,
-            s.jitter,
-            s.state
+            "{mark} {:<40} {:<6} {:>5} {:>3} {:>4} {:>5o} {:>+12.6} {:>10.6} {:>10.6}  {state}",
+            s.address, s.kind, key, s.stratum, s.poll, s.reach, s.offset, s.delay, s.jitter,
         );
     }
     out
@@ -664,6 +899,7 @@ mod tests {
             let reply = match Command::parse(line) {
                 Ok(Command::Status) => "status".to_owned(),
                 Ok(Command::Sources) => "sources".to_owned(),
+                Ok(other) => format!("{other:?}"),
                 Err(e) => error_reply(&e.to_string()),
             };
             if matches!(expected, "status" | "sources") {
@@ -678,6 +914,68 @@ mod tests {
         }
         let timeout = CommandError::Timeout.to_string();
         assert!(timeout.contains("within 5 s") && timeout.contains("status or sources"));
+    }
+
+    #[test]
+    fn the_verbs_parse_to_typed_commands_and_bad_arguments_say_what_to_send() {
+        let address: SocketAddr = "127.0.0.1:11123".parse().expect("address");
+        let parse = |line: &str| Command::parse(line.as_bytes());
+        assert!(matches!(parse("sourcestats"), Ok(Command::SourceStats)));
+        assert!(matches!(parse("clients\n"), Ok(Command::Clients)));
+        assert!(matches!(parse("reload"), Ok(Command::Reload)));
+        assert_eq!(
+            parse("makestep").ok(),
+            Some(Command::Sync(SyncRequest::MakeStep))
+        );
+        assert_eq!(parse("burst").ok(), Some(Command::Sync(SyncRequest::Burst)));
+        assert_eq!(
+            parse("remove-source 127.0.0.1:11123").ok(),
+            Some(Command::Sync(SyncRequest::RemoveSource(address)))
+        );
+        assert_eq!(
+            parse("offline").ok(),
+            Some(Command::Sync(SyncRequest::SetOnline {
+                address: None,
+                online: false
+            }))
+        );
+        assert_eq!(
+            parse("online 127.0.0.1:11123").ok(),
+            Some(Command::Sync(SyncRequest::SetOnline {
+                address: Some(address),
+                online: true
+            }))
+        );
+        let Ok(Command::Sync(SyncRequest::AddSource(spec))) = parse(
+            "add-source 127.0.0.1:11123 iburst prefer minpoll -2 maxpoll 0 maxdelay 0.05 min-samples 3 trust noselect",
+        ) else {
+            panic!("add-source parses");
+        };
+        assert_eq!(spec.name, "127.0.0.1:11123");
+        let options = spec.config.selection;
+        assert!(options.prefer && options.trust && options.noselect && spec.config.iburst);
+        assert_eq!(options.min_samples, 3);
+        assert_eq!(spec.config.min_poll.get(), -2);
+        let max_delay = spec.config.max_delay.expect("maxdelay").to_seconds_f64();
+        assert!((max_delay - 0.05).abs() < 1e-9, "{max_delay}");
+        let bad = [
+            ("add-source", "usage: add-source ADDRESS"),
+            ("add-source 127.0.0.1 bogus", "unknown option \"bogus\""),
+            ("add-source 127.0.0.1 minpoll", "minpoll needs a number"),
+            ("add-source 127.0.0.1 minpoll x", "minpoll needs a number"),
+            ("add-source 127.0.0.1 maxdelay -1", "maxdelay = -1"),
+            ("add-source 127.0.0.1 minpoll 9 maxpoll 2", "minpoll"),
+            ("add-source \"\" ", "address"),
+            ("remove-source", "usage: remove-source ADDRESS"),
+            ("remove-source pool.example", "is not a source address"),
+            ("offline a b", "usage: offline [ADDRESS]"),
+            ("online ntp.example:123", "is not a source address"),
+        ];
+        for (line, expected) in bad {
+            let error = parse(line).expect_err(line).to_string();
+            assert!(error.contains(expected), "{line}: {error}");
+            assert!(error.contains("status or sources"), "{line}: {error}");
+        }
     }
 
     fn source(address: &str, state: &str, reach: u8) -> SourceStatus {

@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ntp_proto::auth::Keys;
+use ntp_proto::auth::{KeyId, Keys};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
@@ -18,7 +19,7 @@ use crate::logging::Logger;
 use crate::metrics;
 use crate::privileges::Privileges;
 use crate::serve;
-use crate::state::Shared;
+use crate::state::{CommandReply, Shared, SyncRequest};
 use crate::sync;
 
 /// The daemon with every socket bound and privileges dropped, before any runtime thread exists.
@@ -160,6 +161,7 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
     if let Some(local) = &config.local {
         info!(stratum = local.stratum.get(), refid = ?local.refid, "local reference clock");
     }
+    reloader.attach(Arc::clone(&shared), keys.clone());
     let sync_task = (!config.sources.is_empty()
         || !config.peers.is_empty()
         || config.local.is_some())
@@ -183,7 +185,8 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
         )));
     }
 
-    wait_for_shutdown(&mut reloader).await;
+    let mut reloads = shared.take_reload_receiver();
+    wait_for_shutdown(&mut reloader, &mut reloads).await;
     info!("shutting down");
     shared.request_shutdown();
     if let Some(sync_task) = sync_task
@@ -207,8 +210,21 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
     Ok(())
 }
 
-/// Returns on SIGTERM or SIGINT; rereads the configuration on every SIGHUP.
-async fn wait_for_shutdown(reloader: &mut Reloader) {
+/// An operator's `reload` from the control socket (never, without the channel).
+async fn next_reload(
+    receiver: &mut Option<mpsc::Receiver<oneshot::Sender<CommandReply>>>,
+) -> Option<oneshot::Sender<CommandReply>> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Returns on SIGTERM or SIGINT; rereads the configuration on every SIGHUP and `reload`.
+async fn wait_for_shutdown(
+    reloader: &mut Reloader,
+    reloads: &mut Option<mpsc::Receiver<oneshot::Sender<CommandReply>>>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -222,17 +238,25 @@ async fn wait_for_shutdown(reloader: &mut Reloader) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reloader.reload(),
+            _ = hup.recv() => {
+                let _ = reloader.reload("SIGHUP").await;
+            }
+            Some(reply) = next_reload(reloads) => {
+                let _ = reply.send(reloader.reload("reload").await);
+            }
         }
     }
 }
 
-/// What SIGHUP needs: the configuration file, the text the daemon runs with, the logger.
+/// What SIGHUP and `reload` need: the configuration file, the text the daemon started with, the
+/// logger, and once running, the shared state and the keys loaded at start.
 #[derive(Debug)]
 pub struct Reloader {
     path: PathBuf,
     running: String,
     logger: Logger,
+    shared: Option<Arc<Shared>>,
+    keys: Keys,
 }
 
 impl Reloader {
@@ -242,29 +266,99 @@ impl Reloader {
             path,
             running,
             logger,
+            shared: None,
+            keys: Keys::default(),
         }
     }
 
-    /// Rereads the file: applies the log level; names what else changed and needs a restart.
-    /// A file that no longer reads or validates changes nothing.
-    pub fn reload(&mut self) {
-        info!(path = %self.path.display(), "SIGHUP: rereading the configuration");
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) => return warn!(error = %e, "cannot read the configuration; nothing changed"),
-        };
-        let config = match Config::parse(&text, &self.path) {
-            Ok(config) => config,
-            Err(e) => return error!("{e}; nothing changed"),
-        };
+    /// The running daemon's shared state and the keys it loaded at start (the keys file is
+    /// read before privileges are dropped, so a reload cannot reread it).
+    pub fn attach(&mut self, shared: Arc<Shared>, keys: Keys) {
+        self.shared = Some(shared);
+        self.keys = keys;
+    }
+
+    /// Rereads the file (on `why`: SIGHUP or `reload`): applies the log level, the server's
+    /// access list and rate limit, and the `server` and `pool` sources (added, removed, changed;
+    /// the others untouched); names what else changed and needs a restart. A file that no
+    /// longer reads or validates changes nothing. Returns what it did, or why it did nothing.
+    pub async fn reload(&mut self, why: &str) -> CommandReply {
+        info!(path = %self.path.display(), "{why}: rereading the configuration");
+        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+            warn!(error = %e, "cannot read the configuration; nothing changed");
+            format!("cannot read {}: {e}; nothing changed", self.path.display())
+        })?;
+        let config = Config::parse(&text, &self.path).map_err(|e| {
+            error!("{e}; nothing changed");
+            format!("{e}; nothing changed")
+        })?;
+        self.check_keys(&config)?;
         self.logger
             .reconfigure(config.observability.log_level.as_deref());
+        let mut done = Vec::new();
+        if let Some(shared) = &self.shared {
+            done.extend(apply_server(shared, &config));
+            let specs = config
+                .sources
+                .iter()
+                .filter_map(|s| s.name_spec(&self.keys))
+                .collect();
+            match shared.ask_sync(SyncRequest::Reload(specs)).await {
+                Ok(sources) => done.push(sources),
+                Err(_) if config.sources.is_empty() => {}
+                Err(e) => done.push(format!("sources not applied: {e}")),
+            }
+        }
         let changed = crate::config::changed_sections(&self.running, &text);
         if !changed.is_empty() {
             warn!(
                 sections = %changed.join(" "),
                 "changed in the configuration, applied only by a restart"
             );
+            done.push(format!("needs a restart: {}", changed.join(" ")));
+        }
+        let done = done.join("; ");
+        info!("{why}: {done}");
+        Ok(done)
+    }
+
+    /// Refuses a file whose sources name a key that was not loaded at start: they would run
+    /// unauthenticated.
+    fn check_keys(&self, config: &Config) -> Result<(), String> {
+        let missing = config
+            .sources
+            .iter()
+            .filter_map(|s| s.key)
+            .find(|id| self.keys.get(KeyId(*id)).is_none());
+        match missing {
+            Some(id) => {
+                let message = format!(
+                    "key {id} was not among the keys loaded at start; restart the daemon to load a changed keys file; nothing changed"
+                );
+                error!("{message}");
+                Err(message)
+            }
+            None => Ok(()),
         }
     }
+}
+
+/// Replaces the server's access list and rate limit (the rate limiter's table is kept when its
+/// settings did not change); returns what it did, if the daemon serves.
+fn apply_server(shared: &Shared, config: &Config) -> Option<String> {
+    let (server, running) = (config.server.as_ref()?, shared.server()?);
+    let access = serve::access_list(server);
+    let (allow, deny) = (access.allow_len(), access.deny_len());
+    let reconfigured = running.reconfigured(access, server.rate_limit, Instant::now());
+    let kept = reconfigured.shares_rate_limiter(&running);
+    shared.set_server(Arc::new(reconfigured));
+    let rate = match (server.rate_limit, kept) {
+        (None, _) => "no rate limit",
+        (Some(_), true) => "rate limit unchanged (its table kept)",
+        (Some(_), false) => "new rate limit",
+    };
+    info!(allow, deny, rate, "access list and rate limit applied");
+    Some(format!(
+        "access list applied ({allow} allow, {deny} deny), {rate}"
+    ))
 }

@@ -1,8 +1,8 @@
 //! `ntpd-lite`: an NTP server and client daemon on `ntp-proto`.
 //!
 //! `ntpd-lite --config FILE` runs in the foreground; `check-config FILE` runs on a file every
-//! start-up check that needs no privileges; `status` and `sources` ask a running daemon over its
-//! control socket; the hidden `generate` writes man pages and shell completions.
+//! start-up check that needs no privileges; `ctl VERB` (and `status`, `sources`) asks a running
+//! daemon over its control socket; the hidden `generate` writes man pages and shell completions.
 
 mod accept;
 mod clock;
@@ -72,23 +72,115 @@ enum Command {
     Status(Ask),
     /// Show a running daemon's sources (like `chronyc sources`).
     Sources(Ask),
+    /// Ask a running daemon to show or do something (like chronyc): every verb over the control
+    /// socket.
+    Ctl(Ctl),
     /// Write man pages or shell completions (for packaging).
     #[command(hide = true, subcommand)]
     Generate(generate::Target),
 }
 
-/// How `status` and `sources` reach the daemon.
+/// How `status`, `sources` and `ctl` reach the daemon.
 #[derive(Debug, Args)]
 struct Ask {
     /// The daemon's control socket [default: the one in --config, else /run/ntpd-lite/control.sock].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     socket: Option<PathBuf>,
     /// Take the control socket from this configuration file.
-    #[arg(short, long, value_name = "FILE", conflicts_with = "socket")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        conflicts_with = "socket",
+        global = true
+    )]
     config: Option<PathBuf>,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
+}
+
+/// `ctl`: a verb for the daemon.
+#[derive(Debug, Args)]
+struct Ctl {
+    #[command(flatten)]
+    ask: Ask,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+/// What `ctl` asks the daemon (chronyc's names where it has one).
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Synchronization status and sources (like `chronyc tracking`).
+    Status,
+    /// The sources (like `chronyc sources`).
+    Sources,
+    /// Each source's statistics: samples, frequency and its error, offset and its spread (like
+    /// `chronyc sourcestats`).
+    Sourcestats,
+    /// The server's busiest clients (like `chronyc clients`).
+    Clients,
+    /// Step the clock to the sources' time now, whatever the step threshold (like `chronyc
+    /// makestep`).
+    Makestep,
+    /// Send four requests to every online source now (like `chronyc burst`).
+    Burst,
+    /// Add a source, until the daemon stops or it is removed (a reload keeps it).
+    ///
+    /// OPTION: iburst, prefer, noselect, trust, pool; minpoll N, maxpoll N, maxdelay SECONDS,
+    /// min-samples N, max-sources N (as the [[source]] keys of the configuration).
+    AddSource {
+        /// `ip:port`, `[v6]:port`, an address or a name (port 123).
+        address: String,
+        /// Options, e.g. `iburst minpoll 4 prefer`.
+        #[arg(allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
+    /// Remove the source at ADDRESS, as `sources` shows it.
+    RemoveSource {
+        /// `ip:port` or `[v6]:port`.
+        address: String,
+    },
+    /// Stop polling ADDRESS, or every source (its statistics stay).
+    Offline {
+        /// `ip:port` or `[v6]:port`; every source if left out.
+        address: Option<String>,
+    },
+    /// Poll ADDRESS, or every source, again, at once.
+    Online {
+        /// `ip:port` or `[v6]:port`; every source if left out.
+        address: Option<String>,
+    },
+    /// Reread the configuration as SIGHUP does: sources, access lists, rate limits, log level.
+    Reload,
+}
+
+impl Verb {
+    /// The command line the control socket reads.
+    fn line(&self) -> String {
+        let words: Vec<&str> = match self {
+            Self::Status => vec!["status"],
+            Self::Sources => vec!["sources"],
+            Self::Sourcestats => vec!["sourcestats"],
+            Self::Clients => vec!["clients"],
+            Self::Makestep => vec!["makestep"],
+            Self::Burst => vec!["burst"],
+            Self::Reload => vec!["reload"],
+            Self::AddSource { address, options } => ["add-source", address.as_str()]
+                .into_iter()
+                .chain(options.iter().map(String::as_str))
+                .collect(),
+            Self::RemoveSource { address } => vec!["remove-source", address],
+            Self::Offline { address } => std::iter::once("offline")
+                .chain(address.as_deref())
+                .collect(),
+            Self::Online { address } => std::iter::once("online")
+                .chain(address.as_deref())
+                .collect(),
+        };
+        words.join(" ")
+    }
 }
 
 fn main() -> ExitCode {
@@ -97,6 +189,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Status(ask)) => ask_daemon(&ask, "status"),
         Some(Command::Sources(ask)) => ask_daemon(&ask, "sources"),
+        Some(Command::Ctl(ctl)) => ask_daemon(&ctl.ask, &ctl.verb.line()),
         Some(Command::Generate(target)) => generate::run(&target, command()),
         None => match cli.config {
             Some(file) => run(&file, cli.log_level.as_deref()),
@@ -194,7 +287,8 @@ fn socket_of(ask: &Ask) -> Result<PathBuf, String> {
     })
 }
 
-/// Sends `command` (`status` or `sources`) and prints the answer as a table or as JSON.
+/// Sends `command` (a control socket's command line) and prints the answer as a table or as
+/// JSON; an error answer goes to stderr with exit status 1.
 fn ask_daemon(ask: &Ask, command: &str) -> ExitCode {
     let socket = match socket_of(ask) {
         Ok(socket) => socket,
@@ -220,6 +314,15 @@ fn ask_daemon(ask: &Ask, command: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let answer = serde_json::from_str::<serde_json::Value>(&reply);
+    if let Some(error) = answer.as_ref().ok().and_then(|v| v.get("error")) {
+        if ask.json {
+            print!("{reply}");
+        } else {
+            eprintln!("ntpd-lite: {}", error.as_str().unwrap_or_default());
+        }
+        return ExitCode::FAILURE;
+    }
     if ask.json {
         print!("{reply}");
         return ExitCode::SUCCESS;
@@ -227,8 +330,14 @@ fn ask_daemon(ask: &Ask, command: &str) -> ExitCode {
     let table = match command {
         "sources" => serde_json::from_str::<Vec<state::SourceStatus>>(&reply)
             .map(|sources| control::format_sources(&sources)),
-        _ => serde_json::from_str::<control::Status>(&reply)
+        "sourcestats" => serde_json::from_str::<Vec<control::SourceStats>>(&reply)
+            .map(|stats| control::format_source_stats(&stats)),
+        "clients" => serde_json::from_str::<Vec<control::ClientStatus>>(&reply)
+            .map(|clients| control::format_clients(&clients)),
+        "status" => serde_json::from_str::<control::Status>(&reply)
             .map(|status| control::format_status(&status)),
+        _ => serde_json::from_str::<serde_json::Value>(&reply)
+            .map(|done| format!("{}\n", done["ok"].as_str().unwrap_or(&reply))),
     };
     match table {
         Ok(table) => {

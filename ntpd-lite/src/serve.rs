@@ -9,18 +9,20 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use ntp_proto::auth::{KeyId, Keys};
-use ntp_proto::server::{AccessList, Decision, DropReason, RateLimiter, Response, Server};
+use ntp_proto::server::{
+    AccessList, ClientLog, Decision, DropReason, RateLimiter, Response, Server,
+};
 use socket2::Socket;
 use tracing::{debug, info, warn};
 
 use crate::config::{self, ServerConfig};
 use crate::net::{self, BATCH, RecvBatch, SendBatch};
-use crate::state::{PeerDatagram, PeerEvent, ServerStats, Shared};
+use crate::state::{self, PeerDatagram, PeerEvent, ServerStats, Shared};
 
 /// How long a blocked worker waits before checking for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -38,25 +40,10 @@ pub fn start(
     let rate_limiter = config
         .rate_limit
         .map(|r| RateLimiter::new(r, Instant::now()));
-    let started = Instant::now();
-    let access = AccessList::new(
-        config.allow.iter().copied(),
-        config.deny.iter().copied(),
-        config.deny_action,
-    );
-    if access.allow_len() + access.deny_len() > 0 {
-        info!(
-            allow = access.allow_len(),
-            deny = access.deny_len(),
-            ms = started.elapsed().as_millis() as u64,
-            "access list ready (distinct prefixes)"
-        );
-    }
-    let server = Arc::new(
-        Server::new(access, rate_limiter)
-            .with_peers(peers.to_vec(), config.passive_peers)
-            .with_keys(keys, peer_keys),
-    );
+    let server = Server::new(access_list(config), rate_limiter)
+        .with_peers(peers.to_vec(), config.passive_peers)
+        .with_keys(keys, peer_keys);
+    shared.set_server(Arc::new(server));
     let workers = config.workers.unwrap_or_else(default_workers);
     let mut handles = Vec::new();
     for &address in &config.listen {
@@ -72,14 +59,35 @@ pub fn start(
         for (index, socket) in sockets.into_iter().enumerate() {
             let stats = Arc::new(ServerStats::default());
             shared.register_server_stats(Arc::clone(&stats));
-            let (server, shared) = (Arc::clone(&server), Arc::clone(shared));
+            let clients = Arc::new(Mutex::new(ClientLog::default()));
+            shared.register_client_log(Arc::clone(&clients));
+            let shared = Arc::clone(shared);
             let handle = std::thread::Builder::new()
                 .name(format!("ntp-serve-{index}"))
-                .spawn(move || worker(&socket, &server, &shared, &stats, address))?;
+                .spawn(move || worker(&socket, &shared, (&stats, &clients), address))?;
             handles.push(handle);
         }
     }
     Ok(handles)
+}
+
+/// The access list of `config`, logged when it has entries (a big one takes a while to build).
+pub fn access_list(config: &ServerConfig) -> AccessList {
+    let started = Instant::now();
+    let access = AccessList::new(
+        config.allow.iter().copied(),
+        config.deny.iter().copied(),
+        config.deny_action,
+    );
+    if access.allow_len() + access.deny_len() > 0 {
+        info!(
+            allow = access.allow_len(),
+            deny = access.deny_len(),
+            ms = started.elapsed().as_millis() as u64,
+            "access list ready (distinct prefixes)"
+        );
+    }
+    access
 }
 
 /// One socket per worker on `address`: with several workers, an SO_REUSEPORT group, so that each
@@ -120,9 +128,8 @@ fn default_workers() -> usize {
 
 fn worker(
     socket: &Socket,
-    server: &Server,
     shared: &Shared,
-    stats: &ServerStats,
+    (stats, clients): (&ServerStats, &Mutex<ClientLog>),
     address: SocketAddr,
 ) {
     // Answer nothing until the daemon's privileges are settled, then keep no capability at all:
@@ -156,6 +163,11 @@ fn worker(
             }
         };
         let snapshot = shared.snapshot();
+        // The policy in force for this batch: a reload replaces it whole.
+        let Some(server) = shared.server() else {
+            continue;
+        };
+        let mut clients = state::lock(clients);
         let now = Instant::now();
         let mut responses = 0;
         for i in 0..count {
@@ -168,6 +180,7 @@ fn worker(
                 .clock
                 .at(datagram.received.unwrap_or_else(SystemTime::now));
             let decision = server.decide(datagram.bytes, datagram.from, &snapshot, receive, now);
+            clients.record(datagram.from.ip(), &decision, now);
             let (response, peer) = match decision {
                 Decision::Respond(response) => (Some(response), false),
                 Decision::Drop(reason) => {
@@ -194,6 +207,7 @@ fn worker(
                 responses += 1;
             }
         }
+        drop(clients);
         // The transmit timestamp is read once, as late as possible: just before the batch is sent.
         let transmit = shared.clock.now();
         let mut answered_peers = Vec::new();

@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::{ArcSwap, ArcSwapOption, Guard};
 use ntp_proto::auth::Seal;
-use ntp_proto::server::{DropReason, Response};
-use ntp_proto::{NtpTimestamp, Precision, ReferenceId, SystemSnapshot};
+use ntp_proto::server::{ClientLog, ClientRecord, DropReason, Response, Server};
+use ntp_proto::{NameSpec, NtpTimestamp, Precision, ReferenceId, SystemSnapshot};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::clock::{self, Clock};
 
@@ -40,6 +41,55 @@ pub struct Shared {
     peer_receiver: Mutex<Option<mpsc::Receiver<PeerEvent>>>,
     /// A socket on each listen address, for the sync task's requests to peers.
     peer_sockets: Mutex<Vec<(SocketAddr, Arc<UdpSocket>)>>,
+    /// The server's policy, which the workers load per batch and a reload replaces whole.
+    server: ArcSwapOption<Server>,
+    /// Each server worker's log of its clients.
+    client_logs: Mutex<Vec<Arc<Mutex<ClientLog>>>>,
+    /// Operators' commands, from the control socket to the sync task.
+    commands: mpsc::Sender<SyncCommand>,
+    command_receiver: Mutex<Option<mpsc::Receiver<SyncCommand>>>,
+    /// Operators' `reload`, from the control socket to the signal loop (SIGHUP's reloader).
+    reloads: mpsc::Sender<oneshot::Sender<CommandReply>>,
+    reload_receiver: Mutex<Option<mpsc::Receiver<oneshot::Sender<CommandReply>>>>,
+}
+
+/// What an operator's command did, as a line for the operator, or why it did nothing.
+pub type CommandReply = Result<String, String>;
+
+/// Longest wait for the sync task or the reloader to answer an operator's command.
+const COMMAND_REPLY_TIMEOUT: Duration = Duration::from_secs(4);
+/// Operators' commands waiting for the sync task.
+const COMMAND_QUEUE: usize = 8;
+
+/// An operator's command for the sync task, which owns the sources.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncRequest {
+    /// Step the clock to the sources' time now.
+    MakeStep,
+    /// Four requests to every online source now.
+    Burst,
+    /// Add a source (not one of the configuration's: a reload leaves it alone).
+    AddSource(NameSpec),
+    /// Remove the source at this address.
+    RemoveSource(SocketAddr),
+    /// Take the source at this address (or every source) offline or back online.
+    SetOnline {
+        /// One source, or all.
+        address: Option<SocketAddr>,
+        /// Online or offline.
+        online: bool,
+    },
+    /// The configuration's `server` and `pool` sources, reread.
+    Reload(Vec<NameSpec>),
+}
+
+/// A command with the channel its answer goes back on.
+#[derive(Debug)]
+pub struct SyncCommand {
+    /// What to do.
+    pub request: SyncRequest,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<CommandReply>,
 }
 
 /// What a server worker tells the sync task, which owns the peers' associations, of a configured
@@ -121,6 +171,8 @@ impl Shared {
     pub fn new(clock: Clock, local_reference: bool) -> Self {
         let precision = clock::measure_precision(&clock);
         let (peer_inbox, peer_receiver) = mpsc::channel(PEER_QUEUE);
+        let (commands, command_receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (reloads, reload_receiver) = mpsc::channel(1);
         Self {
             clock,
             precision,
@@ -134,7 +186,74 @@ impl Shared {
             peer_inbox,
             peer_receiver: Mutex::new(Some(peer_receiver)),
             peer_sockets: Mutex::new(Vec::new()),
+            server: ArcSwapOption::empty(),
+            client_logs: Mutex::new(Vec::new()),
+            commands,
+            command_receiver: Mutex::new(Some(command_receiver)),
+            reloads,
+            reload_receiver: Mutex::new(Some(reload_receiver)),
         }
+    }
+
+    /// The receiving end of the operators' commands: the sync task takes it once.
+    pub fn take_command_receiver(&self) -> Option<mpsc::Receiver<SyncCommand>> {
+        lock(&self.command_receiver).take()
+    }
+
+    /// Hands an operator's command to the sync task and waits for its answer.
+    pub async fn ask_sync(&self, request: SyncRequest) -> CommandReply {
+        if lock(&self.command_receiver).is_some() {
+            return Err(
+                "this daemon runs no client (it started without [[source]], [[peer]] \
+                        or [local]): add a [[source]] to its configuration and restart it"
+                    .to_owned(),
+            );
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = SyncCommand { request, reply };
+        if self.commands.send(command).await.is_err() {
+            return Err("the sync task has stopped; see the daemon's log".to_owned());
+        }
+        await_answer(answer).await
+    }
+
+    /// The receiving end of the operators' `reload`: the signal loop takes it once.
+    pub fn take_reload_receiver(&self) -> Option<mpsc::Receiver<oneshot::Sender<CommandReply>>> {
+        lock(&self.reload_receiver).take()
+    }
+
+    /// Asks for the configuration to be reread, as SIGHUP does, and waits for what it did.
+    pub async fn ask_reload(&self) -> CommandReply {
+        let (reply, answer) = oneshot::channel();
+        if self.reloads.try_send(reply).is_err() {
+            return Err("a reload is already under way; try again in a moment".to_owned());
+        }
+        await_answer(answer).await
+    }
+
+    /// The server's policy now, if the daemon serves.
+    pub fn server(&self) -> Option<Arc<Server>> {
+        self.server.load_full()
+    }
+
+    /// Replaces the server's policy: the workers use it from their next batch on.
+    pub fn set_server(&self, server: Arc<Server>) {
+        self.server.store(Some(server));
+    }
+
+    /// Adds a server worker's client log to those `clients` reads.
+    pub fn register_client_log(&self, log: Arc<Mutex<ClientLog>>) {
+        lock(&self.client_logs).push(log);
+    }
+
+    /// The `count` busiest clients over every worker's log.
+    pub fn busiest_clients(&self, count: usize) -> Vec<ClientRecord> {
+        let logs = lock(&self.client_logs).clone();
+        let records: Vec<ClientRecord> = logs
+            .iter()
+            .flat_map(|log| lock(log).records().collect::<Vec<_>>())
+            .collect();
+        ClientLog::busiest(records, count)
     }
 
     /// Tells the sync task of a configured peer's traffic; false if its queue is full (or it is
@@ -251,6 +370,22 @@ impl Shared {
     }
 }
 
+/// Locks `mutex`, whatever a panicking holder left in it.
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn await_answer(answer: oneshot::Receiver<CommandReply>) -> CommandReply {
+    match tokio::time::timeout(COMMAND_REPLY_TIMEOUT, answer).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => Err("the command was dropped unanswered; see the daemon's log".to_owned()),
+        Err(_) => Err(format!(
+            "no answer within {} s; see the daemon's log",
+            COMMAND_REPLY_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 fn server_kind() -> String {
     "server".to_owned()
 }
@@ -292,6 +427,25 @@ pub struct SourceStatus {
     /// The ID of the symmetric key that authenticates it, if any.
     #[serde(default)]
     pub key: Option<u32>,
+    /// True while an operator has taken it offline.
+    #[serde(default)]
+    pub offline: bool,
+    /// Why it may not be selected, when its state is `rejected`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Samples its statistics hold.
+    #[serde(default)]
+    pub samples: usize,
+    /// Its frequency relative to ours and that estimate's standard error, ppm (`null` before
+    /// three samples).
+    #[serde(default)]
+    pub frequency_ppm: Option<f64>,
+    /// The standard error of `frequency_ppm`.
+    #[serde(default)]
+    pub frequency_error_ppm: Option<f64>,
+    /// The standard error of its offset now, seconds.
+    #[serde(default)]
+    pub offset_error: f64,
 }
 
 /// Counters of one server worker, written only by it.

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ntp_proto::auth::{AuthError, KeyId, Keys};
-use ntp_proto::client::RESOLVE_RETRY;
+use ntp_proto::client::{CommandError, RESOLVE_RETRY};
 use ntp_proto::system::{SourceState, SyncConfig, SystemEvent};
 use ntp_proto::{
     AssociationKind, BroadcastDelay, Broadcaster, Client, ClientConfig, ClockAction,
-    DisciplineConfig, Event, LeapKind, LeapMode, LeapStatus, NameId, NameKind, NtpDuration,
+    DisciplineConfig, Event, LeapKind, LeapMode, LeapStatus, NameId, NameSpec, NtpDuration,
     NtpTimestamp, ReplyError, ReplyLimits, ReplyOutcome, SourceConfig, SourceId, SourceReport,
     Transmit, Version,
 };
@@ -25,9 +25,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, ClockMode, Config, SourceAddress, SourceKind};
+use crate::config::{ClockMode, Config, SourceAddress, SourceKind};
 use crate::net;
-use crate::state::{LeapReport, PeerEvent, PendingLeap, Shared, SourceStatus, SyncStatus};
+use crate::state::{
+    LeapReport, PeerEvent, PendingLeap, Shared, SourceStatus, SyncCommand, SyncRequest, SyncStatus,
+};
 
 /// How often the drift file is written while running (IO, not protocol: the core does not care).
 const DRIFT_SAVE: Duration = Duration::from_secs(600);
@@ -154,6 +156,7 @@ pub async fn run(config: Config, keys: Keys, shared: Arc<Shared>, sockets: Broad
     let (lookups, mut looked_up) = mpsc::channel(16);
     let (heard, mut hearing) = mpsc::channel(256);
     let mut peer_packets = shared.take_peer_receiver();
+    let mut commands = shared.take_command_receiver();
     for (listen, socket) in sockets.listeners {
         let (shared, heard) = (Arc::clone(&shared), heard.clone());
         let spawned = std::thread::Builder::new()
@@ -194,6 +197,7 @@ pub async fn run(config: Config, keys: Keys, shared: Arc<Shared>, sockets: Broad
             Some(broadcast) = hearing.recv() => sync.handle_broadcast(broadcast),
             Some(event) = next_peer_packet(&mut peer_packets) => sync.handle_peer(event),
             Some(lookup) = looked_up.recv() => sync.handle_lookup(lookup),
+            Some(command) = next_command(&mut commands) => sync.handle_command(command),
             _ = drift_save.tick() => sync.save_drift(),
             () = sync.shared.shutdown_requested() => break,
         }
@@ -203,6 +207,14 @@ pub async fn run(config: Config, keys: Keys, shared: Arc<Shared>, sockets: Broad
 
 /// The next configured peer's packet from the server workers (never, without the channel).
 async fn next_peer_packet(receiver: &mut Option<mpsc::Receiver<PeerEvent>>) -> Option<PeerEvent> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next operator's command from the control socket.
+async fn next_command(receiver: &mut Option<mpsc::Receiver<SyncCommand>>) -> Option<SyncCommand> {
     match receiver {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
@@ -266,17 +278,6 @@ fn leap_report(status: &LeapStatus) -> LeapReport {
         announced: kind(status.announced),
         file_expires: status.file_expires.map(|(at, _)| at.utc_string()),
         file_expired: status.file_expires.is_some_and(|(_, expired)| expired),
-    }
-}
-
-/// How the core should treat a `[[source]]` name; a broadcast source has an address instead.
-fn name_kind(source: &config::SourceConfig) -> Option<NameKind> {
-    match source.kind {
-        SourceKind::Server => Some(NameKind::Server),
-        SourceKind::Pool => Some(NameKind::Pool {
-            max_sources: source.max_sources,
-        }),
-        SourceKind::Broadcast => None,
     }
 }
 
@@ -349,16 +350,9 @@ impl Sync {
         }
         let now = Instant::now();
         for source in &config.sources {
-            let source_config = SourceConfig {
-                min_poll: source.minpoll,
-                max_poll: source.maxpoll,
-                iburst: source.iburst,
-                version: Version::V4,
-                key: source.key.and_then(|id| keys.get(KeyId(id)).copied()),
-                ..SourceConfig::default()
-            };
-            if let Some(kind) = name_kind(source) {
-                client.add_name(&source.address, kind, source_config, now);
+            let source_config = source.core(keys);
+            if let Some(spec) = source.name_spec(keys) {
+                client.add_name(&spec.name, spec.kind, spec.config, now);
             } else if let Ok(SourceAddress::Ip(address)) = SourceAddress::parse(&source.address) {
                 let delay = source.delay.map_or(BroadcastDelay::Calibrated, |d| {
                     BroadcastDelay::Fixed(NtpDuration::from_seconds_f64(d))
@@ -561,6 +555,68 @@ impl Sync {
         );
     }
 
+    /// An operator's command: the core decides, this applies what it returns (a step through
+    /// the events), publishes the result, then answers.
+    fn handle_command(&mut self, command: SyncCommand) {
+        let now = Instant::now();
+        let result = match command.request {
+            SyncRequest::MakeStep => self
+                .client
+                .make_step(now, self.shared.clock.now())
+                .map(|step| format!("clock stepped by {:+.9} s", step.to_seconds_f64())),
+            SyncRequest::Burst => {
+                let count = self.client.burst(now);
+                Ok(format!("{count} sources send 4 requests each"))
+            }
+            SyncRequest::AddSource(spec) => self.add_source(spec, now),
+            SyncRequest::RemoveSource(address) => self.client.remove_address(address).map(|_| {
+                info!(source = %address, "source removed by the operator");
+                format!("source {address} removed")
+            }),
+            SyncRequest::SetOnline { address, online } => {
+                let state = if online { "online" } else { "offline" };
+                self.client
+                    .set_online(address, online, now)
+                    .map(|count| format!("{count} sources set {state}"))
+            }
+            SyncRequest::Reload(specs) => {
+                let change = self.client.replace_names(&specs, now);
+                info!(
+                    added = ?change.added,
+                    removed = ?change.removed,
+                    changed = ?change.changed,
+                    unchanged = change.unchanged,
+                    "sources reloaded"
+                );
+                Ok(format!(
+                    "sources: {} added, {} removed, {} changed, {} unchanged",
+                    change.added.len(),
+                    change.removed.len(),
+                    change.changed.len(),
+                    change.unchanged
+                ))
+            }
+        };
+        // The step applied, a new source's name resolved and its first request sent, and the
+        // status current before the operator hears back.
+        self.drive();
+        self.publish();
+        let _ = command.reply.send(result.map_err(|e| e.to_string()));
+    }
+
+    fn add_source(&mut self, spec: NameSpec, now: Instant) -> Result<String, CommandError> {
+        if let Ok(SourceAddress::Ip(address)) = SourceAddress::parse(&spec.name)
+            && self.client.source_at(address).is_some()
+        {
+            return Err(CommandError::AlreadyUsed(address));
+        }
+        info!(source = %spec.name, "source added by the operator");
+        let name = spec.name.clone();
+        self.client
+            .add_operator_name(&spec.name, spec.kind, spec.config, now);
+        Ok(format!("source {name} added"))
+    }
+
     fn handle_arrival(&mut self, arrival: Arrival) {
         self.client.handle_reply(
             Instant::now(),
@@ -734,6 +790,15 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         rejected: report.counters.rejected,
         ignored: report.counters.ignored,
         key: report.key.map(|k| k.0),
+        offline: !report.online,
+        reason: match report.state {
+            SourceState::Rejected(why) => Some(why.to_string()),
+            _ => None,
+        },
+        samples: estimate.map_or(0, |e| e.samples),
+        frequency_ppm: estimate.and_then(|e| e.frequency).map(|(f, _)| f * 1e6),
+        frequency_error_ppm: estimate.and_then(|e| e.frequency).map(|(_, sd)| sd * 1e6),
+        offset_error: estimate.map_or(0.0, |e| e.offset_sd),
     }
 }
 
