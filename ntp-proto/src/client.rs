@@ -56,6 +56,10 @@ pub const JUMP_CHECK: Duration = Duration::from_secs(16);
 pub const FALSETICKER_ROUNDS: u32 = 4;
 /// How long an address that was replaced is not taken again from its name.
 pub const REPLACED_MEMORY: Duration = Duration::from_secs(3600);
+/// Shortest wait before a name that resolved is asked again for a fresh address (a source of it
+/// waits to be replaced, or a pool gave fewer than it may take): its minpoll, within this and
+/// [`RESOLVE_RETRY`].
+pub const REPLACE_RETRY: Duration = Duration::from_secs(2);
 
 /// Why a named source is replaced by a fresh address of its name.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -575,8 +579,13 @@ impl Client {
             .to_replace
             .keys()
             .any(|id| self.name_of.get(id) == Some(&name));
+        let retry = if addresses.is_empty() {
+            RESOLVE_RETRY
+        } else {
+            crate::source::duration_of(config.min_poll).clamp(REPLACE_RETRY, RESOLVE_RETRY)
+        };
         if let Some(entry) = self.names.get_mut(&name) {
-            entry.next_lookup = (have < wanted || waiting).then_some(now + RESOLVE_RETRY);
+            entry.next_lookup = (have < wanted || waiting).then_some(now + retry);
         }
     }
 

@@ -20,6 +20,7 @@ pub mod bins;
 pub mod chrony;
 pub mod client;
 pub mod daemon;
+pub mod dns;
 pub mod fake_server;
 pub mod lab;
 pub mod link;

@@ -97,6 +97,23 @@ impl Netns {
         })
     }
 
+    /// Points the system resolver of every command run in the namespace at `nameserver`:
+    /// `/etc/netns/NAME/resolv.conf`, which `ip netns exec` mounts over `/etc/resolv.conf`
+    /// (removed with the namespace).
+    pub fn use_nameserver(&self, nameserver: std::net::IpAddr) {
+        let dir = self.etc_dir();
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/NAME");
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {nameserver}\noptions timeout:1 attempts:2\n"),
+        )
+        .expect("write resolv.conf");
+    }
+
+    fn etc_dir(&self) -> std::path::PathBuf {
+        Path::new("/etc/netns").join(&self.name)
+    }
+
     /// A command that will run inside the namespace.
     pub fn command(&self, program: impl AsRef<Path>) -> Command {
         let mut command = Command::new("ip");
@@ -112,6 +129,7 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        let _ = std::fs::remove_dir_all(self.etc_dir());
     }
 }
 
