@@ -54,8 +54,11 @@ pub const JUMP_CHECK: Duration = Duration::from_secs(16);
 /// Selection rounds in a row a named source may be a falseticker before a fresh address of its
 /// name replaces it (chrony replaces falsetickers of a pool too).
 pub const FALSETICKER_ROUNDS: u32 = 4;
-/// How long an address that was replaced is not taken again from its name.
+/// How long an address that was replaced is not taken again from its name; after that it is taken
+/// only when no address that was never replaced is left.
 pub const REPLACED_MEMORY: Duration = Duration::from_secs(3600);
+/// Replaced addresses remembered (the oldest is forgotten first).
+pub const REPLACED_KEPT: usize = 64;
 /// Shortest wait before a name that resolved is asked again for a fresh address (a source of it
 /// waits to be replaced, or a pool gave fewer than it may take): its minpoll, within this and
 /// [`RESOLVE_RETRY`].
@@ -263,7 +266,8 @@ pub struct Client {
     to_replace: BTreeMap<SourceId, Replacement>,
     /// Selection rounds in a row each source has been a falseticker.
     falseticker_rounds: BTreeMap<SourceId, u32>,
-    /// Addresses replaced, and until when they are not taken again.
+    /// Addresses replaced (at most [`REPLACED_KEPT`], oldest first), and until when they are
+    /// not taken again.
     replaced: Vec<(SocketAddr, Instant)>,
 }
 
@@ -534,11 +538,24 @@ impl Client {
             NameKind::Server => 1,
             NameKind::Pool { max_sources } => max_sources,
         };
-        self.replaced.retain(|(_, until)| *until > now);
-        let mut fresh = addresses.iter().copied().filter(|a| {
-            !self.replaced.iter().any(|(r, _)| r == a)
-                && !self.sources.values().any(|s| s.address() == *a)
-        });
+        // Never one in use, nor one replaced within REPLACED_MEMORY; one never replaced before
+        // one replaced longer ago.
+        let replaced_until = |a: &SocketAddr| {
+            self.replaced
+                .iter()
+                .find(|(r, _)| r == a)
+                .map(|(_, until)| *until)
+        };
+        let mut candidates: Vec<SocketAddr> = addresses
+            .iter()
+            .copied()
+            .filter(|a| {
+                replaced_until(a).is_none_or(|until| until <= now)
+                    && !self.sources.values().any(|s| s.address() == *a)
+            })
+            .collect();
+        candidates.sort_by_key(|a| replaced_until(a).is_some());
+        let mut fresh = candidates.into_iter();
         let leaving: Vec<(SourceId, Replacement)> = self
             .to_replace
             .iter()
@@ -559,6 +576,10 @@ impl Client {
                 continue;
             };
             self.remove_source(old);
+            self.replaced.retain(|(r, _)| *r != old_address);
+            if self.replaced.len() == REPLACED_KEPT {
+                self.replaced.remove(0);
+            }
             self.replaced.push((old_address, now + REPLACED_MEMORY));
             if let Some(id) = self.add_source(address, config, now) {
                 self.name_of.insert(id, name);

@@ -152,3 +152,66 @@ fn peers_losing_their_upstreams_in_turn_follow_each_other_for_a_day_without_a_lo
         assert!(!outage.loop_seen, "{outage:?}");
     }
 }
+
+#[test]
+fn a_pool_replaces_its_falseticker_and_its_dead_server_at_the_polls_users_run() {
+    use ntp_proto::NameKind;
+    let clock = ClockSpec {
+        offset: 0.05,
+        freq_ppm: 25.0,
+        wander: 1e-9,
+    };
+    let mut client = NodeSpec::client(
+        "pool client",
+        clock,
+        vec![SourceRef::Name(
+            "pool.test".to_owned(),
+            NameKind::Pool { max_sources: 4 },
+        )],
+    );
+    client.source_config.iburst = true;
+    // Nodes 0-5 are the pool's servers: node 0 is 5 s off, node 1 dies after 6 hours.
+    let mut nodes: Vec<NodeSpec> = (0..6)
+        .map(|i| NodeSpec::reference(&format!("pool-{i}"), if i == 0 { 5.0 } else { 0.0 }))
+        .collect();
+    nodes.push(client);
+    let link = Link::symmetric(OneWay::exponential(500e-6, 200e-6));
+    let scenario = Scenario {
+        name: "healing pool".to_owned(),
+        duration: 86_400.0,
+        epoch: EPOCH_2024,
+        nodes,
+        names: vec![("pool.test".to_owned(), (0..6).collect())],
+        delay: std::sync::Arc::new(move |packet, rng| {
+            let dead = packet.server == 1 && packet.time >= 6.0 * 3600.0;
+            (!dead)
+                .then(|| link.way(packet.direction).draw(rng))
+                .flatten()
+        }),
+        duplicate: 0.0,
+        ipv6: false,
+    };
+    let result = run(&scenario, 1);
+    let node = &result.nodes[6];
+    let replaced: Vec<&(f64, String)> = node
+        .log
+        .iter()
+        .filter(|(_, l)| l.contains("replaced by"))
+        .collect();
+    let settled = spread(&node.errors[43_200..]);
+    figures!(
+        "healing pool (6 servers, max-sources 4, one 5 s off, one dead after 6 h, polls 64-1024 s): {replaced:?}; error over the second half RMS {:.1} us, max {:.1} us",
+        settled.rms * 1e6,
+        settled.max * 1e6
+    );
+    let reason = |why: &str| replaced.iter().filter(|(_, l)| l.ends_with(why)).count();
+    assert_eq!(reason("falseticker"), 1, "{replaced:?}");
+    assert_eq!(reason("unreachable"), 1, "{replaced:?}");
+    assert!(
+        replaced
+            .iter()
+            .any(|(t, l)| l.ends_with("unreachable") && *t > 6.0 * 3600.0),
+        "the dead server replaced after it died"
+    );
+    assert!(settled.max < 1e-3, "{settled:?}");
+}
