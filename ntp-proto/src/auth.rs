@@ -74,7 +74,9 @@ impl DigestType {
     /// The type named `name` in an ntpd, ntpsec or chrony keys file, in any case.
     fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_uppercase().as_str() {
-            "AES128" | "AES-128" | "AES128CMAC" | "AES-128-CMAC" => Some(Self::Aes128Cmac),
+            // chrony writes AES128; ntpsec 1.2 reads AES, AES-128 and AES128CMAC (it refuses
+            // AES128 and AES-128-CMAC): AES-128 suits both.
+            "AES" | "AES128" | "AES-128" | "AES128CMAC" | "AES-128-CMAC" => Some(Self::Aes128Cmac),
             "SHA1" | "SHA-1" | "SHA" => Some(Self::Sha1),
             "MD5" | "M" => Some(Self::Md5),
             _ => None,
@@ -250,7 +252,7 @@ impl Keys {
     }
 
     /// Parses a keys file in the ntpd/ntpsec/chrony format: `ID TYPE KEY` a line, `#` to the end
-    /// of a line is a comment. TYPE is AES128 (also AES-128, AES128CMAC), SHA1 or MD5 (also M),
+    /// of a line is a comment. TYPE is AES128 (also AES, AES-128, AES128CMAC), SHA1 or MD5 (also M),
     /// and may be left out for MD5 (chrony). KEY is `HEX:` and hex digits or `ASCII:` and text
     /// (chrony), or without prefix ASCII text of at most 20 characters, else hex (ntpd). Never
     /// panics; every error names its line and what to write.
