@@ -18,8 +18,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::auth::{self, Seal, Sealed, SymmetricKey};
 use crate::packet::{Packet, ParseError, PollInterval, Version};
-use crate::sample::{ReplyError, ReplyLimits, Sample, SentRequest, process_reply};
+use crate::sample::{self, AssociationKind, ReplyError, ReplyLimits, Sample, SentRequest};
 use crate::select::{Candidate, Combined, Verdict, select};
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -40,6 +41,8 @@ pub struct QueryConfig {
     pub gap: Duration,
     /// What a reply must satisfy.
     pub limits: ReplyLimits,
+    /// Sign each request with this key and use only replies signed with it (RFC 8573).
+    pub key: Option<SymmetricKey>,
 }
 
 impl Default for QueryConfig {
@@ -50,6 +53,7 @@ impl Default for QueryConfig {
             timeout: Duration::from_secs(2),
             gap: Duration::from_secs(2),
             limits: ReplyLimits::default(),
+            key: None,
         }
     }
 }
@@ -168,16 +172,13 @@ impl AddressQuery {
 
     /// The next request, if one is due: a client packet whose transmit timestamp is `cookie`, a
     /// fresh random value (RFC 9109), never our clock. Call [`Self::on_sent`] once it is sent.
-    pub fn poll_transmit(
-        &mut self,
-        now: Instant,
-        cookie: NtpTimestamp,
-    ) -> Option<[u8; crate::packet::HEADER_LEN]> {
+    pub fn poll_transmit(&mut self, now: Instant, cookie: NtpTimestamp) -> Option<Sealed> {
         if self.state != State::Idle || !self.wants_more() || now < self.next_send {
             return None;
         }
         self.state = State::Sending { cookie };
-        Some(Packet::client_request(self.config.version, REQUEST_POLL, cookie).serialize())
+        let request = Packet::client_request(self.config.version, REQUEST_POLL, cookie);
+        Some(Seal::with(self.config.key.as_ref()).seal(request.serialize()))
     }
 
     /// The request from `poll_transmit` left at local time `t1` (read just before sending).
@@ -200,7 +201,7 @@ impl AddressQuery {
             return; // a late reply between exchanges answers nothing we still wait for
         };
         let sent = *sent;
-        match judge_reply(bytes, &sent, t4, &self.config.limits) {
+        match judge_reply(bytes, &sent, t4, &self.config) {
             Judgement::Ignored(why) => *ignored = Some(why),
             Judgement::Answer(result) => {
                 if let Err(ReplyError::Kiss(_)) = result {
@@ -293,13 +294,22 @@ fn judge_reply(
     bytes: &[u8],
     sent: &SentRequest,
     t4: NtpTimestamp,
-    limits: &ReplyLimits,
+    config: &QueryConfig,
 ) -> Judgement {
-    let packet = match Packet::parse(bytes) {
-        Ok((packet, _trailer)) => packet,
+    let (packet, trailer) = match Packet::parse(bytes) {
+        Ok(parsed) => parsed,
         Err(e) => return Judgement::Ignored(IgnoredReply::Malformed(e)),
     };
-    match process_reply(&packet, sent, t4, limits) {
+    let authentic = auth::check_reply(config.key.as_ref(), bytes, trailer.mac());
+    let judged = sample::judge_reply(
+        AssociationKind::Server,
+        &packet,
+        authentic,
+        sent,
+        t4,
+        &config.limits,
+    );
+    match judged {
         Err(e) if e.is_unmatched() => Judgement::Ignored(IgnoredReply::Unmatched(e)),
         Err(e) => Judgement::Answer(Err(e)),
         Ok(sample) => Judgement::Answer(Ok(Reply {
@@ -458,7 +468,9 @@ mod tests {
             .poll_transmit(now, NtpTimestamp::from_bits(cookie))
             .expect("a request is due");
         q.on_sent(now, at_ms(t1_ms));
-        bytes
+        bytes[..]
+            .try_into()
+            .expect("an unsigned request is 48 bytes")
     }
 
     #[test]
@@ -480,6 +492,39 @@ mod tests {
         // One sample asked for: nothing more to send, only the reply deadline to wait for.
         assert_eq!(q.poll_transmit(now, NtpTimestamp::from_bits(1)), None);
         assert_eq!(q.poll_timeout(), Some(now + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_keyed_query_signs_its_request_and_uses_only_a_reply_signed_with_its_key() {
+        use crate::auth::{DigestType, KeyId};
+        let key = SymmetricKey::new(KeyId(7), DigestType::Sha1, b"secret").expect("key");
+        let now = Instant::now();
+        let mut q = AddressQuery::new(
+            QueryConfig {
+                key: Some(key),
+                ..config(1)
+            },
+            now,
+        );
+        let request = q
+            .poll_transmit(now, NtpTimestamp::from_bits(0x5555))
+            .expect("due");
+        q.on_sent(now, at_ms(0));
+        assert_eq!(request.len(), 48 + 4 + 20, "header, key ID, SHA-1 digest");
+        let unsigned = answer(&request, 0, 10, 0);
+        // Unsigned, then signed with another key: neither answers us; the signed one does.
+        q.handle_reply(&unsigned, at_ms(20));
+        let other = SymmetricKey::new(KeyId(7), DigestType::Sha1, b"other").expect("key");
+        q.handle_reply(&Seal::Key(other).seal(unsigned), at_ms(20));
+        let deadline = Some(now + Duration::from_millis(500));
+        assert_eq!(
+            q.poll_timeout(),
+            deadline,
+            "still waiting for a signed reply"
+        );
+        q.handle_reply(&Seal::Key(key).seal(unsigned), at_ms(20));
+        let report = q.finish();
+        assert!(report.best().is_some(), "{report:?}");
     }
 
     #[test]

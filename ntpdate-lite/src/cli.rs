@@ -52,6 +52,16 @@ pub struct Cli {
     #[arg(short = 'j', long)]
     pub json: bool,
 
+    /// Keys file (the ntpd/ntpsec/chrony format, owner-only) for `-a` (as ntpdate's and ntpdig's
+    /// `-k`).
+    #[arg(short = 'k', long = "key-file", value_name = "FILE", requires = "key")]
+    pub key_file: Option<std::path::PathBuf>,
+
+    /// Sign each request with this key of `-k FILE` and use only replies signed with it
+    /// (RFC 8573; as ntpdate's and ntpdig's `-a`).
+    #[arg(short = 'a', long = "key", value_name = "ID", requires = "key_file")]
+    pub key: Option<u32>,
+
     /// Step the clock by the offset (needs CAP_SYS_TIME).
     #[arg(short = 'b', long, conflicts_with_all = ["slew", "set"])]
     pub step: bool,

@@ -74,12 +74,20 @@ fn run(cli: &Cli) -> Status {
             return Status::ClockFailed;
         }
     }
+    let key = match load_key(cli) {
+        Ok(key) => key,
+        Err(message) => {
+            report_early_failure(cli, &message);
+            return Status::Usage;
+        }
+    };
     let config = QueryConfig {
         version: Version::new(cli.ntp_version),
         samples: cli.samples,
         timeout: cli.timeout,
         gap: cli.gap,
         limits: ReplyLimits::default(),
+        key,
     };
     let family = match (cli.ipv4, cli.ipv6) {
         (true, _) => Family::V4,
@@ -91,6 +99,33 @@ fn run(cli: &Cli) -> Status {
     let reports = net::query_all(&addresses, config);
     let summary = Summary::new(resolutions, reports, &config.limits, cli.min_agree as usize);
     finish(cli, &summary, &config.limits)
+}
+
+/// The key `-a ID` names in `-k FILE`, if given: a file others can read or change, one that does
+/// not parse, or an ID it lacks is an error that says what to do.
+fn load_key(cli: &Cli) -> Result<Option<ntp_proto::SymmetricKey>, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (Some(path), Some(id)) = (&cli.key_file, cli.key) else {
+        return Ok(None);
+    };
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("keys file {shown}: {e}"))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| format!("keys file {shown}: {e}"))?
+        .mode();
+    if mode & 0o066 != 0 {
+        return Err(format!(
+            "keys file {shown}: mode {:03o} lets group or others read or write the keys; run `chmod 600 {shown}`",
+            mode & 0o777
+        ));
+    }
+    let text = io::read_to_string(file).map_err(|e| format!("keys file {shown}: {e}"))?;
+    let keys = ntp_proto::Keys::parse(&text).map_err(|e| format!("keys file {shown}: {e}"))?;
+    keys.get(ntp_proto::KeyId(id))
+        .copied()
+        .map(Some)
+        .ok_or_else(|| format!("keys file {shown} has no key {id}; check -a"))
 }
 
 /// Every address to query, once: an address that an earlier argument already gave is dropped, so

@@ -443,3 +443,48 @@ fn ntpdig_queries_our_server_with_sha1_and_md5_keys_and_a_wrong_secret_fails() {
         "answered with a crypto-NAK"
     );
 }
+
+/// ntpdate-lite `-k FILE -a ID` signs its requests and uses only signed replies: with each right
+/// key it gets the time from our keyed server; with a wrong secret the server answers with a
+/// crypto-NAK, which is no time (exit 1); a keys file others can read is refused (exit 2).
+#[test]
+fn ntpdate_lite_queries_with_a_key_and_refuses_what_is_not_signed_with_it() {
+    let (_dir, keys) = keys_file(KEYS);
+    let (daemon, server) = keyed_server("ntpdate-keys", &keys);
+    let query = |file: &Path, key: &str| {
+        std::process::Command::new(ntp_lite_tests::bins::ntpdate_lite())
+            .args(["--json", "-t", "1", "--port"])
+            .arg(server.port().to_string())
+            .arg("-k")
+            .arg(file)
+            .args(["-a", key])
+            .arg(server.ip().to_string())
+            .output()
+            .expect("run ntpdate-lite")
+    };
+    let before = server_counter(&daemon, "authenticated");
+    for key in ["1", "2", "3"] {
+        let output = query(&keys, key);
+        let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        ntp_lite_tests::figures!("ntpdate-lite -a {key}: offset {}", json["offset"]);
+        assert!(output.status.success(), "key {key}: {json}");
+        assert!(
+            json["offset"].as_f64().is_some_and(|o| o.abs() < 0.01),
+            "{json}"
+        );
+    }
+    assert_eq!(server_counter(&daemon, "authenticated"), before + 3);
+    let (_wrong_dir, wrong) = keys_file("1 AES128 HEX:ffffffffffffffffffffffffffffffff\n");
+    let output = query(&wrong, "1");
+    assert_eq!(output.status.code(), Some(1), "no time from a NAK");
+    let (_open_dir, open) = keys_file(KEYS);
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let output = query(&open, "1");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -23,7 +23,7 @@ _ntpdate__lite() {
 
     case "${cmd}" in
         ntpdate__lite)
-            opts="-p -t -4 -6 -o -j -b -B -q -v -u -h -V --samples --gap --port --timeout --ntp-version --json --step --slew --set --min-agree --query --verbose --utc --format --help --version"
+            opts="-p -t -4 -6 -o -j -k -a -b -B -q -v -u -h -V --samples --gap --port --timeout --ntp-version --json --key-file --key --step --slew --set --min-agree --query --verbose --utc --format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -58,6 +58,22 @@ _ntpdate__lite() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -k)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

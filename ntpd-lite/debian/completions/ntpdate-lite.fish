@@ -3,6 +3,8 @@ complete -c ntpdate-lite -l gap -d 'Seconds between the samples of one address' 
 complete -c ntpdate-lite -l port -d 'Server port, unless a server argument names its own' -r
 complete -c ntpdate-lite -s t -l timeout -d 'Seconds to wait for each reply (fractional)' -r
 complete -c ntpdate-lite -s o -l ntp-version -d 'NTP version of the requests (2 is ntplib\'s default); replies of versions 1-4 are accepted' -r
+complete -c ntpdate-lite -s k -l key-file -d 'Keys file (the ntpd/ntpsec/chrony format, owner-only) for `-a` (as ntpdate\'s and ntpdig\'s `-k`)' -r -F
+complete -c ntpdate-lite -s a -l key -d 'Sign each request with this key of `-k FILE` and use only replies signed with it (RFC 8573; as ntpdate\'s and ntpdig\'s `-a`)' -r
 complete -c ntpdate-lite -l min-agree -d 'Fewest servers that must agree (truechimers); fewer is a failure (exit 5)' -r
 complete -c ntpdate-lite -l format -d 'Output format; the default is the ntpdate lines followed by the ctime line' -r -f -a "ctime\t'The server\'s time, like Python\'s `time.ctime(r.tx_time)`'
 ntpdate\t'`server ADDR, stratum N, offset +0.000123, delay 0.000456` per address, then ntpdate\'s summary line'
