@@ -1,9 +1,8 @@
-//! Broadcast mode (RFC 5905 sections 8 and 9.2, mode 5): a server announces its time to a whole
-//! LAN on a schedule, and a client uses the announcements without asking.
+//! Broadcast mode, the client's side (RFC 5905 sections 8 and 9.2, mode 5): a server announces
+//! its time to a whole LAN on a schedule (`server::Broadcaster`), and a client uses the
+//! announcements without asking.
 //!
-//! - [`Broadcaster`]: the server's side: which announcement is due, with the system variables,
-//!   only while synchronized.
-//! - [`Listener`]: one broadcast client association's side. A broadcast carries only the server's
+//! [`Listener`] is one broadcast client association's side. A broadcast carries only the server's
 //!   transmit time T3, so its offset is T3 + d - T4 with d the one-way delay. The listener measures
 //!   d as ntpd's broadcast delay calibration does: each broadcast it cannot yet use asks for an
 //!   ordinary client/server exchange with the broadcaster, and the exchange's offset minus the
@@ -12,14 +11,10 @@
 //!   agrees with what the exchanges measured: a forged broadcast changes nothing.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::packet::{LeapIndicator, Mode, Packet, PollInterval, Stratum, Version};
+use crate::packet::{LeapIndicator, Mode, Packet, PollInterval, Stratum};
 use crate::sample::ReplyError;
-use crate::server::{Response, describe_system};
-use crate::source::duration_of;
-use crate::system::SystemSnapshot;
 use crate::time::{NtpDuration, NtpTimestamp};
 
 /// Broadcast/exchange pairs that calibrate the one-way delay; the median of the latest this many
@@ -279,7 +274,7 @@ impl Listener {
             PollInterval::new(INTERVALS.0),
             PollInterval::new(INTERVALS.1),
         );
-        let period = duration_of(interval);
+        let period = interval.to_duration().to_std();
         // Half a period of grace: a broadcast that comes a little late is not a missed one.
         let first = now + period + period / 2;
         self.tick = Some(match self.tick {
@@ -317,93 +312,10 @@ impl Listener {
     }
 }
 
-/// One address the server announces its time to.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Target {
-    address: SocketAddr,
-    interval: PollInterval,
-    next: Instant,
-}
-
-/// The server's announcements: each address gets a mode 5 packet every `2^interval` s, with the
-/// system variables, while we are synchronized (RFC 5905 section 9.2: a broadcast server is a
-/// source only when it has one).
-#[derive(Clone, Debug, Default)]
-pub struct Broadcaster {
-    targets: Vec<Target>,
-    sent: u64,
-    skipped: u64,
-}
-
-impl Broadcaster {
-    /// Announces to each `(address, interval)`, the first time at `now`.
-    pub fn new(
-        targets: impl IntoIterator<Item = (SocketAddr, PollInterval)>,
-        now: Instant,
-    ) -> Self {
-        let targets = targets
-            .into_iter()
-            .map(|(address, interval)| Target {
-                address,
-                interval,
-                next: now,
-            })
-            .collect();
-        Self {
-            targets,
-            ..Self::default()
-        }
-    }
-
-    /// When the next announcement is due.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.targets.iter().map(|t| t.next).min()
-    }
-
-    /// The next announcement due at `now`, at local time `local`, to send with its transmit time
-    /// set just before the send ([`Response::finish`]). While unsynchronized, due announcements
-    /// are skipped (and counted): a client must never take time from a server that has none.
-    pub fn poll_transmit(
-        &mut self,
-        now: Instant,
-        snapshot: &SystemSnapshot,
-        local: NtpTimestamp,
-    ) -> Option<(SocketAddr, Response)> {
-        loop {
-            let target = self
-                .targets
-                .iter_mut()
-                .filter(|t| t.next <= now)
-                .min_by_key(|t| t.next)?;
-            let period = duration_of(target.interval);
-            target.next = if target.next + period > now {
-                target.next + period
-            } else {
-                now + period
-            };
-            if !snapshot.is_synchronized() {
-                self.skipped += 1;
-                continue;
-            }
-            let mut packet =
-                Packet::client_request(Version::V4, target.interval, NtpTimestamp::ZERO);
-            packet.mode = Mode::BROADCAST;
-            describe_system(&mut packet, snapshot, local);
-            self.sent += 1;
-            return Some((target.address, Response::new(packet)));
-        }
-    }
-
-    /// Announcements handed out, and skipped while unsynchronized.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.sent, self.skipped)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{Precision, ReferenceId};
+    use crate::packet::Version;
     use std::sync::LazyLock;
 
     const T0: NtpTimestamp = NtpTimestamp::from_parts(3_900_000_000, 0);
@@ -411,15 +323,6 @@ mod tests {
 
     fn ms(ms: f64) -> NtpDuration {
         NtpDuration::from_seconds_f64(ms / 1000.0)
-    }
-
-    fn synchronized() -> SystemSnapshot {
-        SystemSnapshot::local_reference(
-            Stratum::new(2),
-            ReferenceId::from_bytes([10, 0, 0, 1]),
-            Precision::new(-20),
-            T0,
-        )
     }
 
     /// A broadcast heard `at_s` seconds in, reading `raw_offset_ms`, sent at `transmit_s`.
@@ -600,40 +503,5 @@ mod tests {
             with(|p| p.reference_timestamp = p.transmit_timestamp + NtpDuration::from_seconds(5))
                 .is_err()
         );
-    }
-
-    #[test]
-    fn the_broadcaster_announces_on_schedule_only_while_synchronized() {
-        let start = *START;
-        let address: SocketAddr = "10.0.0.255:123".parse().expect("address");
-        let mut broadcaster = Broadcaster::new([(address, PollInterval::new(2))], start);
-        assert_eq!(broadcaster.poll_timeout(), Some(start));
-        let unsynchronized = SystemSnapshot::unsynchronized(Precision::new(-20));
-        assert!(
-            broadcaster
-                .poll_transmit(start, &unsynchronized, T0)
-                .is_none()
-        );
-        assert_eq!(broadcaster.counts(), (0, 1));
-        let next = start + Duration::from_secs(4);
-        assert_eq!(broadcaster.poll_timeout(), Some(next));
-        let early = next - Duration::from_millis(1);
-        assert!(
-            broadcaster
-                .poll_transmit(early, &synchronized(), T0)
-                .is_none()
-        );
-        let (to, response) = broadcaster
-            .poll_transmit(next, &synchronized(), T0)
-            .expect("due");
-        assert_eq!(to, address);
-        let sent = Packet::parse(&response.finish(T0)).expect("parses").0;
-        assert_eq!(sent.mode, Mode::BROADCAST);
-        assert_eq!(sent.poll, PollInterval::new(2));
-        assert_eq!(sent.stratum, Stratum::new(2));
-        assert!(sent.origin_timestamp.is_zero() && sent.receive_timestamp.is_zero());
-        assert_eq!(sent.transmit_timestamp, T0);
-        assert_eq!(check_header(&sent), Ok(()));
-        assert_eq!(broadcaster.counts(), (1, 1));
     }
 }

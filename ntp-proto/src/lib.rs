@@ -12,8 +12,8 @@
 //!   section 7.3, RFC 8573).
 //! - [`sample`]: the checks on a reply and the offset, delay and dispersion of one exchange
 //!   (RFC 4330 section 5, RFC 5905 section 8).
-//! - [`broadcast`]: broadcast mode: the server's announcements, and a broadcast client's delay
-//!   calibration and checks (RFC 5905 sections 8 and 9.2, mode 5).
+//! - [`broadcast`]: broadcast mode, the client's side: delay calibration and the checks on each
+//!   broadcast (RFC 5905 sections 8 and 9.2, mode 5).
 //! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
 //! - [`stats`]: one source's samples in the uncorrected timescale and the weighted line through
 //!   them: offset now, frequency, and their errors (the clock filter of RFC 5905 section 10, done
@@ -32,7 +32,8 @@
 //!   the system variables a server answers with (RFC 5905 section 11).
 //! - [`client`]: the client core: sources by stable id, names to resolve, the system process,
 //!   timers as data; datagrams, deadlines and clock actions out (quinn-proto's shape).
-//! - [`server`]: request in, response, kiss-o'-death or counted drop out (RFC 5905 section 9.2).
+//! - [`server`]: request in, response, kiss-o'-death or counted drop out (RFC 5905 section 9.2);
+//!   broadcast announcements on a schedule.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -56,7 +57,7 @@ pub mod system;
 pub mod time;
 
 pub use auth::{AuthError, DigestType, KeyId, Keys, KeysFileError, Seal, Sealed, SymmetricKey};
-pub use broadcast::{Broadcaster, Delay as BroadcastDelay, Listener};
+pub use broadcast::{Delay as BroadcastDelay, Listener};
 pub use client::{
     Client, ClientConfig, CommandError, Event, NameId, NameKind, NameSpec, NamesChange,
     Replacement, SourceReport, Transmit,
@@ -71,7 +72,7 @@ pub use packet::{
 };
 pub use sample::{AssociationKind, Exchange, ReplyError, ReplyLimits, Sample, SentRequest};
 pub use select::{Candidate, Combined, Selection, Verdict, select};
-pub use server::{Decision, DropReason, Response, Server};
+pub use server::{Broadcaster, Decision, DropReason, Response, Server};
 pub use soft_clock::SoftClock;
 pub use source::{
     ReplyInfo, ReplyOutcome, SelectOptions, Source, SourceConfig, SourceCounters, SourceEstimate,

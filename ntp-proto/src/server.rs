@@ -1,5 +1,6 @@
 //! The server side: a request, the system snapshot and the receive time in; a response, a
-//! kiss-o'-death or a counted drop out (RFC 5905 sections 7.4 and 9, RFC 8633 section 3.2).
+//! kiss-o'-death or a counted drop out (RFC 5905 sections 7.4 and 9, RFC 8633 section 3.2); and
+//! the [`Broadcaster`]'s announcements (mode 5) on a schedule, while synchronized.
 //!
 //! The policy order is fixed and short: parse, mode, version, access list, rate limit, answer.
 //! A response is never longer than its request: requests shorter than the 48-byte header are
@@ -17,7 +18,9 @@ use std::time::{Duration, Instant};
 use prefix_trie::PrefixSet;
 
 use crate::auth::{KeyId, Keys, Seal, Sealed};
-use crate::packet::{LeapIndicator, Mode, Packet, ParseError, ReferenceId, Stratum};
+use crate::packet::{
+    LeapIndicator, Mode, Packet, ParseError, PollInterval, ReferenceId, Stratum, Version,
+};
 use crate::system::SystemSnapshot;
 use crate::time::{NtpShort, NtpTimestamp};
 
@@ -852,6 +855,89 @@ fn kiss(request: &Packet, code: ReferenceId, receive: NtpTimestamp) -> Response 
     }
 }
 
+/// One address the server announces its time to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Target {
+    address: SocketAddr,
+    interval: PollInterval,
+    next: Instant,
+}
+
+/// The server's announcements: each address gets a mode 5 packet every `2^interval` s, with the
+/// system variables, while we are synchronized (RFC 5905 section 9.2: a broadcast server is a
+/// source only when it has one).
+#[derive(Clone, Debug, Default)]
+pub struct Broadcaster {
+    targets: Vec<Target>,
+    sent: u64,
+    skipped: u64,
+}
+
+impl Broadcaster {
+    /// Announces to each `(address, interval)`, the first time at `now`.
+    pub fn new(
+        targets: impl IntoIterator<Item = (SocketAddr, PollInterval)>,
+        now: Instant,
+    ) -> Self {
+        let targets = targets
+            .into_iter()
+            .map(|(address, interval)| Target {
+                address,
+                interval,
+                next: now,
+            })
+            .collect();
+        Self {
+            targets,
+            ..Self::default()
+        }
+    }
+
+    /// When the next announcement is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.targets.iter().map(|t| t.next).min()
+    }
+
+    /// The next announcement due at `now`, at local time `local`, to send with its transmit time
+    /// set just before the send ([`Response::finish`]). While unsynchronized, due announcements
+    /// are skipped (and counted): a client must never take time from a server that has none.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        snapshot: &SystemSnapshot,
+        local: NtpTimestamp,
+    ) -> Option<(SocketAddr, Response)> {
+        loop {
+            let target = self
+                .targets
+                .iter_mut()
+                .filter(|t| t.next <= now)
+                .min_by_key(|t| t.next)?;
+            let period = target.interval.to_duration().to_std();
+            target.next = if target.next + period > now {
+                target.next + period
+            } else {
+                now + period
+            };
+            if !snapshot.is_synchronized() {
+                self.skipped += 1;
+                continue;
+            }
+            let mut packet =
+                Packet::client_request(Version::V4, target.interval, NtpTimestamp::ZERO);
+            packet.mode = Mode::BROADCAST;
+            describe_system(&mut packet, snapshot, local);
+            self.sent += 1;
+            return Some((target.address, Response::new(packet)));
+        }
+    }
+
+    /// Announcements handed out, and skipped while unsynchronized.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.sent, self.skipped)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1653,5 +1739,36 @@ mod tests {
             decide_from(&denied, &symmetric(Mode::SYMMETRIC_ACTIVE, 7), stranger),
             Decision::Drop(DropReason::AccessIgnored)
         );
+    }
+
+    #[test]
+    fn the_broadcaster_announces_on_schedule_only_while_synchronized() {
+        let start = Instant::now();
+        let address: SocketAddr = "10.0.0.255:123".parse().expect("address");
+        let mut broadcaster = Broadcaster::new([(address, PollInterval::new(2))], start);
+        assert_eq!(broadcaster.poll_timeout(), Some(start));
+        let unsynchronized = SystemSnapshot::unsynchronized(Precision::new(-20));
+        assert!(
+            broadcaster
+                .poll_transmit(start, &unsynchronized, T)
+                .is_none()
+        );
+        assert_eq!(broadcaster.counts(), (0, 1));
+        let next = start + Duration::from_secs(4);
+        assert_eq!(broadcaster.poll_timeout(), Some(next));
+        let early = next - Duration::from_millis(1);
+        assert!(broadcaster.poll_transmit(early, &snapshot(), T).is_none());
+        let (to, response) = broadcaster
+            .poll_transmit(next, &snapshot(), T)
+            .expect("due");
+        assert_eq!(to, address);
+        let sent = Packet::parse(&response.finish(T)).expect("parses").0;
+        assert_eq!(sent.mode, Mode::BROADCAST);
+        assert_eq!(sent.poll, PollInterval::new(2));
+        assert_eq!(sent.stratum, Stratum::new(2));
+        assert!(sent.origin_timestamp.is_zero() && sent.receive_timestamp.is_zero());
+        assert_eq!(sent.transmit_timestamp, T);
+        assert_eq!(crate::broadcast::check_header(&sent), Ok(()));
+        assert_eq!(broadcaster.counts(), (1, 1));
     }
 }

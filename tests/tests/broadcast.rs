@@ -40,14 +40,19 @@ fn synchronized_by_broadcasts(status: &Value) -> bool {
         && clock_error(status).abs() < 0.001
 }
 
-/// The broadcast client on host 1: its virtual clock starts 50 ms off; broadcasts from `server`
-/// arrive at `listen`.
-fn client_config(server: SocketAddr, listen: SocketAddr, interface: bool) -> String {
-    let interface = if interface {
+/// `interface = "lan0"` (for an IPv6 group), or nothing.
+fn interface_line(needed: bool) -> String {
+    if needed {
         format!("interface = \"{}\"\n", Lan::INTERFACE)
     } else {
         String::new()
-    };
+    }
+}
+
+/// The broadcast client on host 1: its virtual clock starts 50 ms off; broadcasts from `server`
+/// arrive at `listen`.
+fn client_config(server: SocketAddr, listen: SocketAddr, interface: bool) -> String {
+    let interface = interface_line(interface);
     format!(
         "[clock]\nmode = \"virtual\"\ninitial-offset = 0.05\n\n[control]\nsocket = \"{{dir}}/control.sock\"\n\n\
          [[source]]\nkind = \"broadcast\"\naddress = \"{server}\"\nlisten = \"{listen}\"\n{interface}minpoll = 0\n"
@@ -57,11 +62,7 @@ fn client_config(server: SocketAddr, listen: SocketAddr, interface: bool) -> Str
 /// An ntpd-lite broadcaster on host 0, serving at `listen` from a local stratum-1 clock and
 /// announcing to `to` every half second.
 fn broadcaster_config(listen: SocketAddr, to: SocketAddr, interface: bool) -> String {
-    let interface = if interface {
-        format!("interface = \"{}\"\n", Lan::INTERFACE)
-    } else {
-        String::new()
-    };
+    let interface = interface_line(interface);
     format!(
         "[server]\nlisten = [\"{listen}\"]\n\n[local]\nstratum = 1\n\n\
          [[broadcast]]\naddress = \"{to}\"\ninterval = -1\n{interface}"
