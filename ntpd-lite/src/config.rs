@@ -17,7 +17,7 @@ use serde::de::{self, Deserializer};
 /// ppm: fixed, so the discipline must assume it for the system clock.
 pub const KERNEL_SLEW_PPM: f64 = 500.0;
 /// The largest frequency correction the kernel accepts (ADJ_FREQUENCY, its MAXFREQ), ppm.
-pub const KERNEL_MAX_FREQUENCY_PPM: f64 = 500.0;
+pub const KERNEL_MAX_FREQUENCY_PPM: f64 = ntp_os::kernel_clock::MAX_FREQUENCY_PPM;
 /// Largest `max-slew-ppm`: with the largest drift and frequency correction, time still never
 /// runs backwards.
 const MAX_SLEW_LIMIT_PPM: f64 = 100_000.0;

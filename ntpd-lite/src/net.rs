@@ -8,14 +8,13 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, SystemTime};
 
 use ntp_proto::auth::{MAX_SEALED_LEN, Sealed};
+pub use ntp_os::socket::{CMSG_WORDS, enable_timestamps, recv_timestamped, rx_timestamp};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Datagrams taken or sent per system call.
 pub const BATCH: usize = 64;
 /// Receive buffer per datagram; longer datagrams are flagged truncated and dropped.
 pub const MAX_DATAGRAM: usize = 2048;
-/// Control-message space per datagram: one timespec timestamp with its header, 8-byte aligned.
-const CMSG_WORDS: usize = 8;
 
 /// A UDP socket for serving: kernel receive timestamps on, a large receive buffer, and a read
 /// timeout so that blocking workers notice shutdown. `v6_only` keeps an IPv6 socket off IPv4.
@@ -37,7 +36,7 @@ pub fn bind_server_socket(
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.set_read_timeout(Some(read_timeout))?;
     socket.set_reuse_port(reuse_port)?;
-    enable_timestamps(socket2::SockRef::from(&socket))?;
+    enable_timestamps(&socket)?;
     socket.bind(&address.into())?;
     Ok(socket)
 }
@@ -139,27 +138,6 @@ impl RecvBatch {
     }
 }
 
-/// The kernel receive timestamp in the control messages of `header`, if any.
-fn rx_timestamp(header: &libc::msghdr) -> Option<SystemTime> {
-    // SAFETY: `header` was filled by recvmmsg; CMSG_FIRSTHDR/CMSG_NXTHDR walk its control buffer
-    // within msg_controllen, and the SCM_TIMESTAMPNS payload is a timespec (read unaligned).
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(header);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                let since_epoch = Duration::new(
-                    u64::try_from(ts.tv_sec).ok()?,
-                    u32::try_from(ts.tv_nsec).ok()?,
-                );
-                return Some(SystemTime::UNIX_EPOCH + since_epoch);
-            }
-            cmsg = libc::CMSG_NXTHDR(header, cmsg);
-        }
-    }
-    None
-}
 
 fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
@@ -301,45 +279,7 @@ pub fn route_source(peer: SocketAddr) -> io::Result<std::net::IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// Turns on kernel receive timestamps for any socket (a client socket, say).
-pub fn enable_timestamps(socket: socket2::SockRef<'_>) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
 
-/// Receives one datagram from a connected, non-blocking socket with its kernel receive
-/// timestamp. Returns the length and the timestamp (if the kernel gave one).
-pub fn recv_timestamped(fd: RawFd, buffer: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
-    let mut control = [0u64; CMSG_WORDS];
-    let mut iovec = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
-    };
-    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
-    let mut header: libc::msghdr = unsafe { zeroed() };
-    header.msg_iov = &raw mut iovec;
-    header.msg_iovlen = 1;
-    header.msg_control = control.as_mut_ptr().cast();
-    header.msg_controllen = CMSG_WORDS * 8;
-    // SAFETY: `header` points at `iovec` and `control`, both valid for the call.
-    let n = unsafe { libc::recvmsg(fd, &raw mut header, libc::MSG_DONTWAIT) };
-    let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    Ok((len, rx_timestamp(&header)))
-}
 
 /// The index of the network interface `name`.
 pub fn interface_index(name: &str) -> io::Result<u32> {
@@ -371,7 +311,7 @@ pub fn bind_broadcast_listener(
     )?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
-    enable_timestamps(socket2::SockRef::from(&socket))?;
+    enable_timestamps(&socket)?;
     let bind = match listen {
         SocketAddr::V6(v6) if v6.ip().is_multicast() => SocketAddr::V6(SocketAddrV6::new(
             *v6.ip(),

@@ -859,7 +859,7 @@ async fn exchange(
     .map_err(std::io::Error::other)?;
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(transmit.address).await?;
-    net::enable_timestamps(socket2::SockRef::from(&socket))?;
+    net::enable_timestamps(&socket)?;
     let local = socket.local_addr()?.ip();
     let deadline = tokio::time::Instant::now() + transmit.wait;
     let t1 = shared.clock.now();

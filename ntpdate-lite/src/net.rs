@@ -195,32 +195,8 @@ fn receive_timestamped(
     socket: &UdpSocket,
     buf: &mut [u8],
 ) -> io::Result<(usize, Option<NtpTimestamp>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
-    let message = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(io::Error::from)?;
-    let kernel_time = message
-        .cmsgs()
-        .map_err(io::Error::from)?
-        .find_map(|cmsg| match cmsg {
-            ControlMessageOwned::ScmTimestampns(ts) => {
-                let since_epoch = std::time::Duration::new(
-                    u64::try_from(ts.tv_sec()).ok()?,
-                    u32::try_from(ts.tv_nsec()).ok()?,
-                );
-                Some(NtpTimestamp::from_system_time(
-                    std::time::UNIX_EPOCH + since_epoch,
-                ))
-            }
-            _ => None,
-        });
-    Ok((message.bytes, kernel_time))
+    let (len, kernel_time) = ntp_os::socket::recv_timestamped(socket.as_raw_fd(), buf)?;
+    Ok((len, kernel_time.map(NtpTimestamp::from_system_time)))
 }
 
 /// Waits until `deadline` or until a socket of a running query is readable (or has an error);
@@ -277,12 +253,7 @@ fn connect(server: SocketAddr) -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
     socket.connect(server)?;
     socket.set_nonblocking(true)?;
-    nix::sys::socket::setsockopt(
-        &socket,
-        nix::sys::socket::sockopt::ReceiveTimestampns,
-        &true,
-    )
-    .map_err(io::Error::from)?;
+    ntp_os::socket::enable_timestamps(&socket)?;
     Ok(socket)
 }
 
