@@ -11,9 +11,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::auth::{self, SymmetricKey};
+use crate::auth::{self, AuthError, SymmetricKey};
 use crate::broadcast::{self, Delay, Heard, Listener, Verdict};
 use crate::discipline::Discipline;
+use crate::nts::ClientSession;
 use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
 };
@@ -208,6 +209,8 @@ pub struct Source {
     passive: Option<NtpTimestamp>,
     /// Broadcast associations only: the delay calibration and the broadcasts' checks.
     listener: Option<Listener>,
+    /// NTS associations only (RFC 8915): keys, cookies, the request in flight.
+    nts: Option<ClientSession>,
 }
 
 impl Source {
@@ -234,7 +237,24 @@ impl Source {
             passive: None,
             listener: (config.kind == AssociationKind::Broadcast)
                 .then(|| Listener::new(config.broadcast_delay)),
+            nts: None,
         }
+    }
+
+    /// Makes this an NTS association (RFC 8915 section 5.7) with the keys and cookies of a new
+    /// NTS-KE exchange: from now on only NTS-authenticated replies count.
+    pub fn set_nts(&mut self, session: ClientSession) {
+        self.nts = Some(session);
+    }
+
+    /// The NTS session of an NTS association.
+    pub fn nts(&self) -> Option<&ClientSession> {
+        self.nts.as_ref()
+    }
+
+    /// The NTS session of an NTS association, to seal a request with.
+    pub fn nts_mut(&mut self) -> Option<&mut ClientSession> {
+        self.nts.as_mut()
     }
 
     /// When the source next needs [`Source::handle_timeout`] or [`Source::poll_transmit`];
@@ -494,8 +514,17 @@ impl Source {
         let leap_shift = discipline
             .leaps()
             .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
-        let authentic = auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac());
+        let authentic = match &mut self.nts {
+            Some(session) => session.check_reply(bytes, &reply),
+            None => auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac()),
+        };
         let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits);
+        // The judge checks the origin before authentication: this NAK answers our request.
+        if judged == Err(ReplyError::Unauthenticated(AuthError::NtsNak))
+            && let Some(session) = &mut self.nts
+        {
+            session.nak();
+        }
         if !judged.is_err_and(ReplyError::is_unmatched) {
             self.last_transmit = Some(reply.transmit_timestamp);
         }

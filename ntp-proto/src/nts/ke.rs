@@ -32,7 +32,9 @@ pub enum KeError {
     #[error("the NTS-KE server does not offer AEAD_AES_SIV_CMAC_256")]
     NoAead,
     /// No usable cookie came (section 4.1.6).
-    #[error("the NTS-KE server sent no usable cookie (none, or longer than {MAX_COOKIE_LEN} bytes)")]
+    #[error(
+        "the NTS-KE server sent no usable cookie (none, or longer than {MAX_COOKIE_LEN} bytes)"
+    )]
     NoCookies,
     /// A record's body cannot be what its type says (odd length, bad text, repeated).
     #[error("malformed NTS-KE record: {0}")]
@@ -228,11 +230,12 @@ impl KeResponse {
                         .collect();
                     aead = list.first().copied().map(AeadAlgorithm);
                 }
-                RecordType::NEW_COOKIE => {
-                    if (1..=MAX_COOKIE_LEN).contains(&r.body.len()) && cookies.len() < COOKIES {
-                        cookies.push(r.body.to_vec());
-                    }
+                RecordType::NEW_COOKIE
+                    if (1..=MAX_COOKIE_LEN).contains(&r.body.len()) && cookies.len() < COOKIES =>
+                {
+                    cookies.push(r.body.to_vec());
                 }
+                RecordType::NEW_COOKIE => {}
                 RecordType::SERVER => {
                     let name = core::str::from_utf8(r.body)
                         .ok()

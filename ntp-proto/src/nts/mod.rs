@@ -22,7 +22,7 @@ use aes_siv::siv::Aes128Siv;
 
 pub use cookie::{CookieKey, CookieKeys, KeyFileError};
 pub use ke::{KeError, KeOutcome, KeRequest};
-pub use ntp::{ClientSession, NtsReject, NtsReply};
+pub use ntp::{ClientSession, NtsReply, NtsVerdict};
 
 /// AEAD_AES_SIV_CMAC_256's key length: two AES-128 keys (RFC 5297 section 6.1).
 pub const KEY_LEN: usize = 32;

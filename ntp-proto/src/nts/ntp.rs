@@ -135,7 +135,9 @@ fn open_authenticator(
     let nonce_len = usize::from(u16::from_be_bytes([lengths[0], lengths[1]]));
     let sealed_len = usize::from(u16::from_be_bytes([lengths[2], lengths[3]]));
     let nonce = rest.get(..nonce_len)?;
-    let sealed = rest.get(nonce_len.next_multiple_of(4)..)?.get(..sealed_len)?;
+    let sealed = rest
+        .get(nonce_len.next_multiple_of(4)..)?
+        .get(..sealed_len)?;
     if sealed_len < TAG_LEN || nonce_len == 0 {
         return None;
     }
@@ -269,16 +271,17 @@ impl ClientSession {
     }
 }
 
-/// Why an NTS request gets no authenticated answer.
+/// What an NTS request gets (RFC 8915 section 5.7).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum NtsReject {
-    /// No unique identifier, cookie or authenticator, or they are malformed: dropped.
-    Malformed,
-    /// The cookie is not one of ours (forged, or its key rotated out): answered with an NTS
-    /// NAK carrying this reply (section 5.7).
-    UnknownCookie(NtsReply),
-    /// The cookie is ours but the authenticator does not verify: dropped.
-    BadAuthenticator,
+pub enum NtsVerdict {
+    /// It authenticates: an answer with these fields.
+    Answer(NtsReply),
+    /// The cookie is not one of ours (forged, or its key rotated out): an NTS NAK with these
+    /// fields (the unique identifier only).
+    Nak(NtsReply),
+    /// No unique identifier, cookie or authenticator, malformed ones, or an authenticator that
+    /// does not verify: nothing.
+    Drop,
 }
 
 /// What the response to an NTS request carries after its header (section 5.7): the request's
@@ -349,31 +352,27 @@ impl NtsReply {
 /// Checks an NTS request (section 5.7, server side): one unique identifier, one cookie that one
 /// of `keys` decrypts, placeholders, and the authenticator last, verifying under the cookie's C2S
 /// key. The reply gets the current key and `seed` (16 random bytes) for its nonces.
-pub fn check_request(
-    datagram: &[u8],
-    keys: &CookieKeys,
-    seed: [u8; NONCE_LEN],
-) -> Result<NtsReply, NtsReject> {
+pub fn check_request(datagram: &[u8], keys: &CookieKeys, seed: [u8; NONCE_LEN]) -> NtsVerdict {
     let (mut uid, mut cookie, mut auth) = (None, None, None);
     let mut placeholders = 0usize;
     for field in fields(datagram) {
         if auth.is_some() {
-            return Err(NtsReject::Malformed);
+            return NtsVerdict::Drop;
         }
         match field.field_type {
             FieldType::UNIQUE_ID if uid.is_none() => uid = Some(field.body),
             FieldType::COOKIE if cookie.is_none() => cookie = Some(field.body),
-            FieldType::UNIQUE_ID | FieldType::COOKIE => return Err(NtsReject::Malformed),
+            FieldType::UNIQUE_ID | FieldType::COOKIE => return NtsVerdict::Drop,
             FieldType::PLACEHOLDER => placeholders += 1,
             FieldType::AUTHENTICATOR => auth = Some(field),
             _ => {}
         }
     }
     let (Some(uid), Some(cookie), Some(auth)) = (uid, cookie, auth) else {
-        return Err(NtsReject::Malformed);
+        return NtsVerdict::Drop;
     };
     if !(UNIQUE_ID_LEN..=MAX_UNIQUE_ID_LEN).contains(&uid.len()) {
-        return Err(NtsReject::Malformed);
+        return NtsVerdict::Drop;
     }
     let mut reply = NtsReply {
         keys: None,
@@ -386,17 +385,17 @@ pub fn check_request(
     };
     reply.uid[..uid.len()].copy_from_slice(uid);
     // Cookie bodies may carry padding after our 100 bytes.
-    let session = cookie
-        .get(..COOKIE_LEN)
-        .and_then(|c| keys.decrypt(c))
-        .ok_or(NtsReject::UnknownCookie(reply))?;
+    let Some(session) = cookie.get(..COOKIE_LEN).and_then(|c| keys.decrypt(c)) else {
+        return NtsVerdict::Nak(reply);
+    };
     let mut plaintext = [0u8; MAX_DATAGRAM];
-    open_authenticator(datagram, &auth, &session.c2s, &mut plaintext)
-        .ok_or(NtsReject::BadAuthenticator)?;
+    if open_authenticator(datagram, &auth, &session.c2s, &mut plaintext).is_none() {
+        return NtsVerdict::Drop;
+    }
     reply.keys = Some(session);
     reply.cookie_key = Some(keys.current());
     reply.cookies = (1 + placeholders).min(COOKIES) as u8;
-    Ok(reply)
+    NtsVerdict::Answer(reply)
 }
 
 #[cfg(test)]
@@ -439,7 +438,9 @@ mod tests {
     }
 
     fn reply_to(request: &[u8], keys: &CookieKeys) -> Sealed {
-        let reply = check_request(request, keys, [4; 16]).expect("authentic");
+        let NtsVerdict::Answer(reply) = check_request(request, keys, [4; 16]) else {
+            panic!("authentic");
+        };
         let mut packet = Packet::parse(request).expect("parses").0;
         packet.mode = crate::packet::Mode::SERVER;
         reply.seal(&packet.serialize())
@@ -453,8 +454,14 @@ mod tests {
         assert_eq!(session.cookies(), 1);
         assert!(is_nts(&request));
         assert!(Packet::parse(&request).is_ok(), "a well-formed NTP packet");
-        let reply = check_request(&request, &server, [4; 16]).expect("authentic");
-        assert_eq!(reply.cookies(), COOKIES - 1, "the one used and 6 placeholders");
+        let NtsVerdict::Answer(reply) = check_request(&request, &server, [4; 16]) else {
+            panic!("authentic");
+        };
+        assert_eq!(
+            reply.cookies(),
+            COOKIES - 1,
+            "the one used and 6 placeholders"
+        );
         let response = reply_to(&request, &server);
         assert!(response.len() <= request.len(), "no amplification");
         let packet = Packet::parse(&response).expect("parses").0;
@@ -488,7 +495,10 @@ mod tests {
             let mut forged = request.to_vec();
             forged[i] ^= 1;
             assert!(
-                check_request(&forged, &server, [0; 16]).is_err(),
+                !matches!(
+                    check_request(&forged, &server, [0; 16]),
+                    NtsVerdict::Answer(_)
+                ),
                 "byte {i}"
             );
         }
@@ -498,8 +508,7 @@ mod tests {
     fn an_unknown_cookie_gets_a_nak_and_the_client_goes_back_to_ke() {
         let mut session = client(&server_keys(1), 8);
         let request = session.seal_request(&header(5)).expect("a cookie");
-        let Err(NtsReject::UnknownCookie(nak)) = check_request(&request, &server_keys(2), [0; 16])
-        else {
+        let NtsVerdict::Nak(nak) = check_request(&request, &server_keys(2), [0; 16]) else {
             panic!("a NAK");
         };
         assert!(nak.is_nak());
@@ -549,7 +558,9 @@ mod tests {
         let server = server_keys(1);
         let mut session = client(&server, 8);
         let request = session.seal_request(&header(5)).expect("a cookie");
-        let reply = check_request(&request, &server, [4; 16]).expect("authentic");
+        let NtsVerdict::Answer(reply) = check_request(&request, &server, [4; 16]) else {
+            panic!("authentic");
+        };
         assert_eq!(reply.cookies(), 1);
         assert_eq!(reply_to(&request, &server).len(), request.len());
     }
