@@ -106,6 +106,8 @@ pub struct Config {
     /// Symmetric keys (RFC 8573): the keys file that `key = ID` of a source or peer refers to.
     #[serde(default)]
     pub keys: KeysSection,
+    /// NTS key establishment (RFC 8915) for the `[server]`.
+    pub nts_ke_server: Option<crate::nts_config::NtsKeServerConfig>,
 }
 
 /// `[keys]`: the symmetric keys file, in the ntpd/chrony format (`ID TYPE KEY` a line).
@@ -381,6 +383,12 @@ pub struct SourceConfig {
     pub delay: Option<f64>,
     /// The ID of a key in the `[keys] file` that signs our requests and must sign every reply.
     pub key: Option<u32>,
+    /// NTS (RFC 8915): `address` is the NTS-KE server (`host:port`, port 4460 by default); the
+    /// NTP server and port come from it.
+    #[serde(default)]
+    pub nts: bool,
+    /// NTS only: a PEM file of the CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One `[[broadcast]]`: the server announces its time to `address` every 2^interval s (RFC 5905
@@ -672,6 +680,21 @@ impl Config {
             );
         }
         self.check_peers(whole)?;
+        if self.nts_ke_server.is_some() && self.server.is_none() {
+            return whole(
+                "[nts-ke-server]",
+                "[nts-ke-server] hands out keys for the NTP server of [server]; add a [server] table",
+            );
+        }
+        if let Some(source) = self.sources.iter().find(|s| s.nts && s.key.is_some()) {
+            return whole(
+                "nts",
+                &format!(
+                    "source {}: NTS and a symmetric key exclude each other; remove `key` or `nts`",
+                    source.address
+                ),
+            );
+        }
         self.check_broadcasts(whole)?;
         if self.server.is_none() && self.sources.is_empty() {
             return whole(

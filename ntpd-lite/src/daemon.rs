@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::control;
 use crate::logging::Logger;
 use crate::metrics;
+use crate::nts::{CookieKeyStore, KeServer};
 use crate::privileges::Privileges;
 use crate::serve;
 use crate::state::Shared;
@@ -31,6 +32,7 @@ pub struct Prepared {
     metrics: Option<std::net::TcpListener>,
     workers: Vec<JoinHandle<()>>,
     broadcast: sync::BroadcastSockets,
+    nts: Option<KeServer>,
 }
 
 /// Binds the metrics endpoint and the server sockets (starting the server workers), then the
@@ -62,8 +64,14 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
     if let Some(address) = metrics.as_ref().and_then(|l| l.local_addr().ok()) {
         info!(%address, "serving metrics at /metrics");
     }
+    // Read while still privileged: the certificate's key and the cookie keys are secrets.
+    let nts = match (&config.nts_ke_server, &config.server) {
+        (Some(ke), Some(server)) => Some(KeServer::prepare(ke, server).map_err(|e| e.to_string())?),
+        _ => None,
+    };
     // Workers wait for the serving gate: if a later step fails, they have answered nothing.
-    let workers = start_server(&config, &keys, &shared, &privileges)?;
+    let cookie_keys = nts.as_ref().map(KeServer::keys);
+    let workers = start_server(&config, &keys, cookie_keys, &shared, &privileges)?;
     let broadcast = sync::BroadcastSockets::bind(&config)?;
     let control = config
         .control_socket()
@@ -92,6 +100,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
         metrics,
         workers,
         broadcast,
+        nts,
     })
 }
 
@@ -100,6 +109,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
 fn start_server(
     config: &Config,
     keys: &Keys,
+    nts: Option<Arc<CookieKeyStore>>,
     shared: &Arc<Shared>,
     privileges: &Privileges,
 ) -> Result<Vec<JoinHandle<()>>, String> {
@@ -113,7 +123,7 @@ fn start_server(
                     .enter_server_thread()
                     .map_err(|e| format!("cannot drop privileges: {e}"))?;
                 let auth = (keys.clone(), config.peer_keys());
-                serve::start(server, &config.peer_addresses(), auth, shared)
+                serve::start(server, &config.peer_addresses(), auth, nts, shared)
                     .map_err(|e| e.to_string())
             })
             .join()
@@ -154,7 +164,12 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
         metrics,
         workers,
         broadcast,
+        nts,
     } = prepared;
+    if let Some(nts) = nts {
+        nts.spawn(&shared)
+            .map_err(|e| format!("cannot serve NTS-KE: {e}"))?;
+    }
     let mut tasks = Vec::new();
     // The core serves a local reference too: it also makes that clock's leap seconds.
     if let Some(local) = &config.local {

@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, ClockMode, Config, SourceAddress, SourceKind};
 use crate::net;
+use crate::nts::NtsClients;
 use crate::state::{LeapReport, PeerEvent, PendingLeap, Shared, SourceStatus, SyncStatus};
 
 /// How often the drift file is written while running (IO, not protocol: the core does not care).
@@ -145,6 +146,8 @@ struct Sync {
     senders: Vec<(SocketAddr, std::net::UdpSocket)>,
     /// Datagrams at a broadcast address from no configured broadcast server.
     broadcast_strays: u64,
+    /// The NTS sources' key exchanges (RFC 8915).
+    nts: NtsClients,
 }
 
 /// Runs the client half (and the broadcaster) until shutdown; saves the drift file on the way
@@ -194,6 +197,7 @@ pub async fn run(config: Config, keys: Keys, shared: Arc<Shared>, sockets: Broad
             Some(broadcast) = hearing.recv() => sync.handle_broadcast(broadcast),
             Some(event) = next_peer_packet(&mut peer_packets) => sync.handle_peer(event),
             Some(lookup) = looked_up.recv() => sync.handle_lookup(lookup),
+            Some(done) = sync.nts.next() => sync.nts.handle(&mut sync.client, done),
             _ = drift_save.tick() => sync.save_drift(),
             () = sync.shared.shutdown_requested() => break,
         }
@@ -348,15 +352,18 @@ impl Sync {
             Err(e) => error!(error = %e, "leap-seconds file not used"),
         }
         let now = Instant::now();
-        for source in &config.sources {
-            let source_config = SourceConfig {
-                min_poll: source.minpoll,
-                max_poll: source.maxpoll,
-                iburst: source.iburst,
-                version: Version::V4,
-                key: source.key.and_then(|id| keys.get(KeyId(id)).copied()),
-                ..SourceConfig::default()
-            };
+        let core_config = |source: &config::SourceConfig| SourceConfig {
+            min_poll: source.minpoll,
+            max_poll: source.maxpoll,
+            iburst: source.iburst,
+            version: Version::V4,
+            key: source.key.and_then(|id| keys.get(KeyId(id)).copied()),
+            ..SourceConfig::default()
+        };
+        // NTS sources become associations once their NTS-KE exchange names the NTP server.
+        let nts = NtsClients::new(config, core_config);
+        for source in config.sources.iter().filter(|s| !s.nts) {
+            let source_config = core_config(source);
             if let Some(kind) = name_kind(source) {
                 client.add_name(&source.address, kind, source_config, now);
             } else if let Ok(SourceAddress::Ip(address)) = SourceAddress::parse(&source.address) {
@@ -399,6 +406,7 @@ impl Sync {
             ),
             senders: Vec::new(),
             broadcast_strays: 0,
+            nts,
         }
     }
 
@@ -449,6 +457,7 @@ impl Sync {
         while let Some(event) = self.client.poll_event() {
             self.handle_event(event);
         }
+        self.nts.start(&self.client);
         let now = Instant::now();
         while let Some((id, name)) = self.client.poll_resolve(now) {
             self.resolve(id, name);
@@ -723,6 +732,7 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         rejected: report.counters.rejected,
         ignored: report.counters.ignored,
         key: report.key.map(|k| k.0),
+        nts_cookies: report.nts_cookies,
     }
 }
 
