@@ -4,15 +4,23 @@
 //! certificate, a wrong ALPN, a forged cookie, a replayed reply and an unauthenticated reply
 //! racing the authenticated one.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ntp_lite_tests::chrony::{Chronyd, ChronydClient};
 use ntp_lite_tests::daemon::Daemon;
+use ntp_lite_tests::fake_server;
 use ntp_lite_tests::lab::{clock_error, wait_for};
+use ntp_lite_tests::nts;
 use ntp_lite_tests::pki::{Pki, ServerFiles};
 use ntp_lite_tests::tools::{self, free_udp_port};
+use ntp_proto::auth::AuthError;
+use ntp_proto::nts::{AeadKey, SessionKeys};
+use ntp_proto::{NtpDuration, NtpTimestamp, Packet, PollInterval, ReferenceId, Version};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -238,4 +246,197 @@ fn a_wrong_ca_or_an_expired_certificate_gives_no_source() {
         assert!(line.contains(why), "{name}: {line}");
         assert_eq!(status["sources"].as_array().map(Vec::len), Some(0));
     }
+}
+
+/// The NTS-KE address of our server on port `ke`.
+fn ke_address(ke: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], ke))
+}
+
+#[test]
+fn a_wrong_alpn_gets_no_keys() {
+    let pki = Pki::new("ntp-lite test CA");
+    let files = pki.server("server", false);
+    let (_server, _, ke) = nts_server("nts-alpn", &files, None);
+    for alpn in [&b"http/1.1"[..], b""] {
+        let config = nts::client_config(&pki.ca_file(), alpn);
+        let result = nts::key_exchange(ke_address(ke), &config);
+        ntp_lite_tests::figures!(
+            "ALPN {:?}: {:?}",
+            String::from_utf8_lossy(alpn),
+            result.as_ref().map(|o| o.cookies.len())
+        );
+        assert!(result.is_err(), "no keys without ntske/1: {result:?}");
+    }
+    let config = nts::client_config(&pki.ca_file(), ntp_proto::nts::ALPN);
+    let genuine = nts::key_exchange(ke_address(ke), &config).expect("ntske/1 works");
+    assert_eq!(genuine.cookies.len(), 8);
+}
+
+/// A client request header with a random transmit timestamp.
+fn request_header() -> [u8; 48] {
+    Packet::client_request(
+        Version::V4,
+        PollInterval::new(6),
+        NtpTimestamp::from_bits(rand::random()),
+    )
+    .serialize()
+}
+
+/// Sends `request` to `to` and returns the reply, if one comes within a second.
+fn exchange(socket: &UdpSocket, to: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
+    socket.send_to(request, to).expect("send");
+    let mut buffer = [0u8; 2048];
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let (len, _) = socket.recv_from(&mut buffer).ok()?;
+    Some(buffer[..len].to_vec())
+}
+
+#[test]
+fn a_forged_cookie_gets_a_nak_and_a_forged_authenticator_or_a_replay_nothing_usable() {
+    let pki = Pki::new("ntp-lite test CA");
+    let files = pki.server("server", false);
+    let (server, ntp, ke) = nts_server("nts-forged", &files, None);
+    let config = nts::client_config(&pki.ca_file(), ntp_proto::nts::ALPN);
+    let genuine = nts::key_exchange(ke_address(ke), &config).expect("keys");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+
+    let mut session = genuine.session(rand::random());
+    let request = session.seal_request(&request_header()).expect("a cookie");
+    let reply = exchange(&socket, ntp, &request).expect("an answer");
+    let packet = Packet::parse(&reply).expect("parses").0;
+    assert_eq!(session.check_reply(&reply, &packet), Ok(()));
+    assert!(reply.len() <= request.len(), "no amplification");
+
+    // The same request again: the server is stateless and answers, but the answer is no use to
+    // the client, whose request is no longer in flight.
+    let replayed = exchange(&socket, ntp, &request).expect("an answer to the replay");
+    let packet = Packet::parse(&replayed).expect("parses").0;
+    assert_eq!(
+        session.check_reply(&replayed, &packet),
+        Err(AuthError::NtsUnauthenticated)
+    );
+
+    // A cookie of the right length that is not ours: an NTS NAK, no longer than the request.
+    let forged_cookie = nts::KeOutcome {
+        cookies: vec![vec![0x5a; genuine.cookies[0].len()]],
+        ..genuine.clone()
+    };
+    let mut forged = forged_cookie.session(rand::random());
+    let request = forged.seal_request(&request_header()).expect("a cookie");
+    let nak = exchange(&socket, ntp, &request).expect("a NAK");
+    let packet = Packet::parse(&nak).expect("parses").0;
+    assert_eq!(packet.reference_id, ReferenceId::from_bytes(*b"NTSN"));
+    assert_eq!(forged.check_reply(&nak, &packet), Err(AuthError::NtsNak));
+    assert!(nak.len() <= request.len());
+
+    // A genuine cookie with an authenticator under another key: dropped, and counted.
+    let wrong_key = nts::KeOutcome {
+        keys: SessionKeys {
+            c2s: AeadKey([7; 32]),
+            ..genuine.keys
+        },
+        ..genuine.clone()
+    };
+    let request = wrong_key
+        .session(rand::random())
+        .seal_request(&request_header())
+        .expect("a cookie");
+    assert_eq!(exchange(&socket, ntp, &request), None, "no answer");
+    let status = server.status();
+    ntp_lite_tests::figures!(
+        "forged NTS requests: server nts {}, nts_naks {}, dropped {}",
+        status["server"]["nts"],
+        status["server"]["nts_naks"],
+        status["server"]["dropped"]
+    );
+    assert_eq!(status["server"]["nts_naks"], 1);
+    assert_eq!(status["server"]["dropped"]["nts_unauthenticated"], 1);
+}
+
+/// A man in the middle between an NTS client and `server`: each request goes on to the server,
+/// and the client gets first a forged unauthenticated reply from a clock 10 s ahead, then the
+/// genuine reply, then the genuine reply to the request before (a replay). Returns how many
+/// requests it passed on once `stop` is set.
+fn meddler(socket: UdpSocket, server: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let upstream = UdpSocket::bind("127.0.0.1:0").expect("upstream socket");
+        upstream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let (mut passed, mut previous) = (0, None::<Vec<u8>>);
+        let mut buffer = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((len, client)) = socket.recv_from(&mut buffer) else {
+                continue;
+            };
+            let request = buffer[..len].to_vec();
+            let Ok((header, _)) = Packet::parse(&request) else {
+                continue;
+            };
+            let forged =
+                fake_server::reply(&header, fake_server::now(), NtpDuration::from_seconds(10));
+            let _ = socket.send_to(&forged.serialize(), client);
+            upstream.send_to(&request, server).expect("forward");
+            passed += 1;
+            if let Ok(len) = upstream.recv(&mut buffer) {
+                let genuine = buffer[..len].to_vec();
+                let _ = socket.send_to(&genuine, client);
+                if let Some(old) = previous.replace(genuine) {
+                    let _ = socket.send_to(&old, client);
+                }
+            }
+        }
+        passed
+    })
+}
+
+#[test]
+fn forged_and_replayed_replies_racing_the_genuine_ones_change_nothing() {
+    let pki = Pki::new("ntp-lite test CA");
+    let files = pki.server("server", false);
+    let proxy = UdpSocket::bind("127.0.0.1:0").expect("proxy socket");
+    let proxy_port = proxy.local_addr().expect("address").port();
+    let (server, ntp, ke) = nts_server("nts-race-server", &files, Some(proxy_port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let meddling = meddler(proxy, ntp, Arc::clone(&stop));
+    let mut client = nts_client(
+        "nts-race-client",
+        &format!("127.0.0.1:{ke}"),
+        &pki.ca_file(),
+        0.2,
+    );
+    let status = wait_for(
+        &mut client,
+        DEADLINE,
+        "synchronized through the meddler",
+        |s| s["synchronized"] == true && s["sources"][0]["accepted"].as_u64() >= Some(8),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let passed = meddling.join().expect("meddler");
+    let source = &status["sources"][0];
+    ntp_lite_tests::figures!(
+        "through the meddler: {passed} requests passed on; accepted {}, rejected {}, ignored {}, cookies {}, clock error {:.6} s; server NTS responses {}",
+        source["accepted"],
+        source["rejected"],
+        source["ignored"],
+        source["nts_cookies"],
+        clock_error(&status),
+        server_counter(&server, "nts")
+    );
+    assert_eq!(source["address"], format!("127.0.0.1:{proxy_port}"));
+    assert!(
+        source_counter(&status, "rejected") >= source_counter(&status, "accepted"),
+        "each forged reply was rejected: {status}"
+    );
+    assert_eq!(source["nts_cookies"], 8);
+    assert!(
+        clock_error(&status).abs() < 0.01,
+        "the forged 10 s moved nothing: {status}"
+    );
 }
