@@ -148,6 +148,47 @@ fn open_authenticator(
     Some(sealed_len - TAG_LEN)
 }
 
+/// An NTS request (section 5.7): `header`, the unique identifier `uid`, `cookie`, up to
+/// `placeholders` cookie placeholders (as many as fit in [`MAX_SEALED_LEN`]), and the
+/// authenticator under `c2s` with `nonce`, which must never repeat under that key. `None` if
+/// the cookie is too long to fit.
+pub fn seal_request(
+    header: &[u8; HEADER_LEN],
+    uid: &[u8],
+    cookie: &[u8],
+    placeholders: usize,
+    c2s: &AeadKey,
+    nonce: &[u8; NONCE_LEN],
+) -> Option<Sealed> {
+    let mut out = [0u8; MAX_SEALED_LEN];
+    out[..HEADER_LEN].copy_from_slice(header);
+    let mut at = HEADER_LEN;
+    put_field(&mut out, &mut at, FieldType::UNIQUE_ID, uid);
+    put_field(&mut out, &mut at, FieldType::COOKIE, cookie);
+    let auth_len = 8 + NONCE_LEN + TAG_LEN;
+    let zeros = [0u8; super::ke::MAX_COOKIE_LEN];
+    let placeholder = zeros.get(..cookie.len())?;
+    for _ in 0..placeholders {
+        let room = out.len() - at;
+        if room < (4 + cookie.len()).next_multiple_of(4).max(16) + auth_len {
+            break;
+        }
+        put_field(&mut out, &mut at, FieldType::PLACEHOLDER, placeholder);
+    }
+    put_authenticator(&mut out, &mut at, c2s, nonce, &[]).then(|| Sealed::from_slice(&out[..at]))
+}
+
+/// True if `datagram` carries an NTS authenticator, last, that verifies under `s2c` (section
+/// 5.7; the unique identifier is not checked: for load generators that keep no session).
+pub fn authenticates(datagram: &[u8], s2c: &AeadKey) -> bool {
+    let Some(auth) = fields(datagram).last() else {
+        return false;
+    };
+    let mut plaintext = [0u8; MAX_DATAGRAM];
+    auth.field_type == FieldType::AUTHENTICATOR
+        && open_authenticator(datagram, &auth, s2c, &mut plaintext).is_some()
+}
+
 /// A client's NTS state for one server (section 5.7): the session keys, the cookies, and the
 /// unique identifier of the request in flight.
 #[derive(Clone, Debug)]
@@ -194,27 +235,10 @@ impl ClientSession {
         uid[..16].copy_from_slice(&self.stream.next_block());
         uid[16..].copy_from_slice(&self.stream.next_block());
         let nonce = self.stream.next_block();
-        let mut out = [0u8; MAX_SEALED_LEN];
-        out[..HEADER_LEN].copy_from_slice(header);
-        let mut at = HEADER_LEN;
-        put_field(&mut out, &mut at, FieldType::UNIQUE_ID, &uid);
-        put_field(&mut out, &mut at, FieldType::COOKIE, &cookie);
         let wanted = COOKIES.saturating_sub(self.cookies.len() + 1);
-        let auth_len = 8 + NONCE_LEN + TAG_LEN;
-        let zeros = [0u8; super::ke::MAX_COOKIE_LEN];
-        let placeholder = &zeros[..cookie.len()];
-        for _ in 0..wanted {
-            let room = out.len() - at;
-            if room < (4 + cookie.len()).next_multiple_of(4).max(16) + auth_len {
-                break;
-            }
-            put_field(&mut out, &mut at, FieldType::PLACEHOLDER, placeholder);
-        }
-        if !put_authenticator(&mut out, &mut at, &self.keys.c2s, &nonce, &[]) {
-            return None;
-        }
+        let sealed = seal_request(header, &uid, &cookie, wanted, &self.keys.c2s, &nonce)?;
         self.expected = Some(uid);
-        Some(Sealed::from_slice(&out[..at]))
+        Some(sealed)
     }
 
     /// Checks a reply (section 5.7): it must carry the unique identifier of our request in flight
