@@ -440,3 +440,82 @@ fn forged_and_replayed_replies_racing_the_genuine_ones_change_nothing() {
         "the forged 10 s moved nothing: {status}"
     );
 }
+
+/// How often `daemon` has logged `what`.
+fn logged(daemon: &Daemon, what: &str) -> usize {
+    daemon.log().matches(what).count()
+}
+
+#[test]
+fn the_key_file_keeps_cookies_valid_across_a_restart_and_a_nak_sends_the_client_back_to_ke() {
+    let pki = Pki::new("ntp-lite test CA");
+    let files = pki.server("server", false);
+    let keys = pki.dir().join("shared.keys");
+    let (ntp, ke) = (free_udp_port(), free_tcp_port());
+    let config = |key_file: &Path| {
+        nts_server_config(&files, ntp, ke, None).replace(
+            "key-file = \"{dir}/nts.keys\"",
+            &format!("key-file = \"{}\"", key_file.display()),
+        )
+    };
+    let address: SocketAddr = format!("127.0.0.1:{ntp}").parse().expect("address");
+    let start = |key_file: &Path| {
+        let mut server = Daemon::start("nts-restart-server", &config(key_file));
+        server.wait_serving(address);
+        server.wait_log("serving NTS-KE", DEADLINE);
+        server
+    };
+    let mut server = start(&keys);
+    let mut client = nts_client(
+        "nts-restart-client",
+        &format!("127.0.0.1:{ke}"),
+        &pki.ca_file(),
+        0.0,
+    );
+    let accepted = |s: &Value| s["sources"][0]["accepted"].as_u64().unwrap_or(0);
+    let before = accepted(&wait_for(&mut client, DEADLINE, "4 replies", |s| {
+        accepted(s) >= 4
+    }));
+    server.stop();
+
+    // Same key file: the cookies the client holds still open.
+    let mut server = start(&keys);
+    wait_for(&mut client, DEADLINE, "4 more replies", |s| {
+        accepted(s) >= before + 4
+    });
+    let exchanges = logged(&client, "NTS-KE done");
+    ntp_lite_tests::figures!(
+        "after a restart with the same key file: {exchanges} NTS-KE exchange(s), server NAKs {}",
+        server_counter(&server, "nts_naks")
+    );
+    assert_eq!(exchanges, 1, "no new NTS-KE: {}", client.log());
+    assert_eq!(server_counter(&server, "nts_naks"), 0);
+    server.stop();
+
+    // A new key file: the old cookies get NTS NAKs, and the client goes back to NTS-KE.
+    let _server = start(&pki.dir().join("other.keys"));
+    let waited = std::time::Instant::now();
+    while logged(&client, "NTS-KE done") < 2 {
+        client.assert_running();
+        assert!(
+            waited.elapsed() < DEADLINE,
+            "no new NTS-KE: {}",
+            client.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = accepted(&client.status()) + 4;
+    let status = wait_for(
+        &mut client,
+        DEADLINE,
+        "4 replies after the new NTS-KE",
+        |s| accepted(s) >= target,
+    );
+    ntp_lite_tests::figures!(
+        "after a restart with a new key file: {} NTS-KE exchanges, accepted {}, cookies {}",
+        logged(&client, "NTS-KE done"),
+        accepted(&status),
+        status["sources"][0]["nts_cookies"]
+    );
+    assert!(clock_error(&status).abs() < 0.01, "{status}");
+}
