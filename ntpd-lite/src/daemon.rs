@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::control;
 use crate::logging::Logger;
 use crate::metrics;
-use crate::nts::{CookieKeyStore, KeServer};
+use crate::nts::{CookieKeyStore, KeServer, TlsReloader};
 use crate::privileges::Privileges;
 use crate::serve;
 use crate::state::Shared;
@@ -167,6 +167,7 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
         nts,
     } = prepared;
     if let Some(nts) = nts {
+        reloader.nts_tls = Some(nts.tls());
         nts.spawn(&shared)
             .map_err(|e| format!("cannot serve NTS-KE: {e}"))?;
     }
@@ -248,6 +249,8 @@ pub struct Reloader {
     path: PathBuf,
     running: String,
     logger: Logger,
+    /// The NTS-KE server's certificate and key, reread on every SIGHUP.
+    nts_tls: Option<Arc<TlsReloader>>,
 }
 
 impl Reloader {
@@ -257,13 +260,18 @@ impl Reloader {
             path,
             running,
             logger,
+            nts_tls: None,
         }
     }
 
     /// Rereads the file: applies the log level; names what else changed and needs a restart.
-    /// A file that no longer reads or validates changes nothing.
+    /// A file that no longer reads or validates changes nothing. Rereads the NTS-KE
+    /// certificate and key files too.
     pub fn reload(&mut self) {
         info!(path = %self.path.display(), "SIGHUP: rereading the configuration");
+        if let Some(tls) = &self.nts_tls {
+            tls.reload();
+        }
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) => return warn!(error = %e, "cannot read the configuration; nothing changed"),

@@ -214,10 +214,39 @@ fn write_key_file(path: &Path, keys: &CookieKeys) -> io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
+/// The NTS-KE server's TLS settings, reread from the certificate and key files on SIGHUP.
+#[derive(Debug)]
+pub struct TlsReloader {
+    config: ArcSwap<rustls::ServerConfig>,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsReloader {
+    /// Rereads the certificate and key; on failure (say, a key the daemon's user may not read)
+    /// keeps serving the ones it has and says why.
+    pub fn reload(&self) {
+        match server_tls(&self.certificate, &self.key) {
+            Ok(config) => {
+                self.config.store(Arc::new(config));
+                info!(certificate = %self.certificate.display(), "NTS-KE certificate reloaded");
+            }
+            Err(error) => warn!(
+                %error,
+                "NTS-KE certificate not reloaded; still serving the previous one (the files must be readable by the daemon's user)"
+            ),
+        }
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.load_full())
+    }
+}
+
 /// The NTS-KE server, prepared (sockets bound, files read) before privileges are dropped.
 pub struct KeServer {
     listeners: Vec<std::net::TcpListener>,
-    acceptor: TlsAcceptor,
+    tls: Arc<TlsReloader>,
     keys: Arc<CookieKeyStore>,
     negotiation: Negotiation,
 }
@@ -253,12 +282,22 @@ impl KeServer {
                 Ok(listener)
             })
             .collect::<io::Result<_>>()?;
+        let tls = TlsReloader {
+            config: ArcSwap::from_pointee(tls),
+            certificate: config.certificate.clone(),
+            key: config.private_key.clone(),
+        };
         Ok(Self {
             listeners,
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            tls: Arc::new(tls),
             keys: Arc::new(keys),
             negotiation,
         })
+    }
+
+    /// The TLS settings, for SIGHUP.
+    pub fn tls(&self) -> Arc<TlsReloader> {
+        Arc::clone(&self.tls)
     }
 
     /// The cookie keys, for the NTP server.
@@ -273,7 +312,7 @@ impl KeServer {
         let negotiation = Arc::new(self.negotiation);
         for listener in self.listeners {
             let listener = TcpListener::from_std(listener)?;
-            let (acceptor, keys) = (self.acceptor.clone(), Arc::clone(&self.keys));
+            let (tls, keys) = (Arc::clone(&self.tls), Arc::clone(&self.keys));
             let (limit, negotiation) = (Arc::clone(&limit), Arc::clone(&negotiation));
             tokio::spawn(async move {
                 loop {
@@ -288,7 +327,7 @@ impl KeServer {
                             continue;
                         }
                     };
-                    let (acceptor, keys) = (acceptor.clone(), Arc::clone(&keys));
+                    let (acceptor, keys) = (tls.acceptor(), Arc::clone(&keys));
                     let negotiation = Arc::clone(&negotiation);
                     tokio::spawn(async move {
                         let served = tokio::time::timeout(

@@ -519,3 +519,39 @@ fn the_key_file_keeps_cookies_valid_across_a_restart_and_a_nak_sends_the_client_
     );
     assert!(clock_error(&status).abs() < 0.01, "{status}");
 }
+
+#[test]
+fn sighup_reloads_the_certificate() {
+    let pki = Pki::new("ntp-lite test CA");
+    let expired = pki.server("server", true);
+    let (mut server, _, ke) = nts_server("nts-sighup-server", &expired, None);
+    let mut client = nts_client(
+        "nts-sighup-client",
+        &format!("127.0.0.1:{ke}"),
+        &pki.ca_file(),
+        0.0,
+    );
+    client.wait_log("certificate expired", DEADLINE);
+    let fresh = pki.server("fresh", false);
+    std::fs::copy(&fresh.certificate, &expired.certificate).expect("replace the certificate");
+    std::fs::copy(&fresh.private_key, &expired.private_key).expect("replace the key");
+    let pid = server.pid().expect("the server runs");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    server.wait_log("NTS-KE certificate reloaded", DEADLINE);
+    let status = wait_for(
+        &mut client,
+        DEADLINE,
+        "synchronized after the reload",
+        |s| s["synchronized"] == true,
+    );
+    ntp_lite_tests::figures!(
+        "after SIGHUP with a fresh certificate: source {}, cookies {}",
+        status["sources"][0]["address"],
+        status["sources"][0]["nts_cookies"]
+    );
+    assert!(status["sources"][0]["nts_cookies"].as_u64() >= Some(1));
+}
