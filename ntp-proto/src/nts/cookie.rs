@@ -34,6 +34,22 @@ impl fmt::Debug for CookieKey {
     }
 }
 
+impl CookieKey {
+    /// A cookie holding `session` under this key, with a nonce that must never repeat under it
+    /// (random: section 6 asks that cookies be unlinkable).
+    pub fn encrypt(&self, session: &SessionKeys, nonce: [u8; NONCE_LEN]) -> [u8; COOKIE_LEN] {
+        let mut cookie = [0; COOKIE_LEN];
+        let (id, rest) = cookie.split_at_mut(4);
+        id.copy_from_slice(&self.id.to_be_bytes());
+        let (nonce_out, sealed) = rest.split_at_mut(NONCE_LEN);
+        nonce_out.copy_from_slice(&nonce);
+        sealed[TAG_LEN..TAG_LEN + KEY_LEN].copy_from_slice(&session.c2s.0);
+        sealed[TAG_LEN + KEY_LEN..].copy_from_slice(&session.s2c.0);
+        self.key.seal(id, &nonce, sealed);
+        cookie
+    }
+}
+
 /// The server keys, oldest first; the last one encrypts new cookies.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct CookieKeys {
@@ -85,19 +101,9 @@ impl CookieKeys {
         self.keys.drain(..excess);
     }
 
-    /// A cookie holding `session` under the current key, with a nonce that must never repeat
-    /// under that key (random: section 6 asks that cookies be unlinkable).
+    /// A cookie holding `session` under the current key (see [`CookieKey::encrypt`]).
     pub fn encrypt(&self, session: &SessionKeys, nonce: [u8; NONCE_LEN]) -> [u8; COOKIE_LEN] {
-        let key = self.current();
-        let mut cookie = [0; COOKIE_LEN];
-        let (id, rest) = cookie.split_at_mut(4);
-        id.copy_from_slice(&key.id.to_be_bytes());
-        let (nonce_out, sealed) = rest.split_at_mut(NONCE_LEN);
-        nonce_out.copy_from_slice(&nonce);
-        sealed[TAG_LEN..TAG_LEN + KEY_LEN].copy_from_slice(&session.c2s.0);
-        sealed[TAG_LEN + KEY_LEN..].copy_from_slice(&session.s2c.0);
-        key.key.seal(id, &nonce, sealed);
-        cookie
+        self.current().encrypt(session, nonce)
     }
 
     /// The session keys in `cookie`, if one of our keys made it and it is intact.

@@ -349,7 +349,6 @@ impl NtsReply {
         let (Some(keys), Some(cookie_key)) = (self.keys, self.cookie_key) else {
             return Sealed::from_slice(&out[..at]);
         };
-        let cookie_keys = CookieKeys::new(cookie_key);
         let field_len = 4 + COOKIE_LEN;
         let auth_len = 8 + NONCE_LEN + TAG_LEN;
         let fit = limit.saturating_sub(at + auth_len) / field_len;
@@ -359,7 +358,7 @@ impl NtsReply {
         for i in 0..count {
             let mut nonce = self.seed;
             nonce[NONCE_LEN - 1] ^= (i + 1) as u8;
-            let cookie = cookie_keys.encrypt(&keys, nonce);
+            let cookie = cookie_key.encrypt(&keys, nonce);
             put_field(&mut plaintext, &mut inner, FieldType::COOKIE, &cookie);
         }
         put_authenticator(
