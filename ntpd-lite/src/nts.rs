@@ -373,6 +373,16 @@ async fn serve_ke(
     Ok(outcome)
 }
 
+/// What `check-config` checks of `[nts-ke-server]`: the certificate and key make a TLS
+/// configuration, and the key file, if it exists, reads.
+pub fn check_files(config: &NtsKeServerConfig) -> Result<(), NtsError> {
+    server_tls(&config.certificate, &config.private_key)?;
+    match &config.key_file {
+        Some(path) if path.exists() => read_key_file(path).map(drop),
+        _ => Ok(()),
+    }
+}
+
 /// TLS 1.3 only, ALPN ntske/1, the certificate chain and key from PEM files.
 fn server_tls(certificate: &Path, key: &Path) -> Result<rustls::ServerConfig, NtsError> {
     let chain = CertificateDer::pem_file_iter(certificate)
