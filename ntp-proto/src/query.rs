@@ -18,8 +18,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::auth::{Seal, Sealed};
+use crate::nts::ClientSession;
 use crate::packet::{Packet, ParseError, PollInterval, Version};
-use crate::sample::{ReplyError, ReplyLimits, Sample, SentRequest, process_reply};
+use crate::sample::{AssociationKind, ReplyError, ReplyLimits, Sample, SentRequest, judge_reply};
 use crate::select::{Candidate, Combined, Verdict, select};
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -151,6 +153,9 @@ pub struct AddressQuery {
     sent: u32,
     stopped: bool,
     exchanges: Vec<ExchangeRecord>,
+    /// NTS (RFC 8915): the session every request is sealed with and every reply must
+    /// authenticate under.
+    nts: Option<ClientSession>,
 }
 
 impl AddressQuery {
@@ -163,21 +168,36 @@ impl AddressQuery {
             sent: 0,
             stopped: false,
             exchanges: Vec::new(),
+            nts: None,
         }
+    }
+
+    /// Queries over NTS with the keys and cookies of an NTS-KE exchange: each request carries a
+    /// cookie, and only replies that authenticate with our unique identifier count (RFC 8915
+    /// section 5.7). A query runs out when its cookies do and no reply brought new ones.
+    pub fn with_nts(mut self, session: ClientSession) -> Self {
+        self.nts = Some(session);
+        self
     }
 
     /// The next request, if one is due: a client packet whose transmit timestamp is `cookie`, a
     /// fresh random value (RFC 9109), never our clock. Call [`Self::on_sent`] once it is sent.
-    pub fn poll_transmit(
-        &mut self,
-        now: Instant,
-        cookie: NtpTimestamp,
-    ) -> Option<[u8; crate::packet::HEADER_LEN]> {
+    pub fn poll_transmit(&mut self, now: Instant, cookie: NtpTimestamp) -> Option<Sealed> {
         if self.state != State::Idle || !self.wants_more() || now < self.next_send {
             return None;
         }
-        self.state = State::Sending { cookie };
-        Some(Packet::client_request(self.config.version, REQUEST_POLL, cookie).serialize())
+        let header = Packet::client_request(self.config.version, REQUEST_POLL, cookie).serialize();
+        let request = match &mut self.nts {
+            Some(session) => session.seal_request(&header),
+            None => Some(Seal::None.seal(header)),
+        };
+        if request.is_none() {
+            // Out of cookies: no more exchanges.
+            self.stopped = true;
+        } else {
+            self.state = State::Sending { cookie };
+        }
+        request
     }
 
     /// The request from `poll_transmit` left at local time `t1` (read just before sending).
@@ -200,7 +220,7 @@ impl AddressQuery {
             return; // a late reply between exchanges answers nothing we still wait for
         };
         let sent = *sent;
-        match judge_reply(bytes, &sent, t4, &self.config.limits) {
+        match judge_datagram(bytes, &sent, t4, &self.config.limits, self.nts.as_mut()) {
             Judgement::Ignored(why) => *ignored = Some(why),
             Judgement::Answer(result) => {
                 if let Err(ReplyError::Kiss(_)) = result {
@@ -287,19 +307,30 @@ enum Judgement {
     Answer(Result<Reply, ReplyError>),
 }
 
-/// The reply checks of RFC 4330 section 5 via [`process_reply`], split by whether the datagram
-/// provably answers our request: failures up to and including the origin match mean it does not.
-fn judge_reply(
+/// The reply checks of RFC 4330 section 5 via the one judge ([`judge_reply`]), NTS
+/// authentication (RFC 8915 section 5.7) included for an NTS query, split by whether the
+/// datagram provably answers our request: failures up to and including the origin match and
+/// the authentication mean it does not.
+fn judge_datagram(
     bytes: &[u8],
     sent: &SentRequest,
     t4: NtpTimestamp,
     limits: &ReplyLimits,
+    nts: Option<&mut ClientSession>,
 ) -> Judgement {
     let packet = match Packet::parse(bytes) {
         Ok((packet, _trailer)) => packet,
         Err(e) => return Judgement::Ignored(IgnoredReply::Malformed(e)),
     };
-    match process_reply(&packet, sent, t4, limits) {
+    let authentic = nts.map_or(Ok(()), |session| session.check_reply(bytes, &packet));
+    match judge_reply(
+        AssociationKind::Server,
+        &packet,
+        authentic,
+        sent,
+        t4,
+        limits,
+    ) {
         Err(e) if e.is_unmatched() => Judgement::Ignored(IgnoredReply::Unmatched(e)),
         Err(e) => Judgement::Answer(Err(e)),
         Ok(sample) => Judgement::Answer(Ok(Reply {
@@ -451,12 +482,43 @@ mod tests {
     }
 
     /// Sends the next request at `now` with `cookie` and T1 = `t1_ms`; returns its bytes.
-    fn send(q: &mut AddressQuery, now: Instant, cookie: u64, t1_ms: i64) -> [u8; 48] {
+    fn send(q: &mut AddressQuery, now: Instant, cookie: u64, t1_ms: i64) -> Sealed {
         let bytes = q
             .poll_transmit(now, NtpTimestamp::from_bits(cookie))
             .expect("a request is due");
         q.on_sent(now, at_ms(t1_ms));
         bytes
+    }
+
+    #[test]
+    fn an_nts_query_counts_only_the_authenticated_reply() {
+        use crate::nts::{AeadKey, CookieKey, CookieKeys, NtsVerdict, SessionKeys, ntp};
+        let server = CookieKeys::new(CookieKey {
+            id: 1,
+            key: AeadKey([3; 32]),
+            created: 0,
+        });
+        let keys = SessionKeys {
+            c2s: AeadKey([1; 32]),
+            s2c: AeadKey([2; 32]),
+        };
+        let cookies = vec![server.encrypt(&keys, [0; 16]).to_vec()];
+        let now = Instant::now();
+        let mut q =
+            AddressQuery::new(config(1), now).with_nts(ClientSession::new(keys, cookies, [5; 32]));
+        let request = send(&mut q, now, 0x1111_2222_3333_4444, 0);
+        assert!(request.len() > 48, "the request carries NTS fields");
+        // An unauthenticated answer with the right origin is ignored; the genuine one counts.
+        let plain = answer(&request, 0, 5, 100);
+        q.handle_reply(&plain, at_ms(10));
+        let NtsVerdict::Answer(reply) = ntp::check_request(&request, &server, [7; 16]) else {
+            panic!("the server authenticates the request");
+        };
+        let header: [u8; 48] = plain;
+        q.handle_reply(&reply.seal(&header), at_ms(10));
+        let report = q.finish();
+        let best = report.best().expect("the authenticated reply");
+        assert!((best.sample.offset.to_seconds_f64() - 0.1).abs() < 1e-6);
     }
 
     #[test]

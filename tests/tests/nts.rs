@@ -555,3 +555,63 @@ fn sighup_reloads_the_certificate() {
     );
     assert!(status["sources"][0]["nts_cookies"].as_u64() >= Some(1));
 }
+
+/// `ntpdate-lite --nts --nts-ca CA -j -p 2 SERVER`: its JSON and exit status.
+fn ntpdate_nts(server: &str, ca: &Path) -> (Value, bool) {
+    let output =
+        std::process::Command::new(ntp_lite_tests::bins::binary("ntpdate-lite", "ntpdate-lite"))
+            .args(["--nts", "--nts-ca"])
+            .arg(ca)
+            .args(["-j", "-p", "2", "--gap", "0.2", server])
+            .output()
+            .expect("run ntpdate-lite");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ntpdate-lite JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (json, output.status.success())
+}
+
+#[test]
+fn ntpdate_lite_queries_our_and_chronyds_nts_servers() {
+    let pki = Pki::new("ntp-lite test CA");
+    let files = pki.server("server", false);
+    let (_server, ntp, ke) = nts_server("nts-ntpdate-server", &files, None);
+    let (json, ok) = ntpdate_nts(&format!("127.0.0.1:{ke}"), &pki.ca_file());
+    ntp_lite_tests::figures!("ntpdate-lite --nts to ntpd-lite: {json}");
+    assert!(ok, "{json}");
+    assert_eq!(
+        json["servers"][0]["port"],
+        ntp.port(),
+        "the NTP port from NTS-KE"
+    );
+    assert_eq!(
+        json["servers"][0]["samples"], 2,
+        "both authenticated: {json}"
+    );
+    let other = Pki::new("another CA");
+    let (json, ok) = ntpdate_nts(&format!("127.0.0.1:{ke}"), &other.ca_file());
+    assert!(!ok && json.to_string().contains("NTS-KE failed"), "{json}");
+    if !tools::require("chronyd", Chronyd::installed(), "chronyd NTS server") {
+        return;
+    }
+    let chrony_files = pki.server("chronyd", false);
+    let (ntp, ke) = (free_udp_port(), free_tcp_port());
+    let chronyd = ChronydClient::start(&format!(
+        "port {ntp}\nlocal stratum 2\nallow 127.0.0.1\nntsserverkey {}\nntsservercert {}\n\
+         ntsport {ke}\nntsdumpdir {}\n",
+        chrony_files.private_key.display(),
+        chrony_files.certificate.display(),
+        pki.dir().display()
+    ))
+    .expect("chronyd is installed");
+    wait_listening(ke, &chronyd);
+    let (json, ok) = ntpdate_nts(&format!("127.0.0.1:{ke}"), &pki.ca_file());
+    ntp_lite_tests::figures!("ntpdate-lite --nts to chronyd: {json}");
+    assert!(ok, "{json}\n{}", chronyd.log());
+    assert_eq!(json["servers"][0]["port"], ntp, "{json}");
+    assert_eq!(json["servers"][0]["samples"], 2, "{json}");
+}
