@@ -17,7 +17,6 @@ use ntp_proto::nts::{
     KEY_LEN, KeError, KeOutcome, SessionKeys, cookie::KEPT_KEYS,
 };
 use ntp_proto::{Client, SourceConfig, SourceId};
-use ntpd_lite::config::{self, Config};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
@@ -26,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
-use crate::config::ServerConfig;
+use crate::config::{self, Config, ServerConfig};
 use crate::state::Shared;
 use ntpd_lite::nts_config::NtsKeServerConfig;
 
@@ -66,6 +65,9 @@ pub enum NtsError {
     /// The NTP server the response named could not be found.
     #[error("cannot resolve the NTP server {0} named by the NTS-KE server")]
     Resolve(String),
+    /// A source's address is no `host:port`.
+    #[error("`{0}` is not an NTS-KE server's host or host:port")]
+    Address(String),
 }
 
 fn file_error(path: &Path, reason: impl ToString) -> NtsError {
@@ -564,7 +566,7 @@ impl NtsClients {
                 tokio::time::sleep(backoff).await;
                 let result = match ke_target(&address) {
                     Some((host, port)) => key_exchange(&host, port, ca_file.as_deref()).await,
-                    None => Err(NtsError::Resolve(address)),
+                    None => Err(NtsError::Address(address)),
                 };
                 let _ = done.send((index, result)).await;
             });
