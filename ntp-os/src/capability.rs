@@ -4,8 +4,12 @@ use std::io;
 
 /// True if this thread has CAP_SYS_TIME in its effective set.
 pub fn has_cap_sys_time() -> io::Result<bool> {
-    caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_TIME)
-        .map_err(|e| io::Error::other(e.to_string()))
+    caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_TIME,
+    )
+    .map_err(|e| io::Error::other(e.to_string()))
 }
 
 #[cfg(test)]

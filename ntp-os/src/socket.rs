@@ -81,7 +81,9 @@ mod tests {
         let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         enable_timestamps(&receiver).expect("timestamps");
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        sender.connect(receiver.local_addr().expect("address")).expect("connect");
+        sender
+            .connect(receiver.local_addr().expect("address"))
+            .expect("connect");
         let before = SystemTime::now();
         sender.send(b"tick").expect("send");
         receiver.set_nonblocking(false).expect("blocking");

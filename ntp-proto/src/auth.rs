@@ -24,8 +24,10 @@ use crate::packet::HEADER_LEN;
 pub const MAX_SECRET_LEN: usize = 64;
 /// Longest digest: SHA-1's 20 bytes (RFC 7822 section 3 bounds a MAC at 24 bytes with the key ID).
 pub const MAX_DIGEST_LEN: usize = 20;
-/// Longest packet we send: the header and the longest MAC (we send no extension fields).
-pub const MAX_SEALED_LEN: usize = HEADER_LEN + 4 + MAX_DIGEST_LEN;
+/// Longest packet we send: an NTS request with its cookie and placeholders, or an NTS response
+/// with its cookies (see [`crate::nts`]), kept within the IPv6 minimum MTU's payload; a packet
+/// with a MAC is far shorter.
+pub const MAX_SEALED_LEN: usize = 1232;
 /// A crypto-NAK: a MAC of just a zero key ID (RFC 5905 section 7.4).
 pub const CRYPTO_NAK: [u8; 4] = [0; 4];
 /// Longest unprefixed key that is read as ASCII text; longer ones are hex (ntpd's rule).
@@ -219,6 +221,13 @@ pub enum AuthError {
     /// The digest does not verify under the key.
     #[error("MAC under key {0} does not verify (wrong key or altered packet)")]
     BadDigest(KeyId),
+    /// On an NTS association: no NTS authenticator, another request's unique identifier, or an
+    /// authenticator that does not verify (RFC 8915 section 5.7).
+    #[error("not NTS-authenticated (no or a bad authenticator, or not our unique identifier)")]
+    NtsUnauthenticated,
+    /// An NTS NAK (kiss code NTSN) for our request: the server cannot read our cookie.
+    #[error("NTS NAK: the server cannot read our cookie; a new NTS-KE exchange is needed")]
+    NtsNak,
 }
 
 /// The keys of a keys file, by ID. Cheap to clone; `Debug` shows IDs and types, never secrets.
@@ -404,18 +413,18 @@ impl Seal {
     pub fn seal(&self, header: [u8; HEADER_LEN]) -> Sealed {
         let mut sealed = Sealed {
             bytes: [0; MAX_SEALED_LEN],
-            len: HEADER_LEN as u8,
+            len: HEADER_LEN as u16,
         };
         sealed.bytes[..HEADER_LEN].copy_from_slice(&header);
         match self {
             Self::None => {}
-            Self::CryptoNak => sealed.len += CRYPTO_NAK.len() as u8,
+            Self::CryptoNak => sealed.len += CRYPTO_NAK.len() as u16,
             Self::Key(key) => {
                 let len = key.digest.digest_len();
                 let digest = key.digest(&header);
                 sealed.bytes[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&key.id.0.to_be_bytes());
                 sealed.bytes[HEADER_LEN + 4..HEADER_LEN + 4 + len].copy_from_slice(&digest[..len]);
-                sealed.len += (4 + len) as u8;
+                sealed.len += (4 + len) as u16;
             }
         }
         sealed
@@ -426,7 +435,20 @@ impl Seal {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Sealed {
     bytes: [u8; MAX_SEALED_LEN],
-    len: u8,
+    len: u16,
+}
+
+impl Sealed {
+    /// A packet of `bytes`, cut at [`MAX_SEALED_LEN`].
+    pub(crate) fn from_slice(bytes: &[u8]) -> Self {
+        let len = bytes.len().min(MAX_SEALED_LEN);
+        let mut sealed = Self {
+            bytes: [0; MAX_SEALED_LEN],
+            len: len as u16,
+        };
+        sealed.bytes[..len].copy_from_slice(&bytes[..len]);
+        sealed
+    }
 }
 
 impl core::ops::Deref for Sealed {

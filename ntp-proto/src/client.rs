@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use crate::auth::{KeyId, Seal, Sealed};
 use crate::discipline::ClockAction;
 use crate::leap::{LeapFile, LeapStatus};
+use crate::nts::ClientSession;
 use crate::packet::Packet;
 use crate::packet::{PollInterval, Precision};
 use crate::sample::{AssociationKind, ReplyLimits};
@@ -190,6 +191,8 @@ pub struct SourceReport {
     pub key: Option<KeyId>,
     /// False while the operator has taken it offline.
     pub online: bool,
+    /// For an NTS association (RFC 8915), the cookies it holds.
+    pub nts_cookies: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -672,6 +675,12 @@ impl Client {
         }
         let (mut bytes, wait) = source.poll_transmit(now, NtpTimestamp::from_bits(cookie))?;
         let (id, address, kind) = (*id, source.address(), source.kind());
+        // An NTS association without a cookie sends nothing: its poll goes unanswered until a
+        // new NTS-KE exchange (see `nts_ke_needed`).
+        let nts = match source.nts_mut() {
+            Some(session) => Some(session.seal_request(&bytes)?),
+            None => None,
+        };
         let seal = Seal::with(source.key());
         if kind == AssociationKind::Peer {
             bytes = self.peer_request(&bytes);
@@ -680,10 +689,26 @@ impl Client {
         Some(Transmit {
             source: id,
             address,
-            bytes: seal.seal(bytes),
+            bytes: nts.unwrap_or_else(|| seal.seal(bytes)),
             wait,
             kind,
         })
+    }
+
+    /// Makes `source` an NTS association with the session of a new NTS-KE exchange (RFC 8915
+    /// section 5.7); replaces the session it had.
+    pub fn set_nts(&mut self, source: SourceId, session: ClientSession) {
+        if let Some(entry) = self.sources.get_mut(&source) {
+            entry.set_nts(session);
+        }
+    }
+
+    /// The NTS associations that need a new NTS-KE exchange: out of cookies, or NAKed.
+    pub fn nts_ke_needed(&self) -> impl Iterator<Item = SourceId> + '_ {
+        self.sources
+            .iter()
+            .filter(|(_, s)| s.nts().is_some_and(ClientSession::needs_ke))
+            .map(|(id, _)| *id)
     }
 
     /// A symmetric active request carries our system variables, as a server's reply does, so that
@@ -952,6 +977,7 @@ impl Client {
                 counters: s.counters(),
                 key: s.key().map(|k| k.id()),
                 online: s.is_online(),
+                nts_cookies: s.nts().map(ClientSession::cookies),
             })
             .collect()
     }

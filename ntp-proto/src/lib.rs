@@ -14,6 +14,8 @@
 //!   (RFC 4330 section 5, RFC 5905 section 8).
 //! - [`broadcast`]: broadcast mode, the client's side: delay calibration and the checks on each
 //!   broadcast (RFC 5905 sections 8 and 9.2, mode 5).
+//! - [`nts`]: Network Time Security (RFC 8915): NTS-KE records and logic, cookies and server
+//!   keys, the NTS extension fields of requests and responses.
 //! - [`query`]: the one-shot query of ntpdate-lite: a few exchanges per address, the best sample.
 //! - [`stats`]: one source's samples in the uncorrected timescale and the weighted line through
 //!   them: offset now, frequency, and their errors (the clock filter of RFC 5905 section 10, done
@@ -45,6 +47,7 @@ pub mod broadcast;
 pub mod client;
 pub mod discipline;
 pub mod leap;
+pub mod nts;
 pub mod packet;
 pub mod query;
 pub mod sample;

@@ -19,8 +19,9 @@
 use std::time::{Duration, Instant};
 
 use crate::auth::{self, Seal, Sealed, SymmetricKey};
+use crate::nts::ClientSession;
 use crate::packet::{Packet, ParseError, PollInterval, Version};
-use crate::sample::{self, AssociationKind, ReplyError, ReplyLimits, Sample, SentRequest};
+use crate::sample::{AssociationKind, ReplyError, ReplyLimits, Sample, SentRequest, judge_reply};
 use crate::select::{Candidate, Combined, Verdict, select};
 use crate::time::{NtpDuration, NtpTimestamp};
 
@@ -155,6 +156,9 @@ pub struct AddressQuery {
     sent: u32,
     stopped: bool,
     exchanges: Vec<ExchangeRecord>,
+    /// NTS (RFC 8915): the session every request is sealed with and every reply must
+    /// authenticate under.
+    nts: Option<ClientSession>,
 }
 
 impl AddressQuery {
@@ -167,7 +171,16 @@ impl AddressQuery {
             sent: 0,
             stopped: false,
             exchanges: Vec::new(),
+            nts: None,
         }
+    }
+
+    /// Queries over NTS with the keys and cookies of an NTS-KE exchange: each request carries a
+    /// cookie, and only replies that authenticate with our unique identifier count (RFC 8915
+    /// section 5.7). A query runs out when its cookies do and no reply brought new ones.
+    pub fn with_nts(mut self, session: ClientSession) -> Self {
+        self.nts = Some(session);
+        self
     }
 
     /// The next request, if one is due: a client packet whose transmit timestamp is `cookie`, a
@@ -176,9 +189,18 @@ impl AddressQuery {
         if self.state != State::Idle || !self.wants_more() || now < self.next_send {
             return None;
         }
-        self.state = State::Sending { cookie };
-        let request = Packet::client_request(self.config.version, REQUEST_POLL, cookie);
-        Some(Seal::with(self.config.key.as_ref()).seal(request.serialize()))
+        let header = Packet::client_request(self.config.version, REQUEST_POLL, cookie).serialize();
+        let request = match &mut self.nts {
+            Some(session) => session.seal_request(&header),
+            None => Some(Seal::with(self.config.key.as_ref()).seal(header)),
+        };
+        if request.is_none() {
+            // Out of cookies: no more exchanges.
+            self.stopped = true;
+        } else {
+            self.state = State::Sending { cookie };
+        }
+        request
     }
 
     /// The request from `poll_transmit` left at local time `t1` (read just before sending).
@@ -201,7 +223,7 @@ impl AddressQuery {
             return; // a late reply between exchanges answers nothing we still wait for
         };
         let sent = *sent;
-        match judge_reply(bytes, &sent, t4, &self.config) {
+        match judge_datagram(bytes, &sent, t4, &self.config, self.nts.as_mut()) {
             Judgement::Ignored(why) => *ignored = Some(why),
             Judgement::Answer(result) => {
                 if let Err(ReplyError::Kiss(_)) = result {
@@ -288,28 +310,33 @@ enum Judgement {
     Answer(Result<Reply, ReplyError>),
 }
 
-/// The reply checks of RFC 4330 section 5 via [`process_reply`], split by whether the datagram
-/// provably answers our request: failures up to and including the origin match mean it does not.
-fn judge_reply(
+/// The reply checks of RFC 4330 section 5 via the one judge ([`judge_reply`]), NTS
+/// authentication (RFC 8915 section 5.7) included for an NTS query, split by whether the
+/// datagram provably answers our request: failures up to and including the origin match and
+/// the authentication mean it does not.
+fn judge_datagram(
     bytes: &[u8],
     sent: &SentRequest,
     t4: NtpTimestamp,
     config: &QueryConfig,
+    nts: Option<&mut ClientSession>,
 ) -> Judgement {
     let (packet, trailer) = match Packet::parse(bytes) {
         Ok(parsed) => parsed,
         Err(e) => return Judgement::Ignored(IgnoredReply::Malformed(e)),
     };
-    let authentic = auth::check_reply(config.key.as_ref(), bytes, trailer.mac());
-    let judged = sample::judge_reply(
+    let authentic = match nts {
+        Some(session) => session.check_reply(bytes, &packet),
+        None => auth::check_reply(config.key.as_ref(), bytes, trailer.mac()),
+    };
+    match judge_reply(
         AssociationKind::Server,
         &packet,
         authentic,
         sent,
         t4,
         &config.limits,
-    );
-    match judged {
+    ) {
         Err(e) if e.is_unmatched() => Judgement::Ignored(IgnoredReply::Unmatched(e)),
         Err(e) => Judgement::Answer(Err(e)),
         Ok(sample) => Judgement::Answer(Ok(Reply {
@@ -463,14 +490,43 @@ mod tests {
     }
 
     /// Sends the next request at `now` with `cookie` and T1 = `t1_ms`; returns its bytes.
-    fn send(q: &mut AddressQuery, now: Instant, cookie: u64, t1_ms: i64) -> [u8; 48] {
+    fn send(q: &mut AddressQuery, now: Instant, cookie: u64, t1_ms: i64) -> Sealed {
         let bytes = q
             .poll_transmit(now, NtpTimestamp::from_bits(cookie))
             .expect("a request is due");
         q.on_sent(now, at_ms(t1_ms));
-        bytes[..]
-            .try_into()
-            .expect("an unsigned request is 48 bytes")
+        bytes
+    }
+
+    #[test]
+    fn an_nts_query_counts_only_the_authenticated_reply() {
+        use crate::nts::{AeadKey, CookieKey, CookieKeys, NtsVerdict, SessionKeys, ntp};
+        let server = CookieKeys::new(CookieKey {
+            id: 1,
+            key: AeadKey([3; 32]),
+            created: 0,
+        });
+        let keys = SessionKeys {
+            c2s: AeadKey([1; 32]),
+            s2c: AeadKey([2; 32]),
+        };
+        let cookies = vec![server.encrypt(&keys, [0; 16]).to_vec()];
+        let now = Instant::now();
+        let mut q =
+            AddressQuery::new(config(1), now).with_nts(ClientSession::new(keys, cookies, [5; 32]));
+        let request = send(&mut q, now, 0x1111_2222_3333_4444, 0);
+        assert!(request.len() > 48, "the request carries NTS fields");
+        // An unauthenticated answer with the right origin is ignored; the genuine one counts.
+        let plain = answer(&request, 0, 5, 100);
+        q.handle_reply(&plain, at_ms(10));
+        let NtsVerdict::Answer(reply) = ntp::check_request(&request, &server, [7; 16]) else {
+            panic!("the server authenticates the request");
+        };
+        let header: [u8; 48] = plain;
+        q.handle_reply(&reply.seal(&header), at_ms(10));
+        let report = q.finish();
+        let best = report.best().expect("the authenticated reply");
+        assert!((best.sample.offset.to_seconds_f64() - 0.1).abs() < 1e-6);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use prefix_trie::PrefixSet;
 
 use crate::auth::{KeyId, Keys, Seal, Sealed};
+use crate::nts::{self, CookieKeys, NtsReply, NtsVerdict};
 use crate::packet::{
     LeapIndicator, Mode, Packet, ParseError, PollInterval, ReferenceId, Stratum, Version,
 };
@@ -47,11 +48,14 @@ pub enum DropReason {
     /// A packet from a peer with a key that carries no MAC, or is a mode 2 without a valid MAC
     /// under its key: a crypto-NAK would be longer than the packet or answer an answer.
     Unauthenticated,
+    /// An NTS request (RFC 8915 section 5.7) whose cookie is ours but whose authenticator does
+    /// not verify, or whose NTS fields are malformed.
+    NtsUnauthenticated,
 }
 
 impl DropReason {
     /// Every reason, for counters and metrics.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::TooShort,
         Self::Malformed,
         Self::NotARequest,
@@ -61,6 +65,7 @@ impl DropReason {
         Self::AccessIgnored,
         Self::RateLimited,
         Self::Unauthenticated,
+        Self::NtsUnauthenticated,
     ];
 
     /// A stable lower-case name for logs and metrics.
@@ -75,6 +80,7 @@ impl DropReason {
             Self::AccessIgnored => "access_ignored",
             Self::RateLimited => "rate_limited",
             Self::Unauthenticated => "unauthenticated",
+            Self::NtsUnauthenticated => "nts_unauthenticated",
         }
     }
 
@@ -106,6 +112,7 @@ pub enum Decision {
 pub struct Response {
     packet: Packet,
     seal: Seal,
+    nts: Option<NtsReply>,
 }
 
 impl Response {
@@ -114,6 +121,7 @@ impl Response {
         Self {
             packet,
             seal: Seal::None,
+            nts: None,
         }
     }
 
@@ -132,13 +140,21 @@ impl Response {
         &self.seal
     }
 
+    /// The NTS fields that follow the header of an answer to an NTS request (RFC 8915 section 5.7).
+    pub const fn nts(&self) -> Option<&NtsReply> {
+        self.nts.as_ref()
+    }
+
     /// Sets the transmit timestamp (T3), read by the caller just before sending, and encodes the
     /// header and its MAC or crypto-NAK, if any. A kiss-o'-death carries real receive and transmit timestamps too: ntpd 4.2.8
     /// drops one with zero timestamps, so its clients would ignore our RATE and DENY (chrony fills
     /// them as well); its stratum 0 and LI 3 still tell every client not to use the time.
     pub fn finish(mut self, transmit: NtpTimestamp) -> Sealed {
         self.packet.transmit_timestamp = transmit;
-        self.seal.seal(self.packet.serialize())
+        match &self.nts {
+            Some(nts) => nts.seal(&self.packet.serialize()),
+            None => self.seal.seal(self.packet.serialize()),
+        }
     }
 }
 
@@ -688,6 +704,23 @@ impl Server {
         receive: NtpTimestamp,
         now: Instant,
     ) -> Decision {
+        self.decide_nts(datagram, from, snapshot, receive, now, None)
+    }
+
+    /// [`Server::decide`] for a server that also speaks NTS (RFC 8915 section 5.7) with the
+    /// cookie keys in `nts`: a client request with a Unique Identifier field is answered, after
+    /// the access list and the rate limit, only if its cookie decrypts and its authenticator
+    /// verifies (with fresh cookies, nonces from the 16 random bytes given), with an NTS NAK if
+    /// the cookie is not ours, and dropped otherwise.
+    pub fn decide_nts(
+        &self,
+        datagram: &[u8],
+        from: SocketAddr,
+        snapshot: &SystemSnapshot,
+        receive: NtpTimestamp,
+        now: Instant,
+        nts: Option<(&CookieKeys, [u8; 16])>,
+    ) -> Decision {
         let (request, mac) = match Packet::parse(datagram) {
             Ok((request, trailer)) => (request, trailer.mac()),
             Err(ParseError::TooShort(_)) => return Decision::Drop(DropReason::TooShort),
@@ -722,7 +755,10 @@ impl Server {
             .as_ref()
             .map_or(RateVerdict::Allow, |l| l.check(client, now));
         match rate {
-            RateVerdict::Allow => Decision::Respond(answer(&request, snapshot, receive, seal())),
+            RateVerdict::Allow => match nts.filter(|_| nts::ntp::is_nts(datagram)) {
+                Some((keys, seed)) => answer_nts(&request, datagram, snapshot, receive, keys, seed),
+                None => Decision::Respond(answer(&request, snapshot, receive, seal())),
+            },
             RateVerdict::Kiss => Decision::Respond(kiss(&request, ReferenceId::RATE, receive)),
             RateVerdict::Drop => Decision::Drop(DropReason::RateLimited),
         }
@@ -784,6 +820,31 @@ impl Server {
     }
 }
 
+/// The answer to an NTS request (RFC 8915 section 5.7): authenticated with fresh cookies, an NTS
+/// NAK for a cookie we cannot read, or nothing.
+fn answer_nts(
+    request: &Packet,
+    datagram: &[u8],
+    snapshot: &SystemSnapshot,
+    receive: NtpTimestamp,
+    keys: &CookieKeys,
+    seed: [u8; 16],
+) -> Decision {
+    match nts::ntp::check_request(datagram, keys, seed) {
+        NtsVerdict::Answer(reply) => {
+            let mut response = answer(request, snapshot, receive, Seal::None);
+            response.nts = Some(reply);
+            Decision::Respond(response)
+        }
+        NtsVerdict::Nak(nak) => {
+            let mut response = kiss(request, nts::ntp::NTSN, receive);
+            response.nts = Some(nak);
+            Decision::Respond(response)
+        }
+        NtsVerdict::Drop => Decision::Drop(DropReason::NtsUnauthenticated),
+    }
+}
+
 /// The mode 4 answer to a mode 3 request (RFC 5905 section 9.2): version and poll echoed (poll
 /// clamped to our limits), origin = the request's transmit, the rest from the snapshot.
 fn answer(
@@ -814,7 +875,11 @@ fn answer_as(
     describe_system(&mut packet, snapshot, receive);
     packet.origin_timestamp = request.transmit_timestamp;
     packet.receive_timestamp = receive;
-    Response { packet, seal }
+    Response {
+        packet,
+        seal,
+        nts: None,
+    }
 }
 
 /// Writes our system variables into `packet` at local time `at`: leap, stratum, precision, root
@@ -849,10 +914,7 @@ fn kiss(request: &Packet, code: ReferenceId, receive: NtpTimestamp) -> Response 
     packet.reference_id = code;
     packet.origin_timestamp = request.transmit_timestamp;
     packet.receive_timestamp = receive;
-    Response {
-        packet,
-        seal: Seal::None,
-    }
+    Response::new(packet)
 }
 
 /// One address the server announces its time to.

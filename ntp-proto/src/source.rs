@@ -11,9 +11,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::auth::{self, SymmetricKey};
+use crate::auth::{self, AuthError, SymmetricKey};
 use crate::broadcast::{self, Delay, Heard, Listener, Verdict};
 use crate::discipline::Discipline;
+use crate::nts::ClientSession;
 use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
 };
@@ -242,6 +243,8 @@ pub struct Source {
     listener: Option<Listener>,
     /// False while the operator has taken it offline: no polls, nothing else changes.
     online: bool,
+    /// NTS associations only (RFC 8915): keys, cookies, the request in flight.
+    nts: Option<ClientSession>,
 }
 
 impl Source {
@@ -269,6 +272,7 @@ impl Source {
             listener: (config.kind == AssociationKind::Broadcast)
                 .then(|| Listener::new(config.broadcast_delay)),
             online: true,
+            nts: None,
         }
     }
 
@@ -303,6 +307,22 @@ impl Source {
         self.config = config;
         self.poll = self.poll.clamp(config.min_poll, config.max_poll);
         self.kiss_poll = self.kiss_poll.clamp(config.min_poll, config.max_poll);
+    }
+
+    /// Makes this an NTS association (RFC 8915 section 5.7) with the keys and cookies of a new
+    /// NTS-KE exchange: from now on only NTS-authenticated replies count.
+    pub fn set_nts(&mut self, session: ClientSession) {
+        self.nts = Some(session);
+    }
+
+    /// The NTS session of an NTS association.
+    pub fn nts(&self) -> Option<&ClientSession> {
+        self.nts.as_ref()
+    }
+
+    /// The NTS session of an NTS association, to seal a request with.
+    pub fn nts_mut(&mut self) -> Option<&mut ClientSession> {
+        self.nts.as_mut()
     }
 
     /// When the source next needs [`Source::handle_timeout`] or [`Source::poll_transmit`];
@@ -562,8 +582,17 @@ impl Source {
         let leap_shift = discipline
             .leaps()
             .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
-        let authentic = auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac());
+        let authentic = match &mut self.nts {
+            Some(session) => session.check_reply(bytes, &reply),
+            None => auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac()),
+        };
         let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits);
+        // The judge checks the origin before authentication: this NAK answers our request.
+        if judged == Err(ReplyError::Unauthenticated(AuthError::NtsNak))
+            && let Some(session) = &mut self.nts
+        {
+            session.nak();
+        }
         if !judged.is_err_and(ReplyError::is_unmatched) {
             self.last_transmit = Some(reply.transmit_timestamp);
         }

@@ -106,6 +106,8 @@ pub struct Config {
     /// Symmetric keys (RFC 8573): the keys file that `key = ID` of a source or peer refers to.
     #[serde(default)]
     pub keys: KeysSection,
+    /// NTS key establishment (RFC 8915) for the `[server]`.
+    pub nts_ke_server: Option<crate::nts_config::NtsKeServerConfig>,
 }
 
 /// `[keys]`: the symmetric keys file, in the ntpd/chrony format (`ID TYPE KEY` a line).
@@ -396,6 +398,12 @@ pub struct SourceConfig {
     /// Samples needed before it may be selected, 1-64.
     #[serde(default = "default_min_samples", deserialize_with = "min_samples")]
     pub min_samples: u8,
+    /// NTS (RFC 8915): `address` is the NTS-KE server (`host:port`, port 4460 by default); the
+    /// NTP server and port come from it.
+    #[serde(default)]
+    pub nts: bool,
+    /// NTS only: a PEM file of the CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One `[[broadcast]]`: the server announces its time to `address` every 2^interval s (RFC 5905
@@ -458,6 +466,11 @@ impl SourceConfig {
     /// The name the core resolves for a `server` or `pool` entry; `None` for a broadcast
     /// source, which has an address instead.
     pub fn name_spec(&self, keys: &Keys) -> Option<ntp_proto::NameSpec> {
+        if self.nts {
+            // An NTS source's address is its NTS-KE server; the NTS-KE exchange names the NTP
+            // server (and a reload does not touch it).
+            return None;
+        }
         let kind = match self.kind {
             SourceKind::Server => ntp_proto::NameKind::Server,
             SourceKind::Pool => ntp_proto::NameKind::Pool {
@@ -722,6 +735,21 @@ impl Config {
             );
         }
         self.check_peers(whole)?;
+        if self.nts_ke_server.is_some() && self.server.is_none() {
+            return whole(
+                "[nts-ke-server]",
+                "[nts-ke-server] hands out keys for the NTP server of [server]; add a [server] table",
+            );
+        }
+        if let Some(source) = self.sources.iter().find(|s| s.nts && s.key.is_some()) {
+            return whole(
+                "nts",
+                &format!(
+                    "source {}: NTS and a symmetric key exclude each other; remove `key` or `nts`",
+                    source.address
+                ),
+            );
+        }
         self.check_broadcasts(whole)?;
         if self.server.is_none() && self.sources.is_empty() {
             return whole(

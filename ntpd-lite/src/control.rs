@@ -720,7 +720,7 @@ pub fn format_clients(clients: &[ClientStatus]) -> String {
 
 /// A table like `chronyc sources`: the state mark (`*` selected, `+` candidate, `x`
 /// falseticker, `?` unreachable, `-` rejected), then kind, the key ID of an authenticated source
-/// (`-` for none), stratum, poll, reach (octal), offset, delay and jitter in seconds.
+/// (`NTS` and the cookies held for NTS, `-` for none), stratum, poll, reach (octal), offset, delay and jitter in seconds.
 pub fn format_sources(sources: &[SourceStatus]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -737,7 +737,11 @@ pub fn format_sources(sources: &[SourceStatus]) -> String {
             "unreachable" => '?',
             _ => '-',
         };
-        let key = s.key.map_or_else(|| "-".to_owned(), |k| k.to_string());
+        let key = match (s.key, s.nts_cookies) {
+            (Some(k), _) => k.to_string(),
+            (None, Some(cookies)) => format!("NTS{cookies}"),
+            (None, None) => "-".to_owned(),
+        };
         let mut state = s.state.clone();
         if let Some(reason) = &s.reason {
             state.push_str(&format!(" ({reason})"));

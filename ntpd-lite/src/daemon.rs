@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::control;
 use crate::logging::Logger;
 use crate::metrics;
+use crate::nts::{CookieKeyStore, KeServer, TlsReloader};
 use crate::privileges::Privileges;
 use crate::serve;
 use crate::state::{CommandReply, Shared, SyncRequest};
@@ -32,6 +33,7 @@ pub struct Prepared {
     metrics: Option<std::net::TcpListener>,
     workers: Vec<JoinHandle<()>>,
     broadcast: sync::BroadcastSockets,
+    nts: Option<KeServer>,
 }
 
 /// Binds the metrics endpoint and the server sockets (starting the server workers), then the
@@ -63,8 +65,14 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
     if let Some(address) = metrics.as_ref().and_then(|l| l.local_addr().ok()) {
         info!(%address, "serving metrics at /metrics");
     }
+    // Read while still privileged: the certificate's key and the cookie keys are secrets.
+    let nts = match (&config.nts_ke_server, &config.server) {
+        (Some(ke), Some(server)) => Some(KeServer::prepare(ke, server).map_err(|e| e.to_string())?),
+        _ => None,
+    };
     // Workers wait for the serving gate: if a later step fails, they have answered nothing.
-    let workers = start_server(&config, &keys, &shared, &privileges)?;
+    let cookie_keys = nts.as_ref().map(KeServer::keys);
+    let workers = start_server(&config, &keys, cookie_keys, &shared, &privileges)?;
     let broadcast = sync::BroadcastSockets::bind(&config)?;
     let control = config
         .control_socket()
@@ -93,6 +101,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
         metrics,
         workers,
         broadcast,
+        nts,
     })
 }
 
@@ -101,6 +110,7 @@ pub fn prepare(config: Config) -> Result<Prepared, String> {
 fn start_server(
     config: &Config,
     keys: &Keys,
+    nts: Option<Arc<CookieKeyStore>>,
     shared: &Arc<Shared>,
     privileges: &Privileges,
 ) -> Result<Vec<JoinHandle<()>>, String> {
@@ -114,7 +124,7 @@ fn start_server(
                     .enter_server_thread()
                     .map_err(|e| format!("cannot drop privileges: {e}"))?;
                 let auth = (keys.clone(), config.peer_keys());
-                serve::start(server, &config.peer_addresses(), auth, shared)
+                serve::start(server, &config.peer_addresses(), auth, nts, shared)
                     .map_err(|e| e.to_string())
             })
             .join()
@@ -155,7 +165,13 @@ pub async fn run(prepared: Prepared, mut reloader: Reloader) -> Result<(), Strin
         metrics,
         workers,
         broadcast,
+        nts,
     } = prepared;
+    if let Some(nts) = nts {
+        reloader.nts_tls = Some(nts.tls());
+        nts.spawn(&shared)
+            .map_err(|e| format!("cannot serve NTS-KE: {e}"))?;
+    }
     let mut tasks = Vec::new();
     // The core serves a local reference too: it also makes that clock's leap seconds.
     if let Some(local) = &config.local {
@@ -257,6 +273,8 @@ pub struct Reloader {
     logger: Logger,
     shared: Option<Arc<Shared>>,
     keys: Keys,
+    /// The NTS-KE server's certificate and key, reread on every SIGHUP.
+    nts_tls: Option<Arc<TlsReloader>>,
 }
 
 impl Reloader {
@@ -268,6 +286,7 @@ impl Reloader {
             logger,
             shared: None,
             keys: Keys::default(),
+            nts_tls: None,
         }
     }
 
@@ -284,6 +303,9 @@ impl Reloader {
     /// longer reads or validates changes nothing. Returns what it did, or why it did nothing.
     pub async fn reload(&mut self, why: &str) -> CommandReply {
         info!(path = %self.path.display(), "{why}: rereading the configuration");
+        if let Some(tls) = &self.nts_tls {
+            tls.reload();
+        }
         let text = std::fs::read_to_string(&self.path).map_err(|e| {
             warn!(error = %e, "cannot read the configuration; nothing changed");
             format!("cannot read {}: {e}; nothing changed", self.path.display())

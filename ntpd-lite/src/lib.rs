@@ -3,3 +3,4 @@
 //! daemon itself is the binary (`main.rs` and its modules), which uses this.
 
 pub mod config;
+pub mod nts_config;

@@ -12,6 +12,7 @@ mod generate;
 mod logging;
 mod metrics;
 mod net;
+mod nts;
 mod preflight;
 mod privileges;
 mod serve;

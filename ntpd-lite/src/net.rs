@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, SystemTime};
 
-use ntp_proto::auth::{MAX_SEALED_LEN, Sealed};
 pub use ntp_os::socket::{CMSG_WORDS, enable_timestamps, recv_timestamped, rx_timestamp};
+use ntp_proto::auth::{MAX_SEALED_LEN, Sealed};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Datagrams taken or sent per system call.
@@ -137,7 +137,6 @@ impl RecvBatch {
         })
     }
 }
-
 
 fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
@@ -278,8 +277,6 @@ pub fn route_source(peer: SocketAddr) -> io::Result<std::net::IpAddr> {
     socket.connect(peer)?;
     Ok(socket.local_addr()?.ip())
 }
-
-
 
 /// The index of the network interface `name`.
 pub fn interface_index(name: &str) -> io::Result<u32> {

@@ -51,6 +51,11 @@ pub fn check_host(config: &Config, text: &str, path: &Path) -> Result<(), Config
         };
         ConfigError::at(text, path, needle, e.to_string())
     })?;
+    // The NTS-KE certificate and key are read as start-up reads them.
+    if let Some(nts) = &config.nts_ke_server {
+        crate::nts::check_files(nts)
+            .map_err(|e| ConfigError::at(text, path, "[nts-ke-server]", e.to_string()))?;
+    }
     if let Some(address) = config.observability.metrics {
         TcpListener::bind(SocketAddr::new(address.ip(), 0)).map_err(|e| {
             ConfigError::at(text, path, "metrics", unbindable("metrics", address, &e))

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{self, ServerConfig};
 use crate::net::{self, BATCH, RecvBatch, SendBatch};
+use crate::nts::CookieKeyStore;
 use crate::state::{self, PeerDatagram, PeerEvent, ServerStats, Shared};
 
 /// How long a blocked worker waits before checking for shutdown.
@@ -30,11 +31,13 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Binds every listen address and starts its workers. Fails if any address cannot be bound.
 /// `peers` are the configured symmetric peers: their packets go to the sync task, which sends
 /// its requests to them from a clone of each address's first socket. Requests signed with one of
-/// `keys` are answered signed; a peer in `peer_keys` must sign with its key.
+/// `keys` are answered signed; a peer in `peer_keys` must sign with its key. With `nts`, NTS
+/// requests (RFC 8915) are answered under its cookie keys.
 pub fn start(
     config: &ServerConfig,
     peers: &[SocketAddr],
     (keys, peer_keys): (Keys, Vec<(SocketAddr, KeyId)>),
+    nts: Option<Arc<CookieKeyStore>>,
     shared: &Arc<Shared>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let rate_limiter = config
@@ -62,9 +65,18 @@ pub fn start(
             let clients = Arc::new(Mutex::new(ClientLog::default()));
             shared.register_client_log(Arc::clone(&clients));
             let shared = Arc::clone(shared);
+            let nts = nts.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("ntp-serve-{index}"))
-                .spawn(move || worker(&socket, &shared, (&stats, &clients), address))?;
+                .spawn(move || {
+                    worker(
+                        &socket,
+                        nts.as_deref(),
+                        &shared,
+                        (&stats, &clients),
+                        address,
+                    );
+                })?;
             handles.push(handle);
         }
     }
@@ -128,6 +140,7 @@ fn default_workers() -> usize {
 
 fn worker(
     socket: &Socket,
+    nts: Option<&CookieKeyStore>,
     shared: &Shared,
     (stats, clients): (&ServerStats, &Mutex<ClientLog>),
     address: SocketAddr,
@@ -168,6 +181,7 @@ fn worker(
             continue;
         };
         let mut clients = state::lock(clients);
+        let cookie_keys = nts.map(CookieKeyStore::load);
         let now = Instant::now();
         let mut responses = 0;
         for i in 0..count {
@@ -179,7 +193,9 @@ fn worker(
             let receive = shared
                 .clock
                 .at(datagram.received.unwrap_or_else(SystemTime::now));
-            let decision = server.decide(datagram.bytes, datagram.from, &snapshot, receive, now);
+            let nts = cookie_keys.as_deref().map(|keys| (keys, rand::random()));
+            let decision =
+                server.decide_nts(datagram.bytes, datagram.from, &snapshot, receive, now, nts);
             clients.record(datagram.from.ip(), &decision, now);
             let (response, peer) = match decision {
                 Decision::Respond(response) => (Some(response), false),

@@ -446,6 +446,9 @@ pub struct SourceStatus {
     /// The standard error of its offset now, seconds.
     #[serde(default)]
     pub offset_error: f64,
+    /// For an NTS-authenticated source (RFC 8915), the cookies it holds.
+    #[serde(default)]
+    pub nts_cookies: Option<usize>,
 }
 
 /// Counters of one server worker, written only by it.
@@ -457,6 +460,8 @@ pub struct ServerStats {
     kod_deny: AtomicU64,
     authenticated: AtomicU64,
     crypto_naks: AtomicU64,
+    nts: AtomicU64,
+    nts_naks: AtomicU64,
     send_errors: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
@@ -476,10 +481,12 @@ impl ServerStats {
     /// or a crypto-NAK.
     pub fn count_response(&self, response: &Response) {
         self.responses.fetch_add(1, Ordering::Relaxed);
-        match response.kiss_code() {
-            Some(ReferenceId::RATE) => self.kod_rate.fetch_add(1, Ordering::Relaxed),
-            Some(_) => self.kod_deny.fetch_add(1, Ordering::Relaxed),
-            None => 0,
+        match (response.kiss_code(), response.nts()) {
+            (Some(ReferenceId::RATE), _) => self.kod_rate.fetch_add(1, Ordering::Relaxed),
+            (Some(_), Some(_)) => self.nts_naks.fetch_add(1, Ordering::Relaxed),
+            (Some(_), None) => self.kod_deny.fetch_add(1, Ordering::Relaxed),
+            (None, Some(_)) => self.nts.fetch_add(1, Ordering::Relaxed),
+            (None, None) => 0,
         };
         match response.seal() {
             Seal::Key(_) => self.authenticated.fetch_add(1, Ordering::Relaxed),
@@ -510,6 +517,12 @@ pub struct ServerTotals {
     pub authenticated: u64,
     /// Crypto-NAKs sent: requests with an unknown key or a MAC that did not verify.
     pub crypto_naks: u64,
+    /// NTS-authenticated responses (RFC 8915), each with fresh cookies.
+    #[serde(default)]
+    pub nts: u64,
+    /// NTS NAKs sent (kiss code NTSN): NTS requests with a cookie we cannot read.
+    #[serde(default)]
+    pub nts_naks: u64,
     /// Responses the kernel would not send.
     pub send_errors: u64,
     /// Datagrams dropped, by reason (`DropReason::name`).
@@ -530,6 +543,8 @@ impl ServerTotals {
             totals.kod_deny += s.kod_deny.load(Ordering::Relaxed);
             totals.authenticated += s.authenticated.load(Ordering::Relaxed);
             totals.crypto_naks += s.crypto_naks.load(Ordering::Relaxed);
+            totals.nts += s.nts.load(Ordering::Relaxed);
+            totals.nts_naks += s.nts_naks.load(Ordering::Relaxed);
             totals.send_errors += s.send_errors.load(Ordering::Relaxed);
             for reason in DropReason::ALL {
                 *totals.dropped.entry(reason.name().to_owned()).or_default() +=

@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{ClockMode, Config, SourceAddress, SourceKind};
 use crate::net;
+use crate::nts::NtsClients;
 use crate::state::{
     LeapReport, PeerEvent, PendingLeap, Shared, SourceStatus, SyncCommand, SyncRequest, SyncStatus,
 };
@@ -147,6 +148,8 @@ struct Sync {
     senders: Vec<(SocketAddr, std::net::UdpSocket)>,
     /// Datagrams at a broadcast address from no configured broadcast server.
     broadcast_strays: u64,
+    /// The NTS sources' key exchanges (RFC 8915).
+    nts: NtsClients,
 }
 
 /// Runs the client half (and the broadcaster) until shutdown; saves the drift file on the way
@@ -198,6 +201,7 @@ pub async fn run(config: Config, keys: Keys, shared: Arc<Shared>, sockets: Broad
             Some(event) = next_peer_packet(&mut peer_packets) => sync.handle_peer(event),
             Some(lookup) = looked_up.recv() => sync.handle_lookup(lookup),
             Some(command) = next_command(&mut commands) => sync.handle_command(command),
+            Some(done) = sync.nts.next() => sync.nts.handle(&mut sync.client, done),
             _ = drift_save.tick() => sync.save_drift(),
             () = sync.shared.shutdown_requested() => break,
         }
@@ -349,7 +353,9 @@ impl Sync {
             Err(e) => error!(error = %e, "leap-seconds file not used"),
         }
         let now = Instant::now();
-        for source in &config.sources {
+        // NTS sources become associations once their NTS-KE exchange names the NTP server.
+        let nts = NtsClients::new(config, |source| source.core(keys));
+        for source in config.sources.iter().filter(|s| !s.nts) {
             let source_config = source.core(keys);
             if let Some(spec) = source.name_spec(keys) {
                 client.add_name(&spec.name, spec.kind, spec.config, now);
@@ -393,6 +399,7 @@ impl Sync {
             ),
             senders: Vec::new(),
             broadcast_strays: 0,
+            nts,
         }
     }
 
@@ -443,6 +450,7 @@ impl Sync {
         while let Some(event) = self.client.poll_event() {
             self.handle_event(event);
         }
+        self.nts.start(&self.client);
         let now = Instant::now();
         while let Some((id, name)) = self.client.poll_resolve(now) {
             self.resolve(id, name);
@@ -799,6 +807,7 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         frequency_ppm: estimate.and_then(|e| e.frequency).map(|(f, _)| f * 1e6),
         frequency_error_ppm: estimate.and_then(|e| e.frequency).map(|(_, sd)| sd * 1e6),
         offset_error: estimate.map_or(0.0, |e| e.offset_sd),
+        nts_cookies: report.nts_cookies,
     }
 }
 

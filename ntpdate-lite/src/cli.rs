@@ -98,6 +98,16 @@ pub struct Cli {
     /// Output format; the default is the ntpdate lines followed by the ctime line.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+
+    /// Network Time Security (RFC 8915): each SERVER is an NTS-KE server (port 4460 unless it
+    /// names one), which names the NTP server and port and gives the keys; only authenticated
+    /// replies count.
+    #[arg(long)]
+    pub nts: bool,
+
+    /// With --nts: a PEM file of the CA certificates to trust instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "nts")]
+    pub nts_ca: Option<std::path::PathBuf>,
 }
 
 /// The output formats of `--format`.

@@ -9,6 +9,7 @@ mod civil;
 mod cli;
 mod clock;
 mod net;
+mod nts;
 mod output;
 mod report;
 
@@ -94,9 +95,14 @@ fn run(cli: &Cli) -> Status {
         (_, true) => Family::V6,
         _ => Family::Any,
     };
-    let mut resolutions = net::resolve_all(&cli.servers, cli.port, family);
+    let (mut resolutions, sessions) = if cli.nts {
+        nts::exchange_all(&cli.servers, cli.nts_ca.as_deref())
+    } else {
+        let resolutions = net::resolve_all(&cli.servers, cli.port, family);
+        (resolutions, std::collections::HashMap::new())
+    };
     let addresses = distinct_addresses(&mut resolutions);
-    let reports = net::query_all(&addresses, config);
+    let reports = net::query_all(&addresses, config, sessions);
     let summary = Summary::new(resolutions, reports, &config.limits, cli.min_agree as usize);
     finish(cli, &summary, &config.limits)
 }

@@ -5,12 +5,14 @@
 //! comes back as `ConnectionRefused` on the next receive: a refused port fails in one round trip.
 //! N addresses cost about one round trip, not N timeouts.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use ntp_proto::NtpTimestamp;
+use ntp_proto::nts::ClientSession;
 use ntp_proto::query::{AddressQuery, AddressReport, QueryConfig};
 
 use crate::cli::{Host, ServerSpec};
@@ -46,6 +48,9 @@ pub enum ResolveError {
     /// The name resolved, but not to an address of the family asked for.
     #[error("no {0} address (resolved to {1})")]
     NoAddressOfFamily(&'static str, String),
+    /// `--nts`: the NTS-KE exchange failed.
+    #[error("NTS-KE failed: {0}")]
+    NtsKe(String),
 }
 
 /// One server argument and what it resolved to.
@@ -125,11 +130,22 @@ fn keep_family(all: Vec<SocketAddr>, family: Family) -> Result<Vec<SocketAddr>, 
 /// Queries every address at once, each on its own socket, from this one thread (threads cost
 /// hundreds of microseconds each to start on some kernels; `ppoll` over N sockets costs nothing);
 /// reports in input order.
-pub fn query_all(addresses: &[SocketAddr], config: QueryConfig) -> Vec<AddressReport> {
+/// An address in `sessions` is queried over NTS with its session.
+pub fn query_all(
+    addresses: &[SocketAddr],
+    config: QueryConfig,
+    mut sessions: HashMap<SocketAddr, ClientSession>,
+) -> Vec<AddressReport> {
     let start = Instant::now();
     let mut queries: Vec<AddressQuery> = addresses
         .iter()
-        .map(|_| AddressQuery::new(config, start))
+        .map(|address| {
+            let query = AddressQuery::new(config, start);
+            match sessions.remove(address) {
+                Some(session) => query.with_nts(session),
+                None => query,
+            }
+        })
         .collect();
     let sockets: Vec<Option<UdpSocket>> = addresses
         .iter()
@@ -176,7 +192,7 @@ fn step_all(queries: &mut [AddressQuery], sockets: &[Option<UdpSocket>]) -> Opti
 /// (SO_TIMESTAMPNS), so that the scheduling delay before this thread runs does not count; the
 /// clock read right after the read if the kernel gave none.
 fn drain(socket: &UdpSocket, query: &mut AddressQuery) {
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; 2048];
     loop {
         match receive_timestamped(socket, &mut buf) {
             Ok((len, kernel_t4)) => {

@@ -16,7 +16,11 @@
 # Settings (environment): BENCH_ROUNDS (5), BENCH_SECONDS (4, per server per round),
 # BENCH_SOCKETS (4), BENCH_WINDOW (32), BENCH_THREADS (generator threads, 1), BENCH_WORKERS
 # (ntpd-lite's `workers`; unset = its default), BENCH_LOAD_ARGS (more ntp-load flags, e.g. --no-gso),
-# BENCH_SKIP_BUILD=1 to use the binaries as built.
+# BENCH_SKIP_BUILD=1 to use the binaries as built. BENCH_NTS=1: NTS (RFC 8915) instead of plain
+# NTP: both servers also run NTS-KE with a certificate of a CA made here (openssl), ntp-load
+# takes keys and a cookie in one handshake and sends NTS requests (one cookie, no placeholders,
+# as a client with a full pool), and after each load nts-ke-bench counts NTS-KE handshakes per
+# second for BENCH_KE_SECONDS (3) with 2 client threads.
 set -euo pipefail
 
 seconds=${BENCH_SECONDS:-4}
@@ -26,6 +30,9 @@ window=${BENCH_WINDOW:-32}
 threads=${BENCH_THREADS:-1}
 workers=${BENCH_WORKERS:-}
 read -r -a load_args <<<"${BENCH_LOAD_ARGS:-}"
+nts=${BENCH_NTS:-}
+ke_seconds=${BENCH_KE_SECONDS:-3}
+keport=""
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
@@ -67,11 +74,39 @@ free_port() {
     return 1
 }
 
+# A TCP port nobody on 127.0.0.1 listens on.
+free_tcp_port() {
+    local port
+    for _ in $(seq 100); do
+        port=$((20000 + RANDOM % 40000))
+        if [[ -z $(ss -Hltn "sport = :$port") ]]; then
+            echo "$port"
+            return
+        fi
+    done
+    echo "no free TCP port found" >&2
+    return 1
+}
+
+# With BENCH_NTS: a CA and a certificate for 127.0.0.1 that both servers use.
+if [[ -n $nts ]]; then
+    command -v openssl >/dev/null || { echo "openssl is needed for BENCH_NTS" >&2; exit 1; }
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+        -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+        -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+    openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -days 2 \
+        -extfile <(printf 'subjectAltName=IP:127.0.0.1\n') -out "$work/server.pem" 2>/dev/null
+    chmod 600 "$work/server.key"
+fi
+
 # ntp-load against 127.0.0.1:$1 with extra arguments; prints its JSON report.
 load() {
     local port=$1
     shift
-    "$bin/ntp-load" --server "127.0.0.1:$port" --json "$@"
+    local nts_args=()
+    if [[ -n $nts ]]; then nts_args=(--nts-ke "127.0.0.1:$keport" --nts-ca "$work/ca.pem"); fi
+    "$bin/ntp-load" --server "127.0.0.1:$port" --json "${nts_args[@]}" "$@"
 }
 
 # Waits until the server on $1 gives valid replies (at most ~10 probes).
@@ -117,6 +152,12 @@ measure() {
     machine1=$(machine_ticks)
     rss_kb=$(status_kb "$server_pid" VmRSS)
     hwm_kb=$(status_kb "$server_pid" VmHWM)
+    local ke_rate=-
+    if [[ -n $nts ]]; then
+        ke_rate=$(field "$("$bin/nts-ke-bench" --server "127.0.0.1:$keport" --ca "$work/ca.pem" \
+            --seconds "$ke_seconds")" per_second)
+        echo "$ke_rate" >>"$work/$name.ke"
+    fi
     kill "$server_pid"
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
@@ -147,7 +188,7 @@ measure() {
         "$(field "$report" invalid)/$(field "$report" unmatched)" \
         "$(awk -v v="$valid" -v s="$sent" 'BEGIN { printf "%.2f", s ? 100 * v / s : 0 }')" \
         "$rate" "$us_per_reply" "$gen_us" "$background" "$steal" "$(field "$report" p50_us)" "$(field "$report" p99_us)" \
-        "$idle_kb" "$rss_kb" "$hwm_kb"
+        "$idle_kb" "$rss_kb" "$hwm_kb" "$ke_rate"
     echo "$rate $hwm_kb $us_per_reply $background" >>"$work/$name.results"
     if ((valid < sent * 999 / 1000)); then
         echo "note: $name answered fewer than 99.9% of the requests sent (lost $(field "$report" lost))" >&2
@@ -160,6 +201,10 @@ start_ntpd_lite() {
         printf '[server]\nlisten = ["127.0.0.1:%s"]\n' "$port"
         if [[ -n $workers ]]; then printf 'workers = %s\n' "$workers"; fi
         printf '[local]\nstratum = 1\n[clock]\nmode = "monitor"\n'
+        if [[ -n $nts ]]; then
+            printf '[nts-ke-server]\nlisten = ["127.0.0.1:%s"]\ncertificate = "%s"\nprivate-key = "%s"\n' \
+                "$keport" "$work/server.pem" "$work/server.key"
+        fi
     } >"$work/ntpd-lite.toml"
     "$bin/ntpd-lite" --config "$work/ntpd-lite.toml" --log-level warn >"$work/ntpd-lite.log" 2>&1 &
     server_pid=$!
@@ -176,21 +221,26 @@ allow 127.0.0.1
 cmdport 0
 pidfile $work/chronyd.pid
 EOF
+    if [[ -n $nts ]]; then
+        printf 'ntsserverkey %s\nntsservercert %s\nntsport %s\nntsdumpdir %s\n' \
+            "$work/server.key" "$work/server.pem" "$keport" "$work" >>"$work/chrony.conf"
+    fi
     # -x: never touch the clock. -d: foreground. -u root: no privilege drop (temp dir access).
     chronyd -x -d -u root -f "$work/chrony.conf" >"$work/chronyd.log" 2>&1 &
     server_pid=$!
 }
 
-row='%-9s %2s %9s %9s %5s %7s %6s %8s %5s %5s %4s %4s %6s %6s %7s %7s %7s\n'
-echo "ntp-load: ${rounds} rounds of ${seconds} s per server, $sockets sockets x window $window, $threads thread(s)"
+row='%-9s %2s %9s %9s %5s %7s %6s %8s %5s %5s %4s %4s %6s %6s %7s %7s %7s %6s\n'
+echo "ntp-load: ${rounds} rounds of ${seconds} s per server, $sockets sockets x window $window, $threads thread(s)${nts:+, NTS}"
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) before the run"
-printf "$row" server rnd sent valid lost inv/unm 'ok%' 'replies/s' 'cpuus' genus 'bg%' 'st%' 'p50us' 'p99us' idleKB rssKB peakKB
+printf "$row" server rnd sent valid lost inv/unm 'ok%' 'replies/s' 'cpuus' genus 'bg%' 'st%' 'p50us' 'p99us' idleKB rssKB peakKB 'ke/s'
 for round in $(seq "$rounds"); do
     # Alternate who goes first, so that a change in background load hits both alike.
     order=(ntpd_lite chronyd)
     ((round % 2 == 0)) && order=(chronyd ntpd_lite)
     for name in "${order[@]}"; do
         port=$(free_port)
+        keport=$(free_tcp_port)
         if [[ $name == ntpd_lite ]]; then start_ntpd_lite "$port"; else start_chronyd "$port"; fi
         measure "$port" "$name" "$round"
     done
@@ -207,6 +257,9 @@ awk -v a="$(column_median ntpd_lite 1)" -v b="$(column_median chronyd 1)" \
     printf "median CPU per reply: ntpd-lite %.2f us, chronyd %.2f us, chronyd/ntpd-lite %.2fx\n", ca, cb, ca ? cb / ca : 0
     printf "peak RSS:             ntpd-lite %d kB, chronyd %d kB (goal: ntpd-lite <= chronyd)\n", ra, rb
 }'
+if [[ -n $nts ]]; then
+    echo "median NTS-KE handshakes/s: ntpd-lite $(median <"$work/ntpd_lite.ke"), chronyd $(median <"$work/chronyd.ke")"
+fi
 # The two runs of a round are back to back, so their ratio is the least moved by load that comes
 # and goes; rounds in which other processes took at most 5% of the machine in both runs are the
 # ones to trust.

@@ -11,6 +11,8 @@
 //!   and a server, seeded so runs repeat.
 //! - [`chrony`]: chronyd (always `-x`) as a server or as a client.
 //! - [`netns`]: network namespaces of the test's own, for tools that only use port 123.
+//! - [`nts`]: a blocking NTS-KE client, for crafted NTS packets and the load generator.
+//! - [`pki`]: a private CA and server certificates for NTS-KE, made by the test.
 //! - [`ntpsec`]: ntpsec's ntpd (unpacked from its .deb) as a server inside such a namespace.
 //! - [`scenario`], [`plot`]: lab scenarios from `config/lab/`, run and drawn (the `lab` binary).
 //! - [`sim`]: the simulator: the real client core and server in simulated time (`ntp-sim`).
@@ -27,6 +29,8 @@ pub mod link;
 pub mod load;
 pub mod netns;
 pub mod ntpsec;
+pub mod nts;
+pub mod pki;
 pub mod plot;
 pub mod scenario;
 pub mod sim;

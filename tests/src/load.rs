@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use ntp_proto::auth::Sealed;
+use ntp_proto::nts::{NONCE_LEN, SessionKeys, ntp as nts_ntp};
 use ntp_proto::{LeapIndicator, Mode, NtpTimestamp, Packet, PollInterval, Version};
 use serde::Serialize;
 
@@ -19,6 +21,51 @@ const COUNTER_BITS: u32 = 32;
 /// A mode 3, version 4 request with `transmit` as its cookie (RFC 5905 section 7.3).
 pub fn request(transmit: NtpTimestamp) -> [u8; 48] {
     Packet::client_request(Version::V4, PollInterval::new(6), transmit).serialize()
+}
+
+/// NTS requests (RFC 8915) for the load: the keys and one cookie of one NTS-KE exchange. The
+/// server keeps no state per client, so the same cookie serves every request; each request
+/// asks for one cookie back (no placeholders), as a client with a full pool does.
+#[derive(Clone)]
+pub struct NtsLoad {
+    keys: SessionKeys,
+    cookie: Vec<u8>,
+}
+
+impl std::fmt::Debug for NtsLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NtsLoad({}-byte cookie)", self.cookie.len())
+    }
+}
+
+impl NtsLoad {
+    /// The load of `keys` and `cookie`.
+    pub fn new(keys: SessionKeys, cookie: Vec<u8>) -> Self {
+        Self { keys, cookie }
+    }
+
+    /// The NTS request with `transmit` as its cookie: the stamp, unique in the run, also makes
+    /// the unique identifier and the nonce unique.
+    pub fn request(&self, transmit: NtpTimestamp) -> Option<Sealed> {
+        let stamp = transmit.to_bits().to_be_bytes();
+        let mut uid = [0u8; 32];
+        uid[..8].copy_from_slice(&stamp);
+        let mut nonce = [0xa5u8; NONCE_LEN];
+        nonce[..8].copy_from_slice(&stamp);
+        nts_ntp::seal_request(
+            &request(transmit),
+            &uid,
+            &self.cookie,
+            0,
+            &self.keys.c2s,
+            &nonce,
+        )
+    }
+
+    /// True if `datagram` authenticates under the S2C key.
+    pub fn authentic(&self, datagram: &[u8]) -> bool {
+        nts_ntp::authenticates(datagram, &self.keys.s2c)
+    }
 }
 
 /// The requests of one socket that await a reply, at most `size` at a time.

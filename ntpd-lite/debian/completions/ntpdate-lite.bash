@@ -23,7 +23,7 @@ _ntpdate__lite() {
 
     case "${cmd}" in
         ntpdate__lite)
-            opts="-p -t -4 -6 -o -j -k -a -b -B -q -v -u -h -V --samples --gap --port --timeout --ntp-version --json --key-file --key --step --slew --set --min-agree --query --verbose --utc --format --help --version"
+            opts="-p -t -4 -6 -o -j -k -a -b -B -q -v -u -h -V --samples --gap --port --timeout --ntp-version --json --key-file --key --step --slew --set --min-agree --query --verbose --utc --format --nts --nts-ca --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -83,6 +83,10 @@ _ntpdate__lite() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "ctime ntpdate sntp iso unix" -- "${cur}"))
+                    return 0
+                    ;;
+                --nts-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

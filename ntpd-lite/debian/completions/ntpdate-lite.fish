@@ -11,6 +11,7 @@ ntpdate\t'`server ADDR, stratum N, offset +0.000123, delay 0.000456` per address
 sntp\t'One line like sntp / ntpdig'
 iso\t'The server\'s time in RFC 3339'
 unix\t'The server\'s time in Unix seconds'"
+complete -c ntpdate-lite -l nts-ca -d 'With --nts: a PEM file of the CA certificates to trust instead of the system\'s' -r -F
 complete -c ntpdate-lite -s 4 -d 'Use IPv4 addresses only'
 complete -c ntpdate-lite -s 6 -d 'Use IPv6 addresses only'
 complete -c ntpdate-lite -s j -l json -d 'Print one JSON object (on success and on failure)'
@@ -21,5 +22,6 @@ complete -c ntpdate-lite -s q -l query -d 'Query only, never touch the clock (th
 complete -c ntpdate-lite -s v -l verbose -d 'Print every sample of every address'
 complete -c ntpdate-lite -s u -d 'Accepted for ntpdate compatibility; does nothing (the source port is always random)'
 complete -c ntpdate-lite -l utc -d 'Show times in UTC instead of local time'
+complete -c ntpdate-lite -l nts -d 'Network Time Security (RFC 8915): each SERVER is an NTS-KE server (port 4460 unless it names one), which names the NTP server and port and gives the keys; only authenticated replies count'
 complete -c ntpdate-lite -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ntpdate-lite -s V -l version -d 'Print version'

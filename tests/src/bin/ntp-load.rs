@@ -21,13 +21,19 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ntp_lite_tests::load::{self, MAX_WINDOW, Report, Tally, Window};
+use ntp_lite_tests::load::{self, MAX_WINDOW, NtsLoad, Report, Tally, Window};
 use ntp_proto::NtpTimestamp;
 
 /// Datagrams per sendmmsg/recvmmsg call.
 const BATCH: usize = 64;
-/// Reply buffer: a 48-byte reply plus room to see that a longer one is longer.
-const REPLY_BUFFER: usize = 128;
+/// Reply buffer: an NTS reply with one cookie plus room to see that a longer one is longer.
+const REPLY_BUFFER: usize = 512;
+/// Longest request: an NTS request with one cookie of at most 256 bytes.
+const MAX_REQUEST: usize = 448;
+/// With NTS, one reply in this many is authenticated by the generator (a failure counts it
+/// invalid): enough to catch a server that does not authenticate, cheap enough not to make
+/// the generator the bottleneck.
+const VERIFY_EVERY: u64 = 8;
 /// How often requests are checked for their timeout.
 const EXPIRY_TICK: Duration = Duration::from_millis(10);
 /// The UDP_SEGMENT socket option of linux/udp.h (not in the libc crate for glibc targets).
@@ -68,6 +74,13 @@ struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Send NTS requests (RFC 8915): take keys and a cookie from this NTS-KE server (loopback
+    /// only, its certificate for the IP address) in one handshake first.
+    #[arg(long, requires = "nts_ca")]
+    nts_ke: Option<SocketAddr>,
+    /// The CA certificate (PEM) that signed the NTS-KE server's certificate.
+    #[arg(long)]
+    nts_ca: Option<std::path::PathBuf>,
 }
 
 /// When a thread counts and when it stops.
@@ -85,16 +98,21 @@ struct Flow {
     window: Window,
     /// True if the kernel splits one buffer of many requests into datagrams (UDP_SEGMENT).
     gso: bool,
+    /// NTS requests instead of plain ones.
+    nts: Option<NtsLoad>,
+    /// Replies seen, for [`VERIFY_EVERY`].
+    replies: u64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !args.server.ip().to_canonical().is_loopback() {
-        eprintln!(
-            "ntp-load: {} is not a loopback address; only 127.0.0.0/8 and ::1 may be loaded",
-            args.server
-        );
-        return ExitCode::from(2);
+    for target in std::iter::once(args.server).chain(args.nts_ke) {
+        if !target.ip().to_canonical().is_loopback() {
+            eprintln!(
+                "ntp-load: {target} is not a loopback address; only 127.0.0.0/8 and ::1 may be loaded"
+            );
+            return ExitCode::from(2);
+        }
     }
     match run(&args) {
         Ok(report) if report.valid > 0 => {
@@ -117,10 +135,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Keys and a cookie from one NTS-KE exchange, if asked for.
+fn nts_load(args: &Args) -> io::Result<Option<NtsLoad>> {
+    let (Some(ke), Some(ca)) = (args.nts_ke, &args.nts_ca) else {
+        return Ok(None);
+    };
+    let config = ntp_lite_tests::nts::client_config(ca, ntp_proto::nts::ALPN);
+    let outcome = ntp_lite_tests::nts::key_exchange(ke, &config)
+        .map_err(|e| io::Error::other(format!("NTS-KE with {ke}: {e}")))?;
+    let cookie = outcome.cookies.first().cloned().unwrap_or_default();
+    Ok(Some(NtsLoad::new(outcome.keys, cookie)))
+}
+
 fn run(args: &Args) -> io::Result<Report> {
+    let nts = nts_load(args)?;
     let start = Instant::now();
     let mut flows = (0..args.sockets)
-        .map(|_| open_flow(args.server, args.window as usize, !args.no_gso, start))
+        .map(|_| {
+            let flow = open_flow(args.server, args.window as usize, !args.no_gso, start);
+            flow.map(|f| Flow {
+                nts: nts.clone(),
+                ..f
+            })
+        })
         .collect::<io::Result<Vec<_>>>()?;
     let counting_from = start + Duration::from_millis(args.warmup_ms);
     let plan = Plan {
@@ -190,19 +227,20 @@ fn open_flow(server: SocketAddr, window: usize, gso: bool, now: Instant) -> io::
     let socket = UdpSocket::bind((local, 0))?;
     socket.connect(server)?;
     socket.set_nonblocking(true)?;
-    let gso = gso && enable_gso(&socket);
     Ok(Flow {
         socket,
         window: Window::new(window, rand::random(), now),
         gso,
+        nts: None,
+        replies: 0,
     })
 }
 
-/// Asks the kernel to cut every buffer sent on `socket` into 48-byte datagrams (UDP generic
+/// Asks the kernel to cut every buffer sent on `socket` into `size`-byte datagrams (UDP generic
 /// segmentation offload, Linux 4.18): one pass through the stack for a whole batch of requests.
 /// False if the kernel cannot.
-fn enable_gso(socket: &UdpSocket) -> bool {
-    let size: libc::c_int = 48;
+fn enable_gso(socket: &UdpSocket, size: usize) -> bool {
+    let size = size as libc::c_int;
     // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
     let result = unsafe {
         libc::setsockopt(
@@ -220,6 +258,16 @@ fn enable_gso(socket: &UdpSocket) -> bool {
 /// sleep in poll(2) only when nothing came back.
 fn drive(flows: &mut [Flow], plan: Plan) -> Tally {
     let mut io = Batches::default();
+    // All requests of a run are alike long: the GSO segment size is that length.
+    let length = flows
+        .first()
+        .and_then(|f| f.nts.as_ref())
+        .and_then(|n| n.request(NtpTimestamp::ZERO))
+        .map_or(48, |r| r.len());
+    io.length = length;
+    for flow in flows.iter_mut() {
+        flow.gso = flow.gso && enable_gso(&flow.socket, length);
+    }
     let mut tally = Tally::new(plan.timeout);
     let mut counting = false;
     let mut next_expiry = Instant::now() + EXPIRY_TICK;
@@ -269,7 +317,12 @@ fn fill(flow: &mut Flow, io: &mut Batches, now: Instant, tally: &mut Tally) {
             let Some(stamp) = flow.window.open(now) else {
                 break;
             };
-            io.requests[count] = load::request(stamp);
+            let at = count * io.length;
+            let slot = &mut io.requests[at..at + io.length];
+            match flow.nts.as_ref().and_then(|n| n.request(stamp)) {
+                Some(sealed) => slot.copy_from_slice(&sealed),
+                None => slot.copy_from_slice(&load::request(stamp)),
+            }
             io.stamps[count] = stamp;
             count += 1;
         }
@@ -312,7 +365,15 @@ fn drain(flow: &mut Flow, io: &mut Batches, tally: &mut Tally) -> usize {
         };
         let now = Instant::now();
         for i in 0..count {
-            let verdict = load::check_reply(&mut flow.window, io.reply(i), now);
+            let reply = io.reply(i);
+            let mut verdict = load::check_reply(&mut flow.window, reply, now);
+            if let (Some(nts), load::Verdict::Valid(_)) = (&flow.nts, verdict) {
+                flow.replies += 1;
+                let checked = flow.replies % VERIFY_EVERY == 0;
+                if reply.len() <= 48 || (checked && !nts.authentic(reply)) {
+                    verdict = load::Verdict::Invalid;
+                }
+            }
             tally.count(verdict);
         }
         total += count;
@@ -333,7 +394,9 @@ fn wait_readable(fds: &mut [libc::pollfd]) {
 
 /// Buffers and headers for one batched send and one batched receive, reused for every call.
 struct Batches {
-    requests: Box<[[u8; 48]; BATCH]>,
+    /// The requests of one batch, back to back, each `length` bytes.
+    requests: Box<[u8]>,
+    length: usize,
     stamps: [NtpTimestamp; BATCH],
     replies: Box<[[u8; REPLY_BUFFER]; BATCH]>,
     iovecs: Box<[libc::iovec; BATCH]>,
@@ -352,7 +415,8 @@ impl Default for Batches {
         // (null pointers, zero lengths).
         let (iovec, header) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
         Self {
-            requests: Box::new([[0; 48]; BATCH]),
+            requests: vec![0; MAX_REQUEST * BATCH].into_boxed_slice(),
+            length: 48,
             stamps: [NtpTimestamp::ZERO; BATCH],
             replies: Box::new([[0; REPLY_BUFFER]; BATCH]),
             iovecs: Box::new([iovec; BATCH]),
@@ -383,8 +447,8 @@ impl Batches {
     /// many the kernel took.
     fn send(&mut self, fd: RawFd, count: usize, gso: bool) -> io::Result<usize> {
         if gso {
-            let buffer = self.requests.as_mut_ptr().cast::<u8>();
-            self.point(0, buffer, 48 * count);
+            let buffer = self.requests.as_mut_ptr();
+            self.point(0, buffer, self.length * count);
             // SAFETY: header 0 points at an iovec over the first `count` requests, which are
             // contiguous in `self.requests` and outlive the call; the socket is connected.
             let n = unsafe {
@@ -395,8 +459,8 @@ impl Batches {
                 .map_err(|_| io::Error::last_os_error());
         }
         for i in 0..count {
-            let buffer = self.requests[i].as_mut_ptr();
-            self.point(i, buffer, 48);
+            let buffer = self.requests[i * self.length..].as_mut_ptr();
+            self.point(i, buffer, self.length);
         }
         // SAFETY: headers 0..count point at iovecs and request buffers owned by `self`, which
         // outlive the call; the socket is connected, so no address is needed.
