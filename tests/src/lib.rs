@@ -9,6 +9,7 @@
 //! - [`load`]: the request bookkeeping of the `ntp-load` load generator.
 //! - [`link`]: a link emulator (delay, jitter, loss, duplication, reordering) between a client
 //!   and a server, seeded so runs repeat.
+//! - [`kernel_time`]: kernel receive timestamps and timer slack for plain UDP sockets.
 //! - [`chrony`]: chronyd (always `-x`) as a server or as a client.
 //! - [`netns`]: network namespaces of the test's own, for tools that only use port 123.
 //! - [`ntpsec`]: ntpsec's ntpd (unpacked from its .deb) as a server inside such a namespace.
@@ -21,6 +22,7 @@ pub mod chrony;
 pub mod client;
 pub mod daemon;
 pub mod fake_server;
+pub mod kernel_time;
 pub mod lab;
 pub mod link;
 pub mod load;
