@@ -17,7 +17,8 @@
 
 use std::net::IpAddr;
 
-use crate::time::NtpTimestamp;
+use crate::packet::Packet;
+use crate::time::{NtpDuration, NtpTimestamp};
 
 /// Entries of a [`TransmitLog`]: at about 48 bytes each, some 200 kB, like chrony's client log.
 pub const TRANSMIT_LOG_ENTRIES: usize = 4096;
@@ -101,6 +102,111 @@ impl TransmitLog {
     }
 }
 
+/// The longest a server may hold a request before its reply leaves (chrony's
+/// MAX_SERVER_INTERVAL): an interleaved transmit time later than this after the earlier
+/// request's arrival is not that reply's.
+const MAX_SERVER_INTERVAL: NtpDuration = NtpDuration::from_seconds(4);
+/// Requests without a valid reply after which the client asks in basic mode again (chrony's
+/// MAX_CLIENT_INTERLEAVED_TX): the server will have forgotten the exchange it would name.
+const MAX_INTERLEAVED_TX: u32 = 4;
+
+/// One exchange whose reply's precise transmit time the next interleaved reply brings: our T1 and
+/// T4 and the server's T2 (by which the server finds it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Previous {
+    /// When our request left.
+    pub t1: NtpTimestamp,
+    /// When it reached the server: the origin of our next interleaved request.
+    pub t2: NtpTimestamp,
+    /// When the server's reply reached us.
+    pub t4: NtpTimestamp,
+}
+
+/// What a reply to an interleaving client's request is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReplyKind {
+    /// A basic reply (origin = our transmit timestamp): an exchange of its own.
+    Basic,
+    /// An interleaved reply (origin = our receive timestamp): its transmit timestamp completes
+    /// the previous exchange.
+    Interleaved(Previous),
+}
+
+/// The client's half of interleaved mode (RFC 9769 section 2): what each request names, and how
+/// a reply reads. A request always carries a receive timestamp (random, unlike its transmit
+/// timestamp), so that the server keeps its reply's precise transmit time; it names the previous
+/// exchange (origin = that reply's receive timestamp) while that exchange is recent. A lost reply
+/// leaves the previous exchange in place, so the next request names the last one that completed,
+/// which a server that kept it can still answer; a reordered or replayed reply names nothing we
+/// asked and is dropped by its origin. A server without interleaved mode answers in basic mode,
+/// and every exchange is then a basic one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ClientInterleave {
+    previous: Option<Previous>,
+    unanswered: u32,
+}
+
+impl ClientInterleave {
+    /// The origin and receive timestamps of the next request, whose receive timestamp is
+    /// `receive_cookie`: origin is the previous exchange's T2, or zero (basic mode).
+    pub fn request_fields(&mut self, receive_cookie: NtpTimestamp) -> (NtpTimestamp, NtpTimestamp) {
+        let origin = self
+            .previous
+            .filter(|_| self.unanswered < MAX_INTERLEAVED_TX)
+            .map_or(NtpTimestamp::ZERO, |p| p.t2);
+        self.unanswered = self.unanswered.saturating_add(1);
+        (origin, receive_cookie)
+    }
+
+    /// RFC 9769 section 2: a reply whose origin is our request's transmit timestamp `cookie` is
+    /// basic; one whose origin is its receive timestamp `receive_cookie` is interleaved, if we
+    /// named an exchange; anything else answers nothing we asked.
+    pub fn classify(
+        &self,
+        reply: &Packet,
+        cookie: NtpTimestamp,
+        receive_cookie: NtpTimestamp,
+    ) -> Option<ReplyKind> {
+        if reply.origin_timestamp == cookie {
+            return Some(ReplyKind::Basic);
+        }
+        match self.previous {
+            Some(previous) if reply.origin_timestamp == receive_cookie => {
+                Some(ReplyKind::Interleaved(previous))
+            }
+            _ => None,
+        }
+    }
+
+    /// The interleaved reply as the exchange it completes: T2 = the previous exchange's, and
+    /// T3 = the reply's transmit timestamp, which must lie within [`MAX_SERVER_INTERVAL`] after
+    /// that T2 (or it is not that reply's: `None`).
+    pub fn completed_exchange(previous: Previous, reply: &Packet) -> Option<Packet> {
+        let held = reply.transmit_timestamp - previous.t2;
+        if held < NtpDuration::ZERO || held > MAX_SERVER_INTERVAL {
+            return None;
+        }
+        let mut exchange = *reply;
+        exchange.receive_timestamp = previous.t2;
+        Some(exchange)
+    }
+
+    /// A valid reply to our last request arrived: it is the exchange the next request names.
+    pub fn answered(&mut self, t1: NtpTimestamp, reply: &Packet, t4: NtpTimestamp) {
+        self.previous = Some(Previous {
+            t1,
+            t2: reply.receive_timestamp,
+            t4,
+        });
+        self.unanswered = 0;
+    }
+
+    /// Forgets the previous exchange (the clock was stepped, or the reply was not usable).
+    pub fn forget(&mut self) {
+        self.previous = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +241,78 @@ mod tests {
             .filter(|n| log.lookup(a, ts(100 + n)).is_some())
             .collect();
         assert_eq!(kept, (12..20).collect::<Vec<_>>());
+    }
+
+    fn reply(origin: NtpTimestamp, receive: NtpTimestamp, transmit: NtpTimestamp) -> Packet {
+        let mut p = Packet::client_request(
+            crate::packet::Version::new(4),
+            crate::packet::PollInterval::new(0),
+            transmit,
+        );
+        p.mode = crate::packet::Mode::SERVER;
+        p.origin_timestamp = origin;
+        p.receive_timestamp = receive;
+        p
+    }
+
+    #[test]
+    fn a_client_names_its_last_completed_exchange_until_too_many_requests_go_unanswered() {
+        let mut client = ClientInterleave::default();
+        assert_eq!(client.request_fields(ts(7)), (NtpTimestamp::ZERO, ts(7)));
+        let (cookie, receive_cookie) = (ts(1), ts(7));
+        let basic = reply(cookie, ts(100), ts(101));
+        assert_eq!(
+            client.classify(&basic, cookie, receive_cookie),
+            Some(ReplyKind::Basic)
+        );
+        client.answered(ts(99), &basic, ts(102));
+        // The next request names that exchange by the server's T2.
+        assert_eq!(client.request_fields(ts(8)), (ts(100), ts(8)));
+        // A reply is lost: the next still names it, up to the limit; then basic mode again.
+        for _ in 1..MAX_INTERLEAVED_TX {
+            assert_eq!(client.request_fields(ts(9)).0, ts(100));
+        }
+        assert_eq!(client.request_fields(ts(9)).0, NtpTimestamp::ZERO);
+    }
+
+    #[test]
+    fn an_interleaved_reply_completes_the_previous_exchange_and_nothing_else_matches() {
+        let mut client = ClientInterleave::default();
+        client.answered(ts(99), &reply(ts(1), ts(100), ts(101)), ts(102));
+        let (cookie, receive_cookie) = (ts(11), ts(17));
+        client.request_fields(receive_cookie);
+        let previous = Previous {
+            t1: ts(99),
+            t2: ts(100),
+            t4: ts(102),
+        };
+        let precise = ts(100) + NtpDuration::from_nanos(30_000);
+        let interleaved = reply(receive_cookie, ts(200), precise);
+        assert_eq!(
+            client.classify(&interleaved, cookie, receive_cookie),
+            Some(ReplyKind::Interleaved(previous))
+        );
+        let exchange =
+            ClientInterleave::completed_exchange(previous, &interleaved).expect("in range");
+        assert_eq!(
+            (exchange.receive_timestamp, exchange.transmit_timestamp),
+            (ts(100), precise)
+        );
+        // A transmit time before the earlier request arrived, or seconds after: not that reply's.
+        let early = reply(receive_cookie, ts(200), ts(99));
+        assert_eq!(ClientInterleave::completed_exchange(previous, &early), None);
+        let late = reply(
+            receive_cookie,
+            ts(200),
+            ts(100) + NtpDuration::from_seconds(5),
+        );
+        assert_eq!(ClientInterleave::completed_exchange(previous, &late), None);
+        // An origin that is neither cookie: a stale, replayed or forged reply.
+        let stale = reply(ts(1), ts(200), precise);
+        assert_eq!(client.classify(&stale, cookie, receive_cookie), None);
+        // Without a previous exchange, the receive cookie names nothing.
+        client.forget();
+        assert_eq!(client.classify(&interleaved, cookie, receive_cookie), None);
     }
 
     #[test]

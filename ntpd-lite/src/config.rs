@@ -396,6 +396,10 @@ pub struct SourceConfig {
     /// Samples needed before it may be selected, 1-64.
     #[serde(default = "default_min_samples", deserialize_with = "min_samples")]
     pub min_samples: u8,
+    /// Ask the server for interleaved mode (RFC 9769, chrony's `xleave`): its replies then carry
+    /// the kernel transmit time of the previous reply; a server without it answers as before.
+    #[serde(default)]
+    pub xleave: bool,
 }
 
 /// One `[[broadcast]]`: the server announces its time to `address` every 2^interval s (RFC 5905
@@ -451,6 +455,7 @@ impl SourceConfig {
                 min_samples: self.min_samples,
             },
             max_delay: self.maxdelay.map(NtpDuration::from_seconds_f64),
+            xleave: self.xleave,
             ..ntp_proto::SourceConfig::default()
         }
     }

@@ -15,9 +15,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub const BATCH: usize = 64;
 /// Receive buffer per datagram; longer datagrams are flagged truncated and dropped.
 pub const MAX_DATAGRAM: usize = 2048;
-/// Control-message space per datagram: a timespec timestamp with its header, and room for an
-/// SCM_TIMESTAMPING message (three timespecs) that SO_TIMESTAMPING may add; 8-byte aligned.
-const CMSG_WORDS: usize = 16;
+/// Control-message space per datagram: one timespec timestamp with its header, 8-byte aligned.
+/// (SO_TIMESTAMPING's software reporting flag may add an SCM_TIMESTAMPING message after it on
+/// kernels before 6.12, see [`enable_tx_timestamps`]; it is cut off, and ours still read.)
+const CMSG_WORDS: usize = 8;
 /// Control-message space for one error-queue message: SCM_TIMESTAMPING and the extended error.
 const ERRQUEUE_CMSG_WORDS: usize = 32;
 /// `ee_info` of a timestamp taken when the datagram left for the device (linux/errqueue.h).
@@ -408,6 +409,14 @@ pub fn enable_tx_timestamps(socket: socket2::SockRef<'_>, every_datagram: bool) 
     } else {
         TX_REPORTING
     };
+    // OPT_RX_FILTER (Linux 6.12) keeps the software reporting flag from adding a second receive
+    // timestamp to every datagram received (SO_TIMESTAMPNS already gives one); older kernels
+    // refuse the flag, and then do without it.
+    set_timestamping(&socket, flags | libc::SOF_TIMESTAMPING_OPT_RX_FILTER)
+        .or_else(|_| set_timestamping(&socket, flags))
+}
+
+fn set_timestamping(socket: &socket2::SockRef<'_>, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: a valid socket fd, a pointer to an unsigned int and its size, as setsockopt(2) and
     // the kernel's timestamping documentation require.
     let result = unsafe {
@@ -428,22 +437,7 @@ pub fn enable_tx_timestamps(socket: socket2::SockRef<'_>, every_datagram: bool) 
 
 /// Turns transmit timestamps off (turning them on again restarts the datagram IDs at 0).
 pub fn disable_tx_timestamps(socket: socket2::SockRef<'_>) -> io::Result<()> {
-    let off: libc::c_uint = 0;
-    // SAFETY: as in enable_tx_timestamps.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPING,
-            (&raw const off).cast(),
-            size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    set_timestamping(&socket, 0)
 }
 
 /// Takes every transmit timestamp waiting on the error queue of `fd` (without blocking) and

@@ -789,6 +789,7 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         accepted: report.counters.accepted,
         rejected: report.counters.rejected,
         ignored: report.counters.ignored,
+        interleaved: report.counters.interleaved,
         key: report.key.map(|k| k.0),
         offline: !report.online,
         reason: match report.state {
