@@ -14,6 +14,8 @@
 //! - [`netns`]: network namespaces of the test's own, for tools that only use port 123.
 //! - [`ntpsec`]: ntpsec's ntpd (unpacked from its .deb) as a server inside such a namespace.
 //! - [`scenario`], [`plot`]: lab scenarios from `config/lab/`, run and drawn (the `lab` binary).
+//! - [`side_by_side`]: ntpd-lite and chronyd synchronizing through equal emulated links, their
+//!   served time probed (`daemon-vs-chronyd link`).
 //! - [`sim`]: the simulator: the real client core and server in simulated time (`ntp-sim`).
 //! - [`tools`]: the rule for missing peers (a failure under CI), ntplib, free ports.
 
@@ -30,6 +32,7 @@ pub mod netns;
 pub mod ntpsec;
 pub mod plot;
 pub mod scenario;
+pub mod side_by_side;
 pub mod sim;
 pub mod tools;
 

@@ -81,8 +81,11 @@ pub const SPIN: Duration = Duration::from_micros(300);
 pub const WARM_AHEAD: Duration = Duration::from_micros(30);
 /// Most datagrams waiting in one direction's queue; more are dropped as `overflowed`.
 pub const MAX_QUEUED: usize = 10_000;
-/// Most distinct client addresses one link relays for; datagrams from more are `overflowed`.
+/// Most client addresses one link relays for at once; datagrams from more are `overflowed`.
 pub const MAX_CLIENTS: usize = 1_024;
+/// A client's upstream socket is closed after this long without traffic (clients such as
+/// ntpd-lite and chronyd send each request from a fresh port).
+const UPSTREAM_IDLE: Duration = Duration::from_secs(10);
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 /// Index of the client-to-server direction in the counters.
@@ -282,6 +285,7 @@ impl Link {
             server,
             upstreams: Vec::new(),
             by_client: HashMap::new(),
+            last_sweep: SystemTime::now(),
             woken,
             warm,
             sink,
@@ -472,6 +476,14 @@ fn spin_until(at: SystemTime) {
     }
 }
 
+/// A client's socket on the server side.
+struct Upstream {
+    socket: UdpSocket,
+    client: SocketAddr,
+    /// The last reply's arrival or the last request's departure, whichever is later.
+    idle_since: SystemTime,
+}
+
 /// Most datagrams read from one socket per wake-up, so that a flood cannot starve the sends.
 const READS_PER_WAKE: usize = 256;
 
@@ -479,9 +491,10 @@ const READS_PER_WAKE: usize = 256;
 struct Relay {
     client_side: UdpSocket,
     server: SocketAddr,
-    /// One socket per client, with the client it serves.
-    upstreams: Vec<(UdpSocket, SocketAddr)>,
+    /// One socket per client (a free slot is `None`).
+    upstreams: Vec<Option<Upstream>>,
     by_client: HashMap<SocketAddr, usize>,
+    last_sweep: SystemTime,
     /// Readable when the [`Link`] asks the relay to stop.
     woken: UnixDatagram,
     /// Connected to `sink`: a byte sent here just before a deadline warms the send path.
@@ -514,6 +527,26 @@ impl Relay {
             }
             self.receive_ready(&fds);
             self.send_due();
+            self.close_idle_upstreams();
+        }
+    }
+
+    /// Closes the upstream sockets of clients gone quiet (checked once a second).
+    fn close_idle_upstreams(&mut self) {
+        let now = SystemTime::now();
+        if now.duration_since(self.last_sweep).unwrap_or_default() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_sweep = now;
+        for slot in &mut self.upstreams {
+            if slot
+                .as_ref()
+                .is_some_and(|u| u.idle_since + UPSTREAM_IDLE < now)
+            {
+                if let Some(upstream) = slot.take() {
+                    self.by_client.remove(&upstream.client);
+                }
+            }
         }
     }
 
@@ -529,7 +562,11 @@ impl Relay {
             fd(self.sink.as_raw_fd()),
             fd(self.client_side.as_raw_fd()),
         ];
-        fds.extend(self.upstreams.iter().map(|(s, _)| fd(s.as_raw_fd())));
+        fds.extend(
+            self.upstreams
+                .iter()
+                .map(|u| fd(u.as_ref().map_or(-1, |u| u.socket.as_raw_fd()))),
+        );
         fds
     }
 
@@ -551,16 +588,20 @@ impl Relay {
                 continue;
             }
             for _ in 0..READS_PER_WAKE {
-                let Ok(got) = recv_timestamped(&self.upstreams[i].0, &mut self.buf) else {
+                let Some(upstream) = self.upstreams[i].as_mut() else {
+                    break;
+                };
+                let Ok(got) = recv_timestamped(&upstream.socket, &mut self.buf) else {
                     break;
                 };
                 if got.from != self.server {
                     continue; // not part of this association
                 }
+                upstream.idle_since = upstream.idle_since.max(got.at);
                 let datagram = Datagram {
                     bytes: self.buf[..got.len].to_vec(),
                     out: Out::ClientSide,
-                    to: self.upstreams[i].1,
+                    to: upstream.client,
                     direction: BACKWARD,
                 };
                 self.admit(datagram, got.at);
@@ -588,16 +629,29 @@ impl Relay {
         if let Some(&index) = self.by_client.get(&client) {
             return Some(index);
         }
-        if self.upstreams.len() >= MAX_CLIENTS {
+        let free = self.upstreams.iter().position(Option::is_none);
+        if free.is_none() && self.upstreams.len() >= MAX_CLIENTS {
             return None;
         }
         let local: SocketAddr = match self.server {
             SocketAddr::V4(_) => (Ipv4Addr::LOCALHOST, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::LOCALHOST, 0).into(),
         };
-        let socket = bind_timestamped(local).ok()?;
-        self.upstreams.push((socket, client));
-        let index = self.upstreams.len() - 1;
+        let upstream = Upstream {
+            socket: bind_timestamped(local).ok()?,
+            client,
+            idle_since: SystemTime::now(),
+        };
+        let index = match free {
+            Some(index) => {
+                self.upstreams[index] = Some(upstream);
+                index
+            }
+            None => {
+                self.upstreams.push(Some(upstream));
+                self.upstreams.len() - 1
+            }
+        };
         self.by_client.insert(client, index);
         Some(index)
     }
@@ -633,6 +687,12 @@ impl Relay {
 
     fn push(&mut self, due: SystemTime, datagram: Arc<Datagram>) {
         let direction = datagram.direction;
+        // A socket with a datagram still to send is not idle before it is sent.
+        if let Out::Upstream(i) = datagram.out
+            && let Some(upstream) = self.upstreams[i].as_mut()
+        {
+            upstream.idle_since = upstream.idle_since.max(due);
+        }
         if self.queued[direction] >= MAX_QUEUED {
             self.counters[direction].overflowed.fetch_add(1, Relaxed);
             return;
@@ -663,13 +723,13 @@ impl Relay {
                 let d = PeekMut::pop(pending).datagram;
                 self.queued[d.direction] -= 1;
                 let socket = match d.out {
-                    Out::ClientSide => &self.client_side,
-                    Out::Upstream(i) => &self.upstreams[i].0,
+                    Out::ClientSide => Some(&self.client_side),
+                    Out::Upstream(i) => self.upstreams[i].as_ref().map(|u| &u.socket),
                 };
                 let counters = &self.counters[d.direction];
-                match socket.send_to(&d.bytes, d.to) {
-                    Ok(_) => counters.forwarded.fetch_add(1, Relaxed),
-                    Err(_) => counters.send_errors.fetch_add(1, Relaxed),
+                match socket.map(|s| s.send_to(&d.bytes, d.to)) {
+                    Some(Ok(_)) => counters.forwarded.fetch_add(1, Relaxed),
+                    _ => counters.send_errors.fetch_add(1, Relaxed),
                 };
             }
         }
