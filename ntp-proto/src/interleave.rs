@@ -178,17 +178,19 @@ impl ClientInterleave {
         }
     }
 
-    /// The interleaved reply as the exchange it completes: T2 = the previous exchange's, and
-    /// T3 = the reply's transmit timestamp, which must lie within [`MAX_SERVER_INTERVAL`] after
-    /// that T2 (or it is not that reply's: `None`).
-    pub fn completed_exchange(previous: Previous, reply: &Packet) -> Option<Packet> {
-        let held = reply.transmit_timestamp - previous.t2;
-        if held < NtpDuration::ZERO || held > MAX_SERVER_INTERVAL {
-            return None;
-        }
+    /// The interleaved reply as the exchange it completes: T2 = the previous exchange's, T3 = the
+    /// reply's transmit timestamp (T1 and T4 are the previous exchange's too).
+    pub fn completed_exchange(previous: Previous, reply: &Packet) -> Packet {
         let mut exchange = *reply;
         exchange.receive_timestamp = previous.t2;
-        Some(exchange)
+        exchange
+    }
+
+    /// True if the interleaved reply's transmit time can be that of the previous exchange's
+    /// reply: within [`MAX_SERVER_INTERVAL`] after its T2.
+    pub fn plausible(previous: Previous, reply: &Packet) -> bool {
+        let held = reply.transmit_timestamp - previous.t2;
+        held >= NtpDuration::ZERO && held <= MAX_SERVER_INTERVAL
     }
 
     /// A valid reply to our last request arrived: it is the exchange the next request names.
@@ -292,21 +294,21 @@ mod tests {
             client.classify(&interleaved, cookie, receive_cookie),
             Some(ReplyKind::Interleaved(previous))
         );
-        let exchange =
-            ClientInterleave::completed_exchange(previous, &interleaved).expect("in range");
+        assert!(ClientInterleave::plausible(previous, &interleaved));
+        let exchange = ClientInterleave::completed_exchange(previous, &interleaved);
         assert_eq!(
             (exchange.receive_timestamp, exchange.transmit_timestamp),
             (ts(100), precise)
         );
         // A transmit time before the earlier request arrived, or seconds after: not that reply's.
         let early = reply(receive_cookie, ts(200), ts(99));
-        assert_eq!(ClientInterleave::completed_exchange(previous, &early), None);
+        assert!(!ClientInterleave::plausible(previous, &early));
         let late = reply(
             receive_cookie,
             ts(200),
             ts(100) + NtpDuration::from_seconds(5),
         );
-        assert_eq!(ClientInterleave::completed_exchange(previous, &late), None);
+        assert!(!ClientInterleave::plausible(previous, &late));
         // An origin that is neither cookie: a stale, replayed or forged reply.
         let stale = reply(ts(1), ts(200), precise);
         assert_eq!(client.classify(&stale, cookie, receive_cookie), None);

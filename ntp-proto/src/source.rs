@@ -587,17 +587,12 @@ impl Source {
         let mut reply = reply;
         let (mut sent, mut t4) = (sent, t4);
         let mut kind = None;
+        let mut plausible = true;
         if let Some(o) = self.outstanding.filter(|_| polled && self.interleaves()) {
             kind = self.interleave.classify(&reply, o.cookie, o.receive_cookie);
             if let Some(ReplyKind::Interleaved(previous)) = kind {
-                let Some(exchange) = ClientInterleave::completed_exchange(previous, &reply) else {
-                    self.consumed(polled);
-                    self.interleave.forget();
-                    let error = ReplyError::ImpossibleDelay;
-                    self.last_error = Some(error);
-                    return ReplyOutcome::Rejected(error);
-                };
-                reply = exchange;
+                plausible = ClientInterleave::plausible(previous, &reply);
+                reply = ClientInterleave::completed_exchange(previous, &reply);
                 sent = SentRequest {
                     cookie: o.receive_cookie,
                     t1: previous.t1,
@@ -613,7 +608,13 @@ impl Source {
             .leaps()
             .leap_free_shift(reply.receive_timestamp, reply.transmit_timestamp);
         let authentic = auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac());
-        let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits);
+        let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits)
+            // Only once it proved itself an answer: an implausible transmit time is the server's.
+            .and_then(|sample| {
+                plausible
+                    .then_some(sample)
+                    .ok_or(ReplyError::ImpossibleDelay)
+            });
         if !judged.is_err_and(ReplyError::is_unmatched) {
             self.last_transmit = Some(reply.transmit_timestamp);
             if kind.is_some() {
