@@ -179,10 +179,18 @@ impl ClientInterleave {
     }
 
     /// The interleaved reply as the exchange it completes: T2 = the previous exchange's, T3 = the
-    /// reply's transmit timestamp (T1 and T4 are the previous exchange's too).
+    /// reply's transmit timestamp (T1 and T4 are the previous exchange's too). The reference time
+    /// is checked against this reply's own receive timestamp, the latest server time it carries
+    /// (RFC 5905 appendix A.5.1.1 checks it against the transmit timestamp, which here is the
+    /// earlier reply's): a server that updated its reference since then is not at fault.
     pub fn completed_exchange(previous: Previous, reply: &Packet) -> Packet {
         let mut exchange = *reply;
         exchange.receive_timestamp = previous.t2;
+        if reply.receive_timestamp - reply.reference_timestamp >= NtpDuration::ZERO
+            && reply.transmit_timestamp - reply.reference_timestamp < NtpDuration::ZERO
+        {
+            exchange.reference_timestamp = reply.transmit_timestamp;
+        }
         exchange
     }
 
@@ -300,6 +308,15 @@ mod tests {
             (exchange.receive_timestamp, exchange.transmit_timestamp),
             (ts(100), precise)
         );
+        // A reference time after the earlier reply left but before this one's receive timestamp
+        // passes; one after that fails as it would in basic mode.
+        let mut updated = interleaved;
+        updated.reference_timestamp = ts(150);
+        let exchange = ClientInterleave::completed_exchange(previous, &updated);
+        assert!(exchange.transmit_timestamp - exchange.reference_timestamp >= NtpDuration::ZERO);
+        updated.reference_timestamp = ts(201);
+        let exchange = ClientInterleave::completed_exchange(previous, &updated);
+        assert_eq!(exchange.reference_timestamp, ts(201));
         // A transmit time before the earlier request arrived, or seconds after: not that reply's.
         let early = reply(receive_cookie, ts(200), ts(99));
         assert!(!ClientInterleave::plausible(previous, &early));

@@ -90,6 +90,9 @@ impl Lab {
             )
             .expect("due");
         let t2 = t1 + us(PATH * 1e6);
+        // A local reference refreshes its reference time all the time (ntpd-lite's every second):
+        // later than the earlier reply whose transmit time an interleaved reply carries.
+        self.snapshot.reference_time = t1;
         let from = SocketAddr::new(client_ip(), 40_000);
         let Decision::Respond(mut response) =
             self.server.decide(&request, from, &self.snapshot, t2, now)

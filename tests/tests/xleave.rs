@@ -90,6 +90,9 @@ fn interleaving_client(name: &str, host: u8, server: SocketAddr) -> (Daemon, ser
                 && source(s)["interleaved"].as_u64().unwrap_or(0) >= 5
         },
     );
+    // Every reply was usable: an interleaved one is not refused for the server's reference time
+    // having moved on since the earlier reply left.
+    assert_eq!(source(&status)["rejected"], 0, "{status}");
     (daemon, status)
 }
 
