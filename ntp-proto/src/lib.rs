@@ -46,6 +46,7 @@ pub mod auth;
 pub mod broadcast;
 pub mod client;
 pub mod discipline;
+pub mod interleave;
 pub mod leap;
 pub mod nts;
 pub mod packet;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use prefix_trie::PrefixSet;
 
 use crate::auth::{KeyId, Keys, Seal, Sealed};
+use crate::interleave::TransmitLog;
 use crate::nts::{self, CookieKeys, NtsReply, NtsVerdict};
 use crate::packet::{
     LeapIndicator, Mode, Packet, ParseError, PollInterval, ReferenceId, Stratum, Version,
@@ -113,16 +114,67 @@ pub struct Response {
     packet: Packet,
     seal: Seal,
     nts: Option<NtsReply>,
+    interleave: Interleave,
+}
+
+/// What a mode 4 answer knows of its request for interleaved mode (RFC 9769 section 2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+struct Interleave {
+    /// The request's origin: the receive timestamp of the reply whose transmit time it asks for.
+    origin: NtpTimestamp,
+    /// The request's receive timestamp: the origin of an interleaved answer.
+    receive: NtpTimestamp,
+    /// A mode 4 answer to a request that could be interleaved (not a kiss, not a peer's).
+    eligible: bool,
+    /// The transmit timestamp is set: the precise time of an earlier reply.
+    interleaved: bool,
 }
 
 impl Response {
     /// An unauthenticated packet to send once its transmit timestamp is set.
-    pub(crate) const fn new(packet: Packet) -> Self {
+    pub(crate) fn new(packet: Packet) -> Self {
         Self {
             packet,
             seal: Seal::None,
             nts: None,
+            interleave: Interleave::default(),
         }
+    }
+
+    /// RFC 9769 section 2: answers in interleaved mode if the request asks for it (a non-zero
+    /// origin, and a receive timestamp unlike its transmit timestamp) and `log` holds the
+    /// precise transmit time of our reply to `client` that the origin names: origin = the
+    /// request's receive timestamp, transmit = that time. Returns true if it did.
+    pub fn interleave(&mut self, log: &TransmitLog, client: IpAddr) -> bool {
+        let request = self.interleave;
+        if !self.asks_interleaved() {
+            return false;
+        }
+        let Some(transmit) = log.lookup(client, request.origin) else {
+            return false;
+        };
+        self.packet.origin_timestamp = request.receive;
+        self.packet.transmit_timestamp = transmit;
+        self.interleave.interleaved = true;
+        true
+    }
+
+    /// True if the request could be an interleaved one ([`Response::interleave`] would look it up).
+    pub fn asks_interleaved(&self) -> bool {
+        let request = self.interleave;
+        request.eligible
+            && !request.origin.is_zero()
+            && request.receive != self.packet.origin_timestamp
+    }
+
+    /// The receive timestamp to keep this response's precise transmit time under, if the client
+    /// may ask for it (RFC 9769 section 2): its request carried timestamps of an earlier
+    /// exchange, as an interleaving client's do. Plain basic-mode clients (origin and receive
+    /// zero) cost nothing.
+    pub fn keeps_transmit(&self) -> Option<NtpTimestamp> {
+        let request = self.interleave;
+        (request.eligible && !(request.origin.is_zero() && request.receive.is_zero()))
+            .then_some(self.packet.receive_timestamp)
     }
 
     /// The response header (its transmit timestamp is still unset).
@@ -149,8 +201,11 @@ impl Response {
     /// header and its MAC or crypto-NAK, if any. A kiss-o'-death carries real receive and transmit timestamps too: ntpd 4.2.8
     /// drops one with zero timestamps, so its clients would ignore our RATE and DENY (chrony fills
     /// them as well); its stratum 0 and LI 3 still tell every client not to use the time.
+    /// An interleaved answer keeps the earlier reply's transmit time.
     pub fn finish(mut self, transmit: NtpTimestamp) -> Sealed {
-        self.packet.transmit_timestamp = transmit;
+        if !self.interleave.interleaved {
+            self.packet.transmit_timestamp = transmit;
+        }
         match &self.nts {
             Some(nts) => nts.seal(&self.packet.serialize()),
             None => self.seal.seal(self.packet.serialize()),
@@ -608,7 +663,7 @@ impl ClientLog {
 }
 
 /// SplitMix64's finalizer over an address: cheap and well mixed.
-fn address_hash(address: IpAddr) -> u64 {
+pub(crate) fn address_hash(address: IpAddr) -> u64 {
     let bits = match address {
         IpAddr::V4(v4) => u128::from(u32::from(v4)) | (1 << 127),
         IpAddr::V6(v6) => u128::from(v6),
@@ -853,7 +908,14 @@ fn answer(
     receive: NtpTimestamp,
     seal: Seal,
 ) -> Response {
-    answer_as(Mode::SERVER, request, snapshot, receive, seal)
+    let mut response = answer_as(Mode::SERVER, request, snapshot, receive, seal);
+    response.interleave = Interleave {
+        origin: request.origin_timestamp,
+        receive: request.receive_timestamp,
+        eligible: true,
+        interleaved: false,
+    };
+    response
 }
 
 /// The answer in `mode`: 4 to a client, 2 (symmetric passive) to a peer's mode 1 (RFC 5905
@@ -879,6 +941,7 @@ fn answer_as(
         packet,
         seal,
         nts: None,
+        interleave: Interleave::default(),
     }
 }
 
@@ -1048,6 +1111,88 @@ mod tests {
             }
             other => panic!("not answered: {other:?}"),
         }
+    }
+
+    /// A request carrying `origin`, `receive` and `transmit`, as an interleaving client sends.
+    fn interleaved_request(origin: u64, receive: u64, transmit: u64) -> [u8; 48] {
+        let mut p = Packet::client_request(
+            Version::new(4),
+            PollInterval::new(6),
+            NtpTimestamp::from_bits(transmit),
+        );
+        p.origin_timestamp = NtpTimestamp::from_bits(origin);
+        p.receive_timestamp = NtpTimestamp::from_bits(receive);
+        p.serialize()
+    }
+
+    fn response(server: &Server, bytes: &[u8]) -> Response {
+        match decide(server, bytes) {
+            Decision::Respond(r) => r,
+            other => panic!("not answered: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_interleaved_request_naming_a_logged_reply_gets_its_precise_transmit_time() {
+        let server = Server::default();
+        let mut log = TransmitLog::default();
+        // A basic-mode client's request (origin and receive zero) is not worth logging.
+        assert_eq!(response(&server, &request(4, 6)).keeps_transmit(), None);
+        // The first request of an interleaving client: logged under its receive timestamp.
+        let first = response(&server, &interleaved_request(0, 11, 12));
+        let t2 = T + NtpDuration::from_seconds(10);
+        assert_eq!(first.keeps_transmit(), Some(t2));
+        let precise = T + NtpDuration::from_seconds_f64(10.000_05);
+        log.record(client(), t2, precise);
+        // The next names it as origin: answered in interleaved mode (RFC 9769 section 2).
+        let mut next = response(&server, &interleaved_request(t2.to_bits(), 21, 22));
+        assert!(next.interleave(&log, client()));
+        let (p, _) = Packet::parse(&next.finish(T + NtpDuration::from_seconds(11))).expect("48");
+        assert_eq!(
+            p.origin_timestamp.to_bits(),
+            21,
+            "origin = the request's receive"
+        );
+        assert_eq!(p.receive_timestamp, t2, "receive = this request's arrival");
+        assert_eq!(
+            p.transmit_timestamp, precise,
+            "transmit = the earlier reply's"
+        );
+        // Another client, an unknown origin, or receive = transmit: basic mode.
+        let mut other = response(&server, &interleaved_request(t2.to_bits(), 21, 22));
+        assert!(!other.interleave(&log, "192.0.2.9".parse().expect("address")));
+        let mut unknown = response(&server, &interleaved_request(t2.to_bits() + 1, 21, 22));
+        assert!(!unknown.interleave(&log, client()));
+        let mut same = response(&server, &interleaved_request(t2.to_bits(), 22, 22));
+        assert!(!same.interleave(&log, client()));
+        let (p, _) = Packet::parse(&same.finish(T + NtpDuration::from_seconds(11))).expect("48");
+        assert_eq!(
+            p.origin_timestamp.to_bits(),
+            22,
+            "basic: origin = the request's transmit"
+        );
+        assert_eq!(p.transmit_timestamp, T + NtpDuration::from_seconds(11));
+    }
+
+    #[test]
+    fn a_kiss_is_never_interleaved_nor_logged() {
+        let limit = RateLimitConfig {
+            burst: 1,
+            interval: Duration::from_secs(60),
+            ..RateLimitConfig::default()
+        };
+        let server = Server::new(
+            AccessList::default(),
+            Some(RateLimiter::new(limit, Instant::now())),
+        );
+        let t2 = T + NtpDuration::from_seconds(10);
+        let mut log = TransmitLog::default();
+        log.record(client(), t2, t2);
+        let _ = response(&server, &interleaved_request(t2.to_bits(), 21, 22));
+        let mut kiss = response(&server, &interleaved_request(t2.to_bits(), 21, 22));
+        assert_eq!(kiss.kiss_code(), Some(ReferenceId::RATE));
+        assert!(!kiss.interleave(&log, client()));
+        assert_eq!(kiss.keeps_transmit(), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::auth::{self, AuthError, SymmetricKey};
 use crate::broadcast::{self, Delay, Heard, Listener, Verdict};
 use crate::discipline::Discipline;
+use crate::interleave::{ClientInterleave, ReplyKind};
 use crate::nts::ClientSession;
 use crate::packet::{
     LeapIndicator, Packet, PollInterval, Precision, ReferenceId, Stratum, Version,
@@ -73,6 +74,8 @@ pub struct SourceConfig {
     pub selection: SelectOptions,
     /// Replies whose round-trip delay exceeds this are not used (chrony's `maxdelay`).
     pub max_delay: Option<NtpDuration>,
+    /// Ask a server for interleaved mode (RFC 9769, chrony's `xleave`).
+    pub xleave: bool,
 }
 
 /// How the selection treats one source (chrony's source options of the same names).
@@ -103,6 +106,7 @@ impl Default for SourceConfig {
             key: None,
             selection: SelectOptions::default(),
             max_delay: None,
+            xleave: false,
         }
     }
 }
@@ -203,12 +207,18 @@ pub struct SourceCounters {
     /// Duplicates, stray, late, straddling and malformed datagrams, never used; broadcasts held
     /// for calibration.
     pub ignored: u64,
+    /// Of the accepted, interleaved replies (RFC 9769), whose sample has the server's precise
+    /// transmit time.
+    pub interleaved: u64,
 }
 
 /// The request in flight.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Outstanding {
     cookie: NtpTimestamp,
+    /// The receive timestamp an interleaving request carries (zero otherwise): the origin of an
+    /// interleaved reply.
+    receive_cookie: NtpTimestamp,
     deadline: Instant,
     straddled: bool,
 }
@@ -241,6 +251,8 @@ pub struct Source {
     passive: Option<NtpTimestamp>,
     /// Broadcast associations only: the delay calibration and the broadcasts' checks.
     listener: Option<Listener>,
+    /// Servers with `xleave` only: the exchange the next interleaved request names.
+    interleave: ClientInterleave,
     /// False while the operator has taken it offline: no polls, nothing else changes.
     online: bool,
     /// NTS associations only (RFC 8915): keys, cookies, the request in flight.
@@ -269,6 +281,7 @@ impl Source {
             counters: SourceCounters::default(),
             last_transmit: None,
             passive: None,
+            interleave: ClientInterleave::default(),
             listener: (config.kind == AssociationKind::Broadcast)
                 .then(|| Listener::new(config.broadcast_delay)),
             online: true,
@@ -407,22 +420,36 @@ impl Source {
             AssociationKind::Server | AssociationKind::Broadcast => interval.min(MAX_REPLY_WAIT),
             AssociationKind::Peer => interval,
         };
+        let mut request = Packet::client_request(self.config.version, poll, cookie);
+        request.mode = self.config.kind.request_mode();
+        let mut receive_cookie = NtpTimestamp::ZERO;
+        if self.interleaves() {
+            receive_cookie = receive_cookie_of(cookie);
+            (request.origin_timestamp, request.receive_timestamp) =
+                self.interleave.request_fields(receive_cookie);
+        }
         self.outstanding = Some(Outstanding {
             cookie,
+            receive_cookie,
             deadline: now + wait,
             straddled: false,
         });
-        let mut request = Packet::client_request(self.config.version, poll, cookie);
-        request.mode = self.config.kind.request_mode();
         Some((request.serialize(), wait))
     }
 
-    /// The clock was stepped: a request in flight cannot give a sample any more.
+    /// The clock was stepped: a request in flight cannot give a sample any more, nor can an
+    /// exchange an interleaved reply would complete.
     pub fn clock_stepped(&mut self) {
         if let Some(o) = &mut self.outstanding {
             o.straddled = true;
         }
         self.passive = None;
+        self.interleave.forget();
+    }
+
+    /// True if this source asks for interleaved mode: a server with `xleave`.
+    fn interleaves(&self) -> bool {
+        self.config.xleave && self.config.kind == AssociationKind::Server
     }
 
     /// Peers only: we answered the peer's poll with a symmetric passive packet whose transmit
@@ -575,6 +602,24 @@ impl Source {
             }
             (None, _) => return ReplyOutcome::Unexpected,
         };
+        // Interleaved mode: a reply naming our receive timestamp completes the previous exchange.
+        let (current_t1, current_t4, current) = (t1, t4, reply);
+        let mut reply = reply;
+        let (mut sent, mut t4) = (sent, t4);
+        let mut kind = None;
+        let mut plausible = true;
+        if let Some(o) = self.outstanding.filter(|_| polled && self.interleaves()) {
+            kind = self.interleave.classify(&reply, o.cookie, o.receive_cookie);
+            if let Some(ReplyKind::Interleaved(previous)) = kind {
+                plausible = ClientInterleave::plausible(previous, &reply);
+                reply = ClientInterleave::completed_exchange(previous, &reply);
+                sent = SentRequest {
+                    cookie: o.receive_cookie,
+                    t1: previous.t1,
+                };
+                t4 = previous.t4;
+            }
+        }
         if self.last_transmit == Some(reply.transmit_timestamp) {
             return ReplyOutcome::Unexpected;
         }
@@ -586,7 +631,13 @@ impl Source {
             Some(session) => session.check_reply(bytes, &reply),
             None => auth::check_reply(self.config.key.as_ref(), bytes, trailer.mac()),
         };
-        let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits);
+        let judged = sample::judge_reply(self.config.kind, &reply, authentic, &sent, t4, limits)
+            // Only once it proved itself an answer: an implausible transmit time is the server's.
+            .and_then(|sample| {
+                plausible
+                    .then_some(sample)
+                    .ok_or(ReplyError::ImpossibleDelay)
+            });
         // The judge checks the origin before authentication: this NAK answers our request.
         if judged == Err(ReplyError::Unauthenticated(AuthError::NtsNak))
             && let Some(session) = &mut self.nts
@@ -595,6 +646,16 @@ impl Source {
         }
         if !judged.is_err_and(ReplyError::is_unmatched) {
             self.last_transmit = Some(reply.transmit_timestamp);
+            if kind.is_some() {
+                if judged.is_ok() {
+                    if matches!(kind, Some(ReplyKind::Interleaved(_))) {
+                        self.counters.interleaved += 1;
+                    }
+                    self.interleave.answered(current_t1, &current, current_t4);
+                } else {
+                    self.interleave.forget();
+                }
+            }
         }
         match judged {
             Err(error) if error.is_unmatched() => ReplyOutcome::Rejected(error),
@@ -921,4 +982,19 @@ pub fn sampling_separation(poll: PollInterval) -> Duration {
 /// 2^poll seconds as a [`Duration`] (at least 1/16 s).
 pub fn duration_of(poll: PollInterval) -> Duration {
     Duration::from_secs_f64(2f64.powi(i32::from(poll.get().max(-4))))
+}
+
+/// The receive timestamp of an interleaving request: a bijective mix of the random transmit
+/// cookie (SplitMix64's finalizer), so as unpredictable to an off-path attacker as the cookie
+/// itself, and never equal to it (RFC 9769 section 2: the server interleaves only when they
+/// differ).
+fn receive_cookie_of(cookie: NtpTimestamp) -> NtpTimestamp {
+    let mut x = cookie.to_bits() ^ 0x9e37_79b9_7f4a_7c15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    if x == cookie.to_bits() || x == 0 {
+        x = !cookie.to_bits() | 1;
+    }
+    NtpTimestamp::from_bits(x)
 }

@@ -404,6 +404,10 @@ pub struct SourceConfig {
     pub nts: bool,
     /// NTS only: a PEM file of the CA certificates to trust instead of the system's.
     pub ca_file: Option<PathBuf>,
+    /// Ask the server for interleaved mode (RFC 9769, chrony's `xleave`): its replies then carry
+    /// the kernel transmit time of the previous reply; a server without it answers as before.
+    #[serde(default)]
+    pub xleave: bool,
 }
 
 /// One `[[broadcast]]`: the server announces its time to `address` every 2^interval s (RFC 5905
@@ -459,6 +463,7 @@ impl SourceConfig {
                 min_samples: self.min_samples,
             },
             max_delay: self.maxdelay.map(NtpDuration::from_seconds_f64),
+            xleave: self.xleave,
             ..ntp_proto::SourceConfig::default()
         }
     }

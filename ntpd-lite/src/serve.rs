@@ -6,14 +6,17 @@
 //! other. The group only forms on a port nobody holds (see `bind_group`): a second daemon on the
 //! same port fails to bind rather than silently sharing the traffic.
 
+use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use ntp_proto::NtpTimestamp;
 use ntp_proto::auth::{KeyId, Keys};
+use ntp_proto::interleave::TransmitLog;
 use ntp_proto::server::{
     AccessList, ClientLog, Decision, DropReason, RateLimiter, Response, Server,
 };
@@ -59,6 +62,8 @@ pub fn start(
         if let Some(first) = sockets.first().filter(|_| !peers.is_empty()) {
             shared.add_peer_socket(address, first.try_clone()?.into());
         }
+        // One log for the group: a client's requests may reach any of its workers.
+        let transmits = Arc::new(Mutex::new(TransmitLog::default()));
         for (index, socket) in sockets.into_iter().enumerate() {
             let stats = Arc::new(ServerStats::default());
             shared.register_server_stats(Arc::clone(&stats));
@@ -66,6 +71,7 @@ pub fn start(
             shared.register_client_log(Arc::clone(&clients));
             let shared = Arc::clone(shared);
             let nts = nts.clone();
+            let transmits = Arc::clone(&transmits);
             let handle = std::thread::Builder::new()
                 .name(format!("ntp-serve-{index}"))
                 .spawn(move || {
@@ -74,6 +80,7 @@ pub fn start(
                         nts.as_deref(),
                         &shared,
                         (&stats, &clients),
+                        &transmits,
                         address,
                     );
                 })?;
@@ -143,6 +150,7 @@ fn worker(
     nts: Option<&CookieKeyStore>,
     shared: &Shared,
     (stats, clients): (&ServerStats, &Mutex<ClientLog>),
+    transmits: &Mutex<TransmitLog>,
     address: SocketAddr,
 ) {
     // Answer nothing until the daemon's privileges are settled, then keep no capability at all:
@@ -154,6 +162,7 @@ fn worker(
     let fd = socket.as_raw_fd();
     let mut received = RecvBatch::default();
     let mut outgoing = SendBatch::default();
+    let mut stamps = TxStamps::new(socket, address);
     // Each response, where to, and whether it answers a configured peer's poll.
     let mut pending: [Option<(Response, SocketAddr, bool)>; BATCH] = [None; BATCH];
     while !shared.stopping() {
@@ -198,7 +207,12 @@ fn worker(
                 server.decide_nts(datagram.bytes, datagram.from, &snapshot, receive, now, nts);
             clients.record(datagram.from.ip(), &decision, now);
             let (response, peer) = match decision {
-                Decision::Respond(response) => (Some(response), false),
+                Decision::Respond(mut response) => {
+                    if response.asks_interleaved() {
+                        response.interleave(&state::lock(transmits), datagram.from.ip());
+                    }
+                    (Some(response), false)
+                }
                 Decision::Drop(reason) => {
                     stats.count_drop(reason);
                     (None, false)
@@ -229,7 +243,15 @@ fn worker(
         let mut answered_peers = Vec::new();
         for (response, to, peer) in pending[..responses].iter_mut().filter_map(Option::take) {
             stats.count_response(&response);
-            outgoing.push(&response.finish(transmit), to);
+            match response.keeps_transmit().filter(|_| stamps.enabled) {
+                Some(receive) => {
+                    outgoing.push_stamped(&response.finish(transmit), to);
+                    stamps.expect(to.ip(), receive);
+                }
+                None => {
+                    outgoing.push(&response.finish(transmit), to);
+                }
+            }
             if peer {
                 answered_peers.push(to);
             }
@@ -238,9 +260,95 @@ fn worker(
         if let Some(error) = error {
             stats.count_send_error();
             warn!(%address, %error, "send failed");
+            stamps.reset(socket);
         }
+        stamps.collect(fd, shared, transmits);
         for to in answered_peers {
             hand_to_peer(shared, PeerEvent::Answered { to, transmit });
+        }
+    }
+}
+
+/// The replies whose kernel transmit timestamps a worker waits for, to keep them in the group's
+/// [`TransmitLog`] for interleaved mode. The kernel numbers a socket's timestamped datagrams from
+/// 0 in the order they are sent; after a failed send the numbering is restarted, since the
+/// refused datagram may or may not have taken a number.
+struct TxStamps {
+    enabled: bool,
+    next_id: u32,
+    /// (ID, client, receive timestamp of the reply), in the order sent.
+    pending: VecDeque<(u32, IpAddr, NtpTimestamp)>,
+}
+
+/// Most replies waiting for their timestamps; beyond, the oldest are forgotten.
+const MAX_PENDING_STAMPS: usize = 4 * BATCH;
+/// The longest a reply may take from its request's arrival to leaving: a later timestamp is not
+/// kept (chrony: MAX_TX_DELAY).
+const MAX_TX_DELAY: f64 = 1.0;
+
+impl TxStamps {
+    fn new(socket: &Socket, address: SocketAddr) -> Self {
+        let enabled = match net::enable_tx_timestamps(socket2::SockRef::from(socket), false) {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%address, %error, "no kernel transmit timestamps: no interleaved mode");
+                false
+            }
+        };
+        Self {
+            enabled,
+            next_id: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn expect(&mut self, client: IpAddr, receive: NtpTimestamp) {
+        if self.pending.len() == MAX_PENDING_STAMPS {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((self.next_id, client, receive));
+        self.next_id = self.next_id.wrapping_add(1);
+    }
+
+    /// Restarts the kernel's numbering (turning the option off and on resets it).
+    fn reset(&mut self, socket: &Socket) {
+        if !self.enabled {
+            return;
+        }
+        net::read_tx_timestamps(socket.as_raw_fd(), |_, _| {});
+        let _ = net::disable_tx_timestamps(socket2::SockRef::from(socket));
+        self.enabled = net::enable_tx_timestamps(socket2::SockRef::from(socket), false).is_ok();
+        self.next_id = 0;
+        self.pending.clear();
+    }
+
+    /// Takes the timestamps the kernel has for the last batch into `log`.
+    fn collect(&mut self, fd: std::os::fd::RawFd, shared: &Shared, log: &Mutex<TransmitLog>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        net::read_tx_timestamps(fd, |id, sent| found.push((id, sent)));
+        if found.is_empty() {
+            return;
+        }
+        let mut log = state::lock(log);
+        for (id, sent) in found {
+            // IDs increase: the replies before this one will get no timestamp.
+            while let Some(&(expected, client, receive)) = self.pending.front() {
+                if id.wrapping_sub(expected) > u32::MAX / 2 {
+                    break; // an ID we no longer wait for
+                }
+                self.pending.pop_front();
+                if expected == id {
+                    let transmit = shared.clock.at(sent);
+                    let delay = (transmit - receive).to_seconds_f64();
+                    if (0.0..MAX_TX_DELAY).contains(&delay) {
+                        log.record(client, receive, transmit);
+                    }
+                    break;
+                }
+            }
         }
     }
 }

@@ -424,6 +424,9 @@ pub struct SourceStatus {
     /// Duplicate, stray or malformed datagrams, never used.
     #[serde(default)]
     pub ignored: u64,
+    /// Of the accepted, interleaved replies (`xleave`): the server's precise transmit times.
+    #[serde(default)]
+    pub interleaved: u64,
     /// The ID of the symmetric key that authenticates it, if any.
     #[serde(default)]
     pub key: Option<u32>,

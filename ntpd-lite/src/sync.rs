@@ -797,6 +797,7 @@ fn status_row(report: &SourceReport) -> SourceStatus {
         accepted: report.counters.accepted,
         rejected: report.counters.rejected,
         ignored: report.counters.ignored,
+        interleaved: report.counters.interleaved,
         key: report.key.map(|k| k.0),
         offline: !report.online,
         reason: match report.state {
@@ -851,9 +852,11 @@ async fn lookup(name: &str) -> std::io::Result<Vec<SocketAddr>> {
     Ok(found)
 }
 
-/// One request and its replies: a fresh socket with a random port, T1 read just before the send,
-/// T4 from the kernel receive timestamp. Every datagram that arrives within `transmit.wait` is
-/// handed on (duplicates included: the core discards them); then the socket closes.
+/// One request and its replies: a fresh socket with a random port; T1 is the kernel's transmit
+/// timestamp of the request (read from the error queue when the first reply arrives), or
+/// the clock read just before the send if the kernel gives none; T4 is the kernel receive
+/// timestamp. Every datagram that arrives within `transmit.wait` is handed on (duplicates
+/// included: the core discards them); then the socket closes.
 async fn exchange(
     transmit: &Transmit,
     shared: &Shared,
@@ -869,10 +872,13 @@ async fn exchange(
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(transmit.address).await?;
     net::enable_timestamps(&socket)?;
+    // Best effort: without it T1 is read in user space.
+    let kernel_tx = net::enable_tx_timestamps(socket2::SockRef::from(&socket), true).is_ok();
     let local = socket.local_addr()?.ip();
     let deadline = tokio::time::Instant::now() + transmit.wait;
-    let t1 = shared.clock.now();
+    let mut t1 = shared.clock.now();
     socket.send(&transmit.bytes).await?;
+    let mut t1_from_kernel = false;
     let mut buffer = [0u8; 1024];
     loop {
         let received = tokio::time::timeout_at(
@@ -886,6 +892,12 @@ async fn exchange(
             return Ok(());
         };
         let (len, kernel_time) = received?;
+        if kernel_tx && !t1_from_kernel {
+            net::read_tx_timestamps(socket.as_raw_fd(), |_, sent| {
+                t1 = shared.clock.at(sent);
+                t1_from_kernel = true;
+            });
+        }
         let t4 = kernel_time.map_or_else(|| shared.clock.now(), |t| shared.clock.at(t));
         let arrival = Arrival {
             source: transmit.source,

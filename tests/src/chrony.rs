@@ -311,6 +311,18 @@ impl ChronydClient {
             .unwrap_or_default()
     }
 
+    /// `chronyc ntpdata` (the last exchange with each source: its mode, "Interleaved", the
+    /// timestamping of both ends, ...); empty while chronyd is not answering.
+    pub fn ntpdata(&self) -> String {
+        Command::new("chronyc")
+            .arg("-h")
+            .arg(self.socket())
+            .args(["-n", "ntpdata"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     /// `chronyc -c sources`, parsed; empty while chronyd is not answering yet.
     pub fn sources(&self) -> Vec<ChronySource> {
         let Ok(output) = Command::new("chronyc")

@@ -32,6 +32,8 @@ pub struct Node {
     pub leap: String,
     /// Symmetric peers (`[[peer]]`), polled in the same range as the sources.
     pub peers: Vec<SocketAddr>,
+    /// Extra lines for every `[[source]]` (e.g. `xleave = true`).
+    pub source_options: String,
 }
 
 impl Node {
@@ -49,6 +51,7 @@ impl Node {
             sync: String::new(),
             leap: String::new(),
             peers: Vec::new(),
+            source_options: String::new(),
         }
     }
 
@@ -82,6 +85,13 @@ impl Node {
         self
     }
 
+    /// Adds lines to every `[[source]]` table, e.g. `xleave = true`.
+    pub fn source_options(mut self, lines: &str) -> Self {
+        self.source_options.push_str(lines);
+        self.source_options.push('\n');
+        self
+    }
+
     /// Adds lines to the `[sync]` table, e.g. `holdover = 3.0`.
     pub fn sync(mut self, lines: &str) -> Self {
         self.sync.push_str(lines);
@@ -107,8 +117,8 @@ impl Node {
         }
         for source in &self.sources {
             text.push_str(&format!(
-                "[[source]]\naddress = \"{source}\"\nminpoll = {}\nmaxpoll = {}\niburst = true\n\n",
-                self.poll.0, self.poll.1
+                "[[source]]\naddress = \"{source}\"\nminpoll = {}\nmaxpoll = {}\niburst = true\n{}\n",
+                self.poll.0, self.poll.1, self.source_options
             ));
         }
         for peer in &self.peers {

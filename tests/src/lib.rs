@@ -9,12 +9,15 @@
 //! - [`load`]: the request bookkeeping of the `ntp-load` load generator.
 //! - [`link`]: a link emulator (delay, jitter, loss, duplication, reordering) between a client
 //!   and a server, seeded so runs repeat.
+//! - [`kernel_time`]: kernel receive timestamps and timer slack for plain UDP sockets.
 //! - [`chrony`]: chronyd (always `-x`) as a server or as a client.
 //! - [`netns`]: network namespaces of the test's own, for tools that only use port 123.
 //! - [`nts`]: a blocking NTS-KE client, for crafted NTS packets and the load generator.
 //! - [`pki`]: a private CA and server certificates for NTS-KE, made by the test.
 //! - [`ntpsec`]: ntpsec's ntpd (unpacked from its .deb) as a server inside such a namespace.
 //! - [`scenario`], [`plot`]: lab scenarios from `config/lab/`, run and drawn (the `lab` binary).
+//! - [`side_by_side`]: ntpd-lite and chronyd synchronizing through equal emulated links, their
+//!   served time probed (`daemon-vs-chronyd link`).
 //! - [`sim`]: the simulator: the real client core and server in simulated time (`ntp-sim`).
 //! - [`tools`]: the rule for missing peers (a failure under CI), ntplib, free ports.
 
@@ -24,6 +27,7 @@ pub mod client;
 pub mod daemon;
 pub mod dns;
 pub mod fake_server;
+pub mod kernel_time;
 pub mod lab;
 pub mod link;
 pub mod load;
@@ -33,6 +37,7 @@ pub mod nts;
 pub mod pki;
 pub mod plot;
 pub mod scenario;
+pub mod side_by_side;
 pub mod sim;
 pub mod tools;
 

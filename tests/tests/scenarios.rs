@@ -2,13 +2,11 @@
 //! the link emulator where the scenario has links), each with a real assertion and its figures
 //! printed. `cargo run -p ntp-lite-tests --bin lab -- config/lab/<file>` draws the same runs.
 //!
-//! Paths through the link emulator carry up to about a millisecond of asymmetry of their own
-//! (tokio's timers round each hop's delay up to the next millisecond), which NTP, like any
-//! exchange, cannot tell from true asymmetry: scenarios with links allow 2 ms where direct
-//! loopback paths are held to 1 ms.
+//! The link emulator sends each datagram within a few microseconds of its deadline (see
+//! `ntp_lite_tests::link`), so paths through it are held to 1 ms, as direct loopback paths are.
 
 /// Accuracy bound on paths through the link emulator (see the module doc).
-const LINK_BOUND: f64 = 0.002;
+const LINK_BOUND: f64 = 0.001;
 
 use ntp_lite_tests::scenario::{self, RunResult, Scenario};
 

@@ -5,6 +5,9 @@
 //! half of the run beside the goal: under 50 us RMS and 250 us max over the last 5 of 10 minutes.
 //!
 //! `cargo run --release -p ntp-lite-tests --bin daemon-vs-chronyd -- [SECONDS] [DRIFT_PPM]`
+//!
+//! `... -- link [SECONDS] [SEEDS] [SCENARIOS] [basic|xleave]` runs the two side by side instead:
+//! see `ntp_lite_tests::side_by_side`.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,9 @@ use ntp_lite_tests::lab::{Node, clock_error};
 use ntp_lite_tests::sim::measure::spread;
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("link") {
+        return ntp_lite_tests::side_by_side::main(&std::env::args().skip(2).collect::<Vec<_>>());
+    }
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(600.0);
     let drift: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20.0);

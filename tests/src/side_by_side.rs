@@ -1,0 +1,267 @@
+//! ntpd-lite and chronyd side by side, each synchronizing through its own link emulator of the
+//! same settings and seed to one server that serves true time (ntpd-lite with a monitor clock:
+//! the system clock, kernel receive timestamps, interleaved mode), both at polls of 0.25-1 s
+//! (chrony's `minpoll -2 maxpoll 0`), with or without `xleave` on both. chronyd runs with `-x`:
+//! it never touches this machine's clock, but tracks its offset and frequency and serves the
+//! time it believes; ntpd-lite runs a virtual clock on the system clock, so both start right.
+//!
+//! Twice a second a probe asks each client for its time, and the server too, directly on
+//! loopback (three queries each, the one with the least delay kept; T1 read just before the
+//! send, T4 the kernel's receive timestamp). A client's error is its probed offset minus the
+//! server's, which cancels the probe's own bias. Printed: the RMS and maximum error of each over
+//! the second half of the run, per scenario and seed, and per scenario the mean RMS and the
+//! median of the per-seed ratios.
+//!
+//! `daemon-vs-chronyd link [SECONDS=60] [SEEDS=1,2,3,4] [SCENARIOS=direct,clean,jitter,lossy]
+//! [xleave|basic]`
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use ntp_proto::packet::{Packet, PollInterval, Version};
+use ntp_proto::{NtpDuration, NtpTimestamp};
+
+use crate::chrony::{Chronyd, ChronydClient};
+use crate::daemon::Daemon;
+use crate::kernel_time::{enable_rx_timestamps, recv_timestamped, wait_readable};
+use crate::lab::Node;
+use crate::link::{Impairment, Link, LinkConfig};
+use crate::sim::measure::spread;
+use crate::tools::free_udp_port;
+
+/// A named link setting (the same both ways), or none (straight to the server).
+fn scenario(name: &str) -> Option<Option<Impairment>> {
+    let ms = Duration::from_micros;
+    match name {
+        "direct" => Some(None),
+        "clean" => Some(Some(Impairment::delay(ms(500)))),
+        "jitter" => Some(Some(Impairment::delay(ms(5000)).with_jitter(ms(1000)))),
+        "lossy" => Some(Some(
+            Impairment::delay(ms(2000))
+                .with_jitter(ms(500))
+                .with_loss(0.33)
+                .with_duplicate(0.05),
+        )),
+        _ => None,
+    }
+}
+
+/// One run's errors, seconds.
+#[derive(Clone, Copy, Debug)]
+struct Errors {
+    ours: crate::sim::measure::Spread,
+    chrony: crate::sim::measure::Spread,
+}
+
+/// Runs the comparison; see the module doc for the arguments.
+pub fn main(args: &[String]) -> ExitCode {
+    let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(60.0);
+    let seeds: Vec<u64> = args
+        .get(1)
+        .map_or("1,2,3,4", String::as_str)
+        .split(',')
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let scenarios: Vec<&str> = args
+        .get(2)
+        .map_or("direct,clean,jitter,lossy", String::as_str)
+        .split(',')
+        .collect();
+    let xleave = args.get(3).is_none_or(|m| m == "xleave");
+    if let Some(bad) = scenarios.iter().find(|s| scenario(s).is_none()) {
+        eprintln!(
+            "daemon-vs-chronyd link: unknown scenario {bad:?} (direct, clean, jitter, lossy)"
+        );
+        return ExitCode::from(2);
+    }
+    if !Chronyd::installed() {
+        eprintln!("daemon-vs-chronyd: chronyd is not installed (apt-get install chrony)");
+        return ExitCode::from(2);
+    }
+    let (_server, server) = true_time_server();
+    println!(
+        "ntpd-lite vs chronyd -x, side by side, polls 0.25-1 s, {} mode, {seconds:.0} s a run, \
+         error over the last {:.0} s (us, probed; RMS / max)",
+        if xleave { "xleave" } else { "basic" },
+        seconds / 2.0
+    );
+    println!("scenario  seed   ntpd-lite RMS / max     chronyd RMS / max    ratio");
+    let mut summary = Vec::new();
+    for name in &scenarios {
+        let impairment = scenario(name).flatten();
+        let mut runs = Vec::new();
+        for &seed in &seeds {
+            let errors = run(server, impairment, seed, seconds, xleave);
+            println!(
+                "{name:<8} {seed:>5}   {:>8.1} / {:>7.1}    {:>8.1} / {:>7.1}   {:>5.2}x",
+                errors.ours.rms * 1e6,
+                errors.ours.max * 1e6,
+                errors.chrony.rms * 1e6,
+                errors.chrony.max * 1e6,
+                errors.ours.rms / errors.chrony.rms
+            );
+            runs.push(errors);
+        }
+        summary.push((*name, runs));
+    }
+    println!(
+        "\nscenario  mean RMS ntpd-lite  mean RMS chronyd  median ratio  (over {} seeds)",
+        seeds.len()
+    );
+    for (name, runs) in &summary {
+        let mean = |f: fn(&Errors) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
+        let mut ratios: Vec<f64> = runs.iter().map(|e| e.ours.rms / e.chrony.rms).collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = if ratios.len() % 2 == 1 {
+            ratios[ratios.len() / 2]
+        } else {
+            (ratios[ratios.len() / 2 - 1] + ratios[ratios.len() / 2]) / 2.0
+        };
+        println!(
+            "{name:<8}  {:>14.1} us  {:>13.1} us  {:>10.2}x",
+            mean(|e| e.ours.rms) * 1e6,
+            mean(|e| e.chrony.rms) * 1e6,
+            median
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// ntpd-lite as a stratum-1 server of the system clock (monitor mode: it adjusts nothing).
+fn true_time_server() -> (Daemon, SocketAddr) {
+    let port = free_udp_port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         [local]\nstratum = 1\nrefid = \"LOCL\"\n[clock]\nmode = \"monitor\"\n\
+         [control]\nsocket = \"{{dir}}/control.sock\"\n"
+    );
+    let mut daemon = Daemon::start("true-time", &config);
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    daemon.wait_serving(address);
+    (daemon, address)
+}
+
+/// One side-by-side run.
+fn run(
+    server: SocketAddr,
+    impairment: Option<Impairment>,
+    seed: u64,
+    seconds: f64,
+    xleave: bool,
+) -> Errors {
+    let links: Vec<Link> = impairment
+        .map(|imp| {
+            (0..2)
+                .map(|_| {
+                    Link::spawn(
+                        "127.0.0.1:0".parse().expect("address"),
+                        server,
+                        LinkConfig::symmetric(imp, seed),
+                    )
+                    .expect("link")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let upstream = |i: usize| links.get(i).map_or(server, Link::local_addr);
+    let mut node = Node::new("side-ntpd", 71).sources(&[upstream(0)]);
+    if xleave {
+        node = node.source_options("xleave = true");
+    }
+    let ours_address = node.address;
+    let ours = node.start();
+    let chrony_port = free_udp_port();
+    let chronyd = ChronydClient::start(&format!(
+        "server {} port {} {}minpoll -2 maxpoll 0\nport {chrony_port}\nbindaddress 127.0.0.72\n\
+         allow 127.0.0.0/8\n",
+        upstream(1).ip(),
+        upstream(1).port(),
+        if xleave { "xleave " } else { "" },
+    ))
+    .expect("chronyd");
+    let chrony: SocketAddr = format!("127.0.0.72:{chrony_port}")
+        .parse()
+        .expect("address");
+    let probe = Probe::new();
+    let start = Instant::now();
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    while start.elapsed().as_secs_f64() < seconds {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(reference) = probe.offset(server) else {
+            continue;
+        };
+        if start.elapsed().as_secs_f64() < seconds / 2.0 {
+            continue;
+        }
+        if let Some(o) = probe.offset(ours_address) {
+            mine.push(o - reference);
+        }
+        if let Some(o) = probe.offset(chrony) {
+            theirs.push(o - reference);
+        }
+    }
+    drop(chronyd);
+    drop(ours);
+    Errors {
+        ours: spread(&mine),
+        chrony: spread(&theirs),
+    }
+}
+
+/// A query socket with kernel receive timestamps.
+struct Probe {
+    socket: UdpSocket,
+}
+
+impl Probe {
+    fn new() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_nonblocking(true).expect("nonblocking");
+        enable_rx_timestamps(&socket).expect("timestamps");
+        Self { socket }
+    }
+
+    /// The server's offset from the system clock, seconds: of three queries, the one with the
+    /// least delay; `None` if none was answered.
+    fn offset(&self, server: SocketAddr) -> Option<f64> {
+        (0..3)
+            .filter_map(|_| self.query(server))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(offset, _)| offset)
+    }
+
+    /// One query: (offset, delay), seconds.
+    fn query(&self, server: SocketAddr) -> Option<(f64, f64)> {
+        let cookie = NtpTimestamp::from_bits(rand::random());
+        let request = Packet::client_request(Version::V4, PollInterval::new(0), cookie);
+        let mut buf = [0u8; 128];
+        while recv_timestamped(&self.socket, &mut buf).is_ok() {} // stale replies
+        let t1 = NtpTimestamp::from_system_time(SystemTime::now());
+        self.socket.send_to(&request.serialize(), server).ok()?;
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let mut fds = [libc::pollfd {
+                fd: self.socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            wait_readable(&mut fds, Some(left)).ok()?;
+            while let Ok(got) = recv_timestamped(&self.socket, &mut buf) {
+                let Ok((reply, _)) = Packet::parse(&buf[..got.len]) else {
+                    continue;
+                };
+                if got.from != server || reply.origin_timestamp != cookie {
+                    continue;
+                }
+                let t4 = NtpTimestamp::from_system_time(got.at);
+                let (t2, t3) = (reply.receive_timestamp, reply.transmit_timestamp);
+                let offset: NtpDuration = (t2 - t1).midpoint(t3 - t4);
+                let delay = (t4 - t1) - (t3 - t2);
+                return Some((offset.to_seconds_f64(), delay.to_seconds_f64()));
+            }
+        }
+    }
+}
