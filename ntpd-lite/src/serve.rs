@@ -184,6 +184,8 @@ fn worker(
                 continue;
             }
         };
+        // Timestamps a NIC reported after the last batch was sent: before this batch asks for them.
+        stamps.collect(fd, shared, transmits);
         let snapshot = shared.snapshot();
         // The policy in force for this batch: a reload replaces it whole.
         let Some(server) = shared.server() else {

@@ -10,7 +10,7 @@
 //!
 //! - Clients send to [`Link::local_addr`] (a port on 127.0.0.1 chosen by the kernel). Each client
 //!   address gets its own upstream socket, so the server sees one source port per client and each
-//!   reply goes back to the client that caused it.
+//!   reply goes back to the client that caused it; the socket closes after 10 s without traffic.
 //! - Each direction has an [`Impairment`], applied in the style of netem: a datagram is first lost
 //!   with probability `loss`; otherwise it is sent after `delay` plus an exponentially distributed
 //!   jitter with mean `jitter`; with probability `reorder` it is held back `reorder_delay` longer, so
