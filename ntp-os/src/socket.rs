@@ -4,6 +4,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +71,56 @@ pub fn rx_timestamp(header: &libc::msghdr) -> Option<SystemTime> {
         }
     }
     None
+}
+
+/// Receives one datagram from a non-blocking socket with its sender and kernel receive
+/// timestamp. Returns the length (cut to the buffer), the sender and the timestamp (if the kernel
+/// gave one).
+pub fn recv_from_timestamped(
+    fd: RawFd,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+    let mut control = [0u64; CMSG_WORDS];
+    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut iovec = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    // SAFETY: as above; the pointers set below outlive the call.
+    let mut header: libc::msghdr = unsafe { zeroed() };
+    header.msg_name = (&raw mut storage).cast();
+    header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    header.msg_iov = &raw mut iovec;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = CMSG_WORDS * 8;
+    // SAFETY: `header` points at `storage`, `iovec` and `control`, all valid for the call.
+    let n = unsafe { libc::recvmsg(fd, &raw mut header, libc::MSG_DONTWAIT) };
+    let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    let from = socket_addr(&storage)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown address family"))?;
+    Ok((len.min(buffer.len()), from, rx_timestamp(&header)))
+}
+
+/// The address in `storage`, as recvmsg or recvmmsg filled it; `None` for another family.
+pub fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in, which it is large enough for.
+            let sin: &libc::sockaddr_in = unsafe { &*(&raw const *storage).cast() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6, which it is large enough for.
+            let sin6: &libc::sockaddr_in6 = unsafe { &*(&raw const *storage).cast() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id).into())
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, SystemTime};
 
-pub use ntp_os::socket::{CMSG_WORDS, enable_timestamps, recv_timestamped, rx_timestamp};
+pub use ntp_os::socket::{
+    CMSG_WORDS, enable_timestamps, recv_timestamped, rx_timestamp, socket_addr,
+};
 use ntp_proto::auth::{MAX_SEALED_LEN, Sealed};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -145,33 +147,6 @@ impl RecvBatch {
             received: rx_timestamp(&header.msg_hdr),
             truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         })
-    }
-}
-
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in, which it is large enough for.
-            let sin: &libc::sockaddr_in = unsafe { &*(&raw const *storage).cast() };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6, which it is large enough for.
-            let sin6: &libc::sockaddr_in6 = unsafe { &*(&raw const *storage).cast() };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            let port = u16::from_be(sin6.sin6_port);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                port,
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
     }
 }
 
