@@ -30,7 +30,14 @@ fn the_core_matches_or_beats_chronyd_at_the_polls_users_run() {
             assert!(row.max_us <= within, "slower to 1 ms than chronyd: {row:?}");
             continue;
         }
-        // The goal is chronyd's median or better: rows a-d' meet it with margin (0.62-0.77x);
+        if row.chronyd_rms_us.is_nan() {
+            // The emulator's links (chronyd's anchor is the side-by-side run through them): the
+            // window beyond 64 samples took these from 62 and 27 us (6 seeds) to 16 and 12 us.
+            let bound = if row.case == "j" { 30.0 } else { 20.0 };
+            assert!(row.rms_us <= bound, "RMS {:.1} us: {row:?}", row.rms_us);
+            continue;
+        }
+        // The goal is chronyd's median or better: rows a-d' meet it with margin (0.27-0.77x);
         // without wander (x1 0.80x, x4 0.98x) the seeds spread widely, so allow 10% there.
         let bound = if row.case.starts_with('x') { 1.1 } else { 0.9 };
         assert!(

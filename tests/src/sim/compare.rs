@@ -4,6 +4,10 @@
 //! 6..10; 24 hours; the error sampled once a second over the last 12 hours, RMS about zero.
 //! chronyd's figures are the medians over 10 seeds of chronyd 4.3 run by clknetsim under exactly
 //! these conditions.
+//!
+//! Rows j and l mirror the link emulator's `jitter` and `lossy` settings at polls of 0.25-1 s on a
+//! steady clock, for 10 minutes: chronyd has no published figure there (NaN); its anchor is the
+//! side-by-side run through the emulator (`daemon-vs-chronyd link`).
 
 use ntp_proto::{PollInterval, SourceConfig};
 use serde::Serialize;
@@ -88,6 +92,26 @@ pub fn cases() -> Vec<Case> {
             wander: 0.0,
             sources: 4,
             ..case("x4", "4 sources, no wander", (2.0, f64::NAN))
+        },
+        Case {
+            polls: (-2, 0),
+            freq_ppm: 0.0,
+            wander: 0.0,
+            link: Link::symmetric(OneWay::exponential(5e-3, 1e-3)),
+            duration: 600.0,
+            ..case("j", "emulator's jitter, polls -2..0", (f64::NAN, f64::NAN))
+        },
+        Case {
+            polls: (-2, 0),
+            freq_ppm: 0.0,
+            wander: 0.0,
+            link: Link::symmetric(OneWay {
+                loss: 0.33,
+                duplicate: 0.05,
+                ..OneWay::exponential(2e-3, 0.5e-3)
+            }),
+            duration: 600.0,
+            ..case("l", "emulator's lossy, polls -2..0", (f64::NAN, f64::NAN))
         },
         Case {
             duration: 600.0,
