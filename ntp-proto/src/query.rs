@@ -28,6 +28,9 @@ use crate::time::{NtpDuration, NtpTimestamp};
 /// Poll exponent a one-shot request advertises: 2^6 s, RFC 5905's MINPOLL default, so that a
 /// server's rate limiting sees an ordinary client.
 pub const REQUEST_POLL: PollInterval = PollInterval::new(6);
+/// How much later than the clock read before the send a kernel transmit timestamp may be
+/// (chrony's MAX_TX_DELAY): a later one is not this request's.
+const TX_STAMP_WINDOW: NtpDuration = NtpDuration::from_seconds(1);
 
 /// How one address is queried.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -131,6 +134,8 @@ pub struct ExchangeRecord {
     pub sent: SentRequest,
     /// The valid reply, or why there was none.
     pub result: Result<Reply, QueryError>,
+    /// T1 is the kernel's transmit timestamp, not the clock read before the send.
+    pub kernel_t1: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -144,6 +149,7 @@ enum State {
         sent: SentRequest,
         deadline: Instant,
         ignored: Option<IgnoredReply>,
+        kernel_t1: bool,
     },
 }
 
@@ -210,9 +216,26 @@ impl AddressQuery {
                 sent: SentRequest { cookie, t1 },
                 deadline: now + self.config.timeout,
                 ignored: None,
+                kernel_t1: false,
             };
             self.sent += 1;
             self.next_send = now + self.config.gap;
+        }
+    }
+
+    /// The kernel says the request in flight left at local time `t1` (its software transmit
+    /// timestamp): T1 without the time between reading the clock and the datagram leaving. Taken
+    /// only before the reply is judged, and only if it is no earlier than the T1 read before the
+    /// send (a stamp of another datagram, or a confused kernel, changes nothing).
+    pub fn on_transmit_timestamp(&mut self, t1: NtpTimestamp) {
+        if let State::InFlight {
+            sent, kernel_t1, ..
+        } = &mut self.state
+            && !*kernel_t1
+            && (NtpDuration::ZERO..TX_STAMP_WINDOW).contains(&(t1 - sent.t1))
+        {
+            sent.t1 = t1;
+            *kernel_t1 = true;
         }
     }
 
@@ -242,6 +265,7 @@ impl AddressQuery {
             sent,
             deadline,
             ignored,
+            ..
         } = self.state
         else {
             return;
@@ -300,7 +324,18 @@ impl AddressQuery {
     }
 
     fn end_exchange(&mut self, sent: SentRequest, result: Result<Reply, QueryError>) {
-        self.exchanges.push(ExchangeRecord { sent, result });
+        let kernel_t1 = matches!(
+            self.state,
+            State::InFlight {
+                kernel_t1: true,
+                ..
+            }
+        );
+        self.exchanges.push(ExchangeRecord {
+            sent,
+            result,
+            kernel_t1,
+        });
         self.state = State::Idle;
     }
 }
@@ -527,6 +562,35 @@ mod tests {
         let report = q.finish();
         let best = report.best().expect("the authenticated reply");
         assert!((best.sample.offset.to_seconds_f64() - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_kernel_transmit_timestamp_replaces_t1_only_while_the_request_is_in_flight() {
+        let now = Instant::now();
+        let mut q = AddressQuery::new(config(3), now);
+        // The clock read 0 ms before the send; the kernel stamped the datagram at 2 ms. The
+        // server, 100 ms ahead, answers after 5 ms each way from the real departure.
+        let request = send(&mut q, now, 1, 0);
+        q.on_transmit_timestamp(at_ms(2));
+        q.handle_reply(&answer(&request, 2, 5, 100), at_ms(12));
+        // A stamp earlier than the clock read, or seconds later, is not this request's.
+        let later = now + Duration::from_secs(1);
+        let request = send(&mut q, later, 2, 1000);
+        q.on_transmit_timestamp(at_ms(999));
+        q.on_transmit_timestamp(at_ms(3000));
+        q.handle_reply(&answer(&request, 1000, 5, 100), at_ms(1010));
+        // After the reply, a stamp changes nothing.
+        q.on_transmit_timestamp(at_ms(1001));
+        let report = q.finish();
+        let kernel: Vec<bool> = report.exchanges.iter().map(|x| x.kernel_t1).collect();
+        assert_eq!(kernel, [true, false]);
+        let replies: Vec<&Reply> = report.valid().collect();
+        assert_eq!(replies[0].t1, at_ms(2));
+        assert_eq!(
+            replies[0].sample.offset,
+            NtpDuration::from_nanos(100_000_000)
+        );
+        assert_eq!(replies[1].t1, at_ms(1000));
     }
 
     #[test]

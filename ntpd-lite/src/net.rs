@@ -9,7 +9,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, SystemTime};
 
 pub use ntp_os::socket::{
-    CMSG_WORDS, enable_timestamps, recv_timestamped, rx_timestamp, socket_addr,
+    CMSG_WORDS, disable_tx_timestamps, enable_timestamps, enable_tx_timestamps, read_tx_timestamps,
+    recv_timestamped, rx_timestamp, socket_addr,
 };
 use ntp_proto::auth::{MAX_SEALED_LEN, Sealed};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -18,16 +19,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub const BATCH: usize = 64;
 /// Receive buffer per datagram; longer datagrams are flagged truncated and dropped.
 pub const MAX_DATAGRAM: usize = 2048;
-/// Control-message space for one error-queue message: SCM_TIMESTAMPING and the extended error.
-const ERRQUEUE_CMSG_WORDS: usize = 32;
-/// `ee_info` of a timestamp taken when the datagram left for the device (linux/errqueue.h).
-const SCM_TSTAMP_SND: u32 = 0;
-/// Reporting flags for transmit timestamps: software timestamps, each with the ID of its datagram
-/// (the kernel counts the timestamped datagrams of a socket from 0), without the datagram itself.
-const TX_REPORTING: libc::c_uint = libc::SOF_TIMESTAMPING_SOFTWARE
-    | libc::SOF_TIMESTAMPING_OPT_ID
-    | libc::SOF_TIMESTAMPING_OPT_TSONLY;
-
 /// A UDP socket for serving: kernel receive timestamps on, a large receive buffer, and a read
 /// timeout so that blocking workers notice shutdown. `v6_only` keeps an IPv6 socket off IPv4.
 pub fn bind_server_socket(
@@ -310,113 +301,6 @@ pub fn route_source(peer: SocketAddr) -> io::Result<std::net::IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// Turns on kernel software transmit timestamps: for every datagram sent if `every_datagram`,
-/// else only for those sent with [`SendBatch::push_stamped`]. They are read with
-/// [`read_tx_timestamps`].
-pub fn enable_tx_timestamps(socket: socket2::SockRef<'_>, every_datagram: bool) -> io::Result<()> {
-    let flags = if every_datagram {
-        TX_REPORTING | libc::SOF_TIMESTAMPING_TX_SOFTWARE
-    } else {
-        TX_REPORTING
-    };
-    // OPT_RX_FILTER (Linux 6.12) keeps the software reporting flag from adding a second receive
-    // timestamp to every datagram received (SO_TIMESTAMPNS already gives one); older kernels
-    // refuse the flag, and then do without it.
-    set_timestamping(&socket, flags | libc::SOF_TIMESTAMPING_OPT_RX_FILTER)
-        .or_else(|_| set_timestamping(&socket, flags))
-}
-
-fn set_timestamping(socket: &socket2::SockRef<'_>, flags: libc::c_uint) -> io::Result<()> {
-    // SAFETY: a valid socket fd, a pointer to an unsigned int and its size, as setsockopt(2) and
-    // the kernel's timestamping documentation require.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPING,
-            (&raw const flags).cast(),
-            size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// Turns transmit timestamps off (turning them on again restarts the datagram IDs at 0).
-pub fn disable_tx_timestamps(socket: socket2::SockRef<'_>) -> io::Result<()> {
-    set_timestamping(&socket, 0)
-}
-
-/// Takes every transmit timestamp waiting on the error queue of `fd` (without blocking) and
-/// hands each to `found` with its datagram's ID (see [`enable_tx_timestamps`]). Returns how many.
-pub fn read_tx_timestamps(fd: RawFd, mut found: impl FnMut(u32, SystemTime)) -> usize {
-    let mut count = 0;
-    loop {
-        let mut control = [0u64; ERRQUEUE_CMSG_WORDS];
-        let mut data = [0u8; 64];
-        let mut iovec = libc::iovec {
-            iov_base: data.as_mut_ptr().cast(),
-            iov_len: data.len(),
-        };
-        // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
-        let mut header: libc::msghdr = unsafe { zeroed() };
-        header.msg_iov = &raw mut iovec;
-        header.msg_iovlen = 1;
-        header.msg_control = control.as_mut_ptr().cast();
-        header.msg_controllen = ERRQUEUE_CMSG_WORDS * 8;
-        // SAFETY: `header` points at `iovec` and `control`, both valid for the call.
-        let n =
-            unsafe { libc::recvmsg(fd, &raw mut header, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return count;
-        }
-        if let Some((id, at)) = tx_timestamp(&header) {
-            found(id, at);
-            count += 1;
-        }
-    }
-}
-
-/// The software transmit timestamp and datagram ID in an error-queue message, if it is one.
-fn tx_timestamp(header: &libc::msghdr) -> Option<(u32, SystemTime)> {
-    let mut time = None;
-    let mut id = None;
-    // SAFETY: `header` was filled by recvmsg; the walk stays within msg_controllen; payloads are
-    // read unaligned as the types the kernel documents for them (scm_timestamping: three
-    // timespecs, software first; sock_extended_err).
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(header);
-        while !cmsg.is_null() {
-            let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
-            if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPING {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                let since_epoch = Duration::new(
-                    u64::try_from(ts.tv_sec).ok()?,
-                    u32::try_from(ts.tv_nsec).ok()?,
-                );
-                time = Some(SystemTime::UNIX_EPOCH + since_epoch);
-            } else if (level == libc::SOL_IP && kind == libc::IP_RECVERR)
-                || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR)
-            {
-                let error: libc::sock_extended_err =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                let sent = error.ee_info == SCM_TSTAMP_SND;
-                if error.ee_errno == libc::ENOMSG as u32
-                    && error.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING
-                    && sent
-                {
-                    id = Some(error.ee_data);
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(header, cmsg);
-        }
-    }
-    Some((id?, time.filter(|t| *t > SystemTime::UNIX_EPOCH)?))
-}
-
 /// The index of the network interface `name`.
 pub fn interface_index(name: &str) -> io::Result<u32> {
     let c_name = std::ffi::CString::new(name)
@@ -543,33 +427,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sent_datagram_has_a_kernel_transmit_timestamp_with_its_id() {
-        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        enable_tx_timestamps(socket2::SockRef::from(&socket), true).expect("timestamping");
-        let mut stamps = Vec::new();
-        for _ in 0..3 {
-            let before = SystemTime::now();
-            socket
-                .send_to(b"x", sink.local_addr().expect("address"))
-                .expect("send");
-            let after = SystemTime::now();
-            // A software timestamp is taken on the way to the device, within the send call on
-            // loopback.
-            read_tx_timestamps(socket.as_raw_fd(), |id, at| {
-                assert!(before <= at && at <= after);
-                stamps.push(id);
-            });
-        }
-        assert_eq!(stamps, [0, 1, 2]);
-    }
-
-    #[test]
     fn only_datagrams_pushed_stamped_are_timestamped_in_a_batch() {
         let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let to = sink.local_addr().expect("address");
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        enable_tx_timestamps(socket2::SockRef::from(&socket), false).expect("timestamping");
+        enable_tx_timestamps(&socket, false).expect("timestamping");
         let mut batch = SendBatch::default();
         let bytes = ntp_proto::auth::Seal::None.seal([0; 48]);
         for stamped in [false, true, false, true] {

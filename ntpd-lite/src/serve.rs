@@ -290,7 +290,7 @@ const MAX_TX_DELAY: f64 = 1.0;
 
 impl TxStamps {
     fn new(socket: &Socket, address: SocketAddr) -> Self {
-        let enabled = match net::enable_tx_timestamps(socket2::SockRef::from(socket), false) {
+        let enabled = match net::enable_tx_timestamps(socket, false) {
             Ok(()) => true,
             Err(error) => {
                 warn!(%address, %error, "no kernel transmit timestamps: no interleaved mode");
@@ -318,8 +318,8 @@ impl TxStamps {
             return;
         }
         net::read_tx_timestamps(socket.as_raw_fd(), |_, _| {});
-        let _ = net::disable_tx_timestamps(socket2::SockRef::from(socket));
-        self.enabled = net::enable_tx_timestamps(socket2::SockRef::from(socket), false).is_ok();
+        let _ = net::disable_tx_timestamps(socket);
+        self.enabled = net::enable_tx_timestamps(socket, false).is_ok();
         self.next_id = 0;
         self.pending.clear();
     }

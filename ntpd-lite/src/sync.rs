@@ -873,7 +873,7 @@ async fn exchange(
     socket.connect(transmit.address).await?;
     net::enable_timestamps(&socket)?;
     // Best effort: without it T1 is read in user space.
-    let kernel_tx = net::enable_tx_timestamps(socket2::SockRef::from(&socket), true).is_ok();
+    let kernel_tx = net::enable_tx_timestamps(&socket, true).is_ok();
     let local = socket.local_addr()?.ip();
     let deadline = tokio::time::Instant::now() + transmit.wait;
     let mut t1 = shared.clock.now();

@@ -190,8 +190,12 @@ fn step_all(queries: &mut [AddressQuery], sockets: &[Option<UdpSocket>]) -> Opti
 
 /// Reads every datagram waiting on `socket`, each stamped with T4: the kernel's receive time
 /// (SO_TIMESTAMPNS), so that the scheduling delay before this thread runs does not count; the
-/// clock read right after the read if the kernel gave none.
+/// clock read right after the read if the kernel gave none. First, the kernel's transmit
+/// timestamp of the request (SO_TIMESTAMPING, from the error queue) becomes its T1.
 fn drain(socket: &UdpSocket, query: &mut AddressQuery) {
+    ntp_os::socket::read_tx_timestamps(socket.as_raw_fd(), |_, sent| {
+        query.on_transmit_timestamp(NtpTimestamp::from_system_time(sent));
+    });
     let mut buf = [0u8; 2048];
     loop {
         match receive_timestamped(socket, &mut buf) {
@@ -270,6 +274,8 @@ fn connect(server: SocketAddr) -> io::Result<UdpSocket> {
     socket.connect(server)?;
     socket.set_nonblocking(true)?;
     ntp_os::socket::enable_timestamps(&socket)?;
+    // Best effort: without transmit timestamps, T1 is the clock read just before the send.
+    let _ = ntp_os::socket::enable_tx_timestamps(&socket, true);
     Ok(socket)
 }
 

@@ -341,6 +341,7 @@ fn exchanges_json(summary: &Summary, report: &AddressReport) -> Vec<Value> {
         .map(|x| match &x.result {
             Ok(r) => json!({
                 "sent": rfc3339_utc(summary, x.sent.t1),
+                "t1": if x.kernel_t1 { "kernel" } else { "user" },
                 "offset": secs(r.sample.offset),
                 "delay": secs(r.sample.delay),
                 "dispersion": secs(r.sample.dispersion),

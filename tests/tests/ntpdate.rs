@@ -615,6 +615,22 @@ fn verbose_prints_every_sample() {
 }
 
 #[test]
+fn t1_is_the_kernels_transmit_timestamp() {
+    // SO_TIMESTAMPING's software transmit timestamp, read from the error queue before the reply,
+    // replaces the clock read before the send (as the daemon's client does).
+    let server = FakeServer::v4(Behavior::Honest(NtpDuration::ZERO));
+    let (r, v) = run_json(&["-v", "-p", "3", "--gap", "0.05", &server.arg()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let exchanges = servers(&v)[0]["exchanges"].as_array().cloned();
+    let sources: Vec<&str> = exchanges
+        .iter()
+        .flatten()
+        .filter_map(|x| x["t1"].as_str())
+        .collect();
+    assert_eq!(sources, ["kernel"; 3], "{v}");
+}
+
+#[test]
 fn output_formats() {
     let server = FakeServer::v4(Behavior::Honest(NtpDuration::ZERO));
     let s = server.arg();
