@@ -12,7 +12,11 @@
 //! the second half of the run, per scenario and seed, and per scenario the mean RMS and the
 //! median of the per-seed ratios.
 //!
-//! `daemon-vs-chronyd link [SECONDS=60] [SEEDS=1,2,3,4] [SCENARIOS=direct,clean,jitter,lossy]
+//! Five minutes a run by default: chronyd keeps at most 64 samples (64 s at a 1 s poll), ntpd-lite
+//! as many as fit a line within 1024 s (`ntp_proto::stats::MAX_SPAN`), so a minute-long run
+//! measures the start-up, not the steady state users run in.
+//!
+//! `daemon-vs-chronyd link [SECONDS=300] [SEEDS=1,2,3,4] [SCENARIOS=direct,clean,jitter,lossy]
 //! [xleave|basic]`
 
 use std::net::{SocketAddr, UdpSocket};
@@ -48,16 +52,17 @@ fn scenario(name: &str) -> Option<Option<Impairment>> {
     }
 }
 
-/// One run's errors, seconds.
+/// One run's errors, seconds, and the requests each client sent.
 #[derive(Clone, Copy, Debug)]
 struct Errors {
     ours: crate::sim::measure::Spread,
     chrony: crate::sim::measure::Spread,
+    requests: (u64, u64),
 }
 
 /// Runs the comparison; see the module doc for the arguments.
 pub fn main(args: &[String]) -> ExitCode {
-    let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(60.0);
+    let seconds: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(300.0);
     let seeds: Vec<u64> = args
         .get(1)
         .map_or("1,2,3,4", String::as_str)
@@ -87,7 +92,9 @@ pub fn main(args: &[String]) -> ExitCode {
         if xleave { "xleave" } else { "basic" },
         seconds / 2.0
     );
-    println!("scenario  seed   ntpd-lite RMS / max     chronyd RMS / max    ratio");
+    println!(
+        "scenario  seed   ntpd-lite RMS / max     chronyd RMS / max    ratio   requests ntpd-lite / chronyd"
+    );
     let mut summary = Vec::new();
     for name in &scenarios {
         let impairment = scenario(name).flatten();
@@ -95,12 +102,14 @@ pub fn main(args: &[String]) -> ExitCode {
         for &seed in &seeds {
             let errors = run(server, impairment, seed, seconds, xleave);
             println!(
-                "{name:<8} {seed:>5}   {:>8.1} / {:>7.1}    {:>8.1} / {:>7.1}   {:>5.2}x",
+                "{name:<8} {seed:>5}   {:>8.1} / {:>7.1}    {:>8.1} / {:>7.1}   {:>5.2}x   {:>5} / {}",
                 errors.ours.rms * 1e6,
                 errors.ours.max * 1e6,
                 errors.chrony.rms * 1e6,
                 errors.chrony.max * 1e6,
-                errors.ours.rms / errors.chrony.rms
+                errors.ours.rms / errors.chrony.rms,
+                errors.requests.0,
+                errors.requests.1,
             );
             runs.push(errors);
         }
@@ -202,12 +211,30 @@ fn run(
             theirs.push(o - reference);
         }
     }
+    let requests = (
+        ours.try_status().map_or(0, |status| {
+            status["sources"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter_map(|s| s["sent"].as_u64()).sum())
+        }),
+        chrony_requests(&chronyd.ntpdata()),
+    );
     drop(chronyd);
     drop(ours);
     Errors {
         ours: spread(&mine),
         chrony: spread(&theirs),
+        requests,
     }
+}
+
+/// The requests chronyd sent, from `chronyc ntpdata` ("Total TX : N"); 0 if it did not say.
+fn chrony_requests(ntpdata: &str) -> u64 {
+    ntpdata
+        .lines()
+        .filter_map(|line| line.strip_prefix("Total TX"))
+        .filter_map(|rest| rest.trim_start_matches([' ', ':']).trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// A query socket with kernel receive timestamps.
