@@ -1,7 +1,9 @@
-//! UDP sockets with kernel timestamps: receive timestamps (SO_TIMESTAMPNS): turning them on,
-//! reading one datagram with its timestamp, and finding the timestamp in a received message's
-//! control data (the daemon's recvmmsg batches use that too); and software transmit timestamps
-//! (SO_TIMESTAMPING, read from the error queue) for T1 and T3.
+//! UDP sockets with kernel timestamps:
+//! - receive timestamps (SO_TIMESTAMPNS): turning them on, reading one datagram with its
+//!   timestamp, and finding the timestamp in a received message's control data (the daemon's
+//!   recvmmsg batches use that too);
+//! - software transmit timestamps (SO_TIMESTAMPING, read from the error queue): the clients' T1
+//!   and the server's T3 for interleaved mode.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -135,8 +137,8 @@ const TX_REPORTING: libc::c_uint = libc::SOF_TIMESTAMPING_SOFTWARE
     | libc::SOF_TIMESTAMPING_OPT_TSONLY;
 
 /// Turns on kernel software transmit timestamps: for every datagram sent if `every_datagram`,
-/// else only for those sent with a per-datagram SO_TIMESTAMPING control message (the daemon's `SendBatch::push_stamped`). They are read with
-/// [`read_tx_timestamps`].
+/// else only for those sent with a per-datagram SO_TIMESTAMPING control message (the daemon's
+/// `SendBatch::push_stamped`). They are read with [`read_tx_timestamps`].
 pub fn enable_tx_timestamps(socket: &impl AsRawFd, every_datagram: bool) -> io::Result<()> {
     let flags = if every_datagram {
         TX_REPORTING | libc::SOF_TIMESTAMPING_TX_SOFTWARE
