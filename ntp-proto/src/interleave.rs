@@ -93,7 +93,7 @@ impl TransmitLog {
 
     fn set_start(&self, client: IpAddr) -> usize {
         let sets = self.entries.len() / WAYS;
-        (crate::server::address_hash(client) as usize % sets.max(1)) * WAYS
+        (crate::client_hash::address_hash(client) as usize % sets.max(1)) * WAYS
     }
 
     fn set(&self, client: IpAddr) -> &[Option<Entry>] {

@@ -45,6 +45,7 @@
 pub mod auth;
 pub mod broadcast;
 pub mod client;
+mod client_hash;
 pub mod discipline;
 pub mod interleave;
 pub mod leap;

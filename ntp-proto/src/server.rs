@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use prefix_trie::PrefixSet;
 
 use crate::auth::{KeyId, Keys, Seal, Sealed};
+use crate::client_hash::address_hash;
 use crate::interleave::TransmitLog;
 use crate::nts::{self, CookieKeys, NtsReply, NtsVerdict};
 use crate::packet::{
@@ -660,18 +661,6 @@ impl ClientLog {
         merged.truncate(count);
         merged
     }
-}
-
-/// SplitMix64's finalizer over an address: cheap and well mixed.
-pub(crate) fn address_hash(address: IpAddr) -> u64 {
-    let bits = match address {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)) | (1 << 127),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    let mut x = (bits as u64) ^ ((bits >> 64) as u64).rotate_left(29);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// Server policy: who is served and how often.

@@ -233,7 +233,12 @@ fn chrony_requests(ntpdata: &str) -> u64 {
     ntpdata
         .lines()
         .filter_map(|line| line.strip_prefix("Total TX"))
-        .filter_map(|rest| rest.trim_start_matches([' ', ':']).trim().parse::<u64>().ok())
+        .filter_map(|rest| {
+            rest.trim_start_matches([' ', ':'])
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 
