@@ -16,15 +16,31 @@ pub const CMSG_WORDS: usize = 8;
 
 /// Turns on kernel receive timestamps for any socket (a client socket, say).
 pub fn enable_timestamps(socket: &impl AsRawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
+    set_option(
+        socket,
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        &(1 as libc::c_int),
+    )
+}
+
+/// setsockopt(2) of option `name` at `level` to `value`, which must be the plain C type the
+/// option takes (an int, an ip_mreqn, ...).
+pub fn set_option<T: Copy>(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: a valid socket fd and a pointer to `value` with its exact size; the kernel only
+    // reads that many bytes.
     let result = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            (&raw const *value).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if result < 0 {
@@ -153,22 +169,7 @@ pub fn enable_tx_timestamps(socket: &impl AsRawFd, every_datagram: bool) -> io::
 }
 
 fn set_timestamping(socket: &impl AsRawFd, flags: libc::c_uint) -> io::Result<()> {
-    // SAFETY: a valid socket fd, a pointer to an unsigned int and its size, as setsockopt(2) and
-    // the kernel's timestamping documentation require.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPING,
-            (&raw const flags).cast(),
-            size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    set_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &flags)
 }
 
 /// Turns transmit timestamps off (turning them on again restarts the datagram IDs at 0).

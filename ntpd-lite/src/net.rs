@@ -5,12 +5,12 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, SystemTime};
 
 pub use ntp_os::socket::{
     CMSG_WORDS, disable_tx_timestamps, enable_timestamps, enable_tx_timestamps, read_tx_timestamps,
-    recv_timestamped, rx_timestamp, socket_addr,
+    recv_timestamped, rx_timestamp, set_option, socket_addr,
 };
 use ntp_proto::auth::{MAX_SEALED_LEN, Sealed};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -405,25 +405,13 @@ fn set_multicast_interface_v4(socket: &Socket, index: u32) -> io::Result<()> {
         imr_address: libc::in_addr { s_addr: 0 },
         imr_ifindex: libc::c_int::try_from(index).map_err(io::Error::other)?,
     };
-    // SAFETY: a valid socket fd, a pointer to an ip_mreqn and its size, as ip(7) describes.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF,
-            (&raw const request).cast(),
-            size_of::<libc::ip_mreqn>() as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    set_option(socket, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &request)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     use super::*;
 
     #[test]

@@ -14,7 +14,6 @@
 //! Only 127.0.0.0/8 and ::1 are accepted as targets.
 
 use std::io;
-use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
@@ -240,18 +239,7 @@ fn open_flow(server: SocketAddr, window: usize, gso: bool, now: Instant) -> io::
 /// segmentation offload, Linux 4.18): one pass through the stack for a whole batch of requests.
 /// False if the kernel cannot.
 fn enable_gso(socket: &UdpSocket, size: usize) -> bool {
-    let size = size as libc::c_int;
-    // SAFETY: a valid socket fd, a pointer to an int and its size, as setsockopt(2) requires.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_SEGMENT,
-            (&raw const size).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    result == 0
+    ntp_os::socket::set_option(socket, libc::SOL_UDP, UDP_SEGMENT, &(size as libc::c_int)).is_ok()
 }
 
 /// One thread's loop: fill every window, take every reply waiting, expire old requests, and
