@@ -13,8 +13,8 @@ use arc_swap::ArcSwap;
 use ntp_proto::nts::ke::{self, KeResponse, Negotiation};
 use ntp_proto::nts::record;
 use ntp_proto::nts::{
-    AeadAlgorithm, AeadKey, ClientSession, CookieKey, CookieKeys, Direction, EXPORTER_LABEL,
-    KEY_LEN, KeError, KeOutcome, SessionKeys, cookie::KEPT_KEYS,
+    AeadAlgorithm, AeadKey, ClientSession, CookieKey, CookieKeys, KeError, KeOutcome, SessionKeys,
+    cookie::KEPT_KEYS,
 };
 use ntp_proto::{Client, SourceConfig, SourceId};
 use rustls::pki_types::pem::PemObject as _;
@@ -83,18 +83,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The two session keys of a finished TLS 1.3 handshake for `aead` (RFC 8915 section 5.1).
 fn export<D>(connection: &rustls::ConnectionCommon<D>, aead: AeadAlgorithm) -> Option<SessionKeys> {
-    let key = |direction| {
-        let context = ntp_proto::nts::exporter_context(aead, direction);
-        let mut key = [0u8; KEY_LEN];
+    SessionKeys::export(aead, |key, label, context| {
         connection
-            .export_keying_material(&mut key, EXPORTER_LABEL, Some(&context))
-            .ok()?;
-        Some(AeadKey(key))
-    };
-    Some(SessionKeys {
-        c2s: key(Direction::C2s)?,
-        s2c: key(Direction::S2c)?,
+            .export_keying_material(key, label, Some(context))
+            .map(drop)
     })
+    .ok()
 }
 
 /// Reads one KE message (through End of Message) from `stream`.

@@ -11,10 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ntp_proto::nts::ke::{self, KeResponse};
-use ntp_proto::nts::{
-    AeadKey, ClientSession, Direction, EXPORTER_LABEL, KE_PORT, KEY_LEN, SessionKeys,
-    exporter_context, record,
-};
+use ntp_proto::nts::{ClientSession, KE_PORT, SessionKeys, record};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -126,17 +123,12 @@ fn exchange(
         message.extend_from_slice(&chunk[..read]);
     };
     let response = KeResponse::parse(&message[..len]).map_err(|e| e.to_string())?;
-    let key = |direction| {
-        let context = exporter_context(response.aead, direction);
+    let keys = SessionKeys::export(response.aead, |key, label, context| {
         tls.conn
-            .export_keying_material([0u8; KEY_LEN], EXPORTER_LABEL, Some(&context))
-            .map(AeadKey)
-            .map_err(|e| e.to_string())
-    };
-    let keys = SessionKeys {
-        c2s: key(Direction::C2s)?,
-        s2c: key(Direction::S2c)?,
-    };
+            .export_keying_material(key, label, Some(context))
+            .map(drop)
+    })
+    .map_err(|e| e.to_string())?;
     let ntp_port = response.negotiation.port.unwrap_or(123);
     let ntp = match &response.negotiation.server {
         None => SocketAddr::new(address.ip(), ntp_port),

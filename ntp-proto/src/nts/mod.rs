@@ -127,6 +127,26 @@ pub struct SessionKeys {
     pub s2c: AeadKey,
 }
 
+impl SessionKeys {
+    /// Both keys for `aead` from a finished TLS 1.3 session (RFC 8915 section 5.1): `export`
+    /// is the session's keying-material exporter, asked for each key with [`EXPORTER_LABEL`] and
+    /// that key's [`exporter_context`] (the TLS library stays with the caller).
+    pub fn export<E>(
+        aead: AeadAlgorithm,
+        mut export: impl FnMut(&mut [u8; KEY_LEN], &[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut key = |direction| {
+            let mut key = [0u8; KEY_LEN];
+            export(&mut key, EXPORTER_LABEL, &exporter_context(aead, direction))?;
+            Ok(AeadKey(key))
+        };
+        Ok(Self {
+            c2s: key(Direction::C2s)?,
+            s2c: key(Direction::S2c)?,
+        })
+    }
+}
+
 /// A deterministic generator of unpredictable bytes, seeded by the caller: AES-SIV over a counter
 /// under a random key. The unique identifiers and nonces an NTS client sends come from here, so
 /// that [`crate::client::Client::poll_transmit`] needs no more randomness than it has.
@@ -211,6 +231,27 @@ mod tests {
         key.seal(b"header", b"n", &mut tag);
         assert!(key.open(b"header", b"n", &mut tag.clone()).is_ok());
         assert!(key.open(b"headex", b"n", &mut tag).is_err());
+    }
+
+    #[test]
+    fn session_keys_are_exported_with_the_label_and_each_directions_context() {
+        let mut asked = Vec::new();
+        let keys = SessionKeys::export(AeadAlgorithm::AES_SIV_CMAC_256, |key, label, context| {
+            asked.push((label.to_vec(), context.to_vec()));
+            key.fill(context[4] + 1);
+            Ok::<(), ()>(())
+        })
+        .expect("keys");
+        assert_eq!(
+            asked,
+            [
+                (EXPORTER_LABEL.to_vec(), vec![0, 0, 0, 15, 0]),
+                (EXPORTER_LABEL.to_vec(), vec![0, 0, 0, 15, 1]),
+            ]
+        );
+        assert_eq!((keys.c2s.0[0], keys.s2c.0[0]), (1, 2));
+        let failed = SessionKeys::export(AeadAlgorithm::AES_SIV_CMAC_256, |_, _, _| Err("no"));
+        assert_eq!(failed, Err("no"));
     }
 
     #[test]
