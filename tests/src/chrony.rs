@@ -323,6 +323,26 @@ impl ChronydClient {
             .unwrap_or_default()
     }
 
+    /// The time chronyd serves minus this machine's clock, seconds, now: `chronyc -c tracking`'s
+    /// System time (positive: the system clock is slow of chronyd's time). With `-x` chronyd
+    /// never moves the clock, so this is its whole correction: its true error when the clock it
+    /// follows is this machine's. `None` while chronyd is not answering.
+    pub fn correction(&self) -> Option<f64> {
+        let output = Command::new("chronyc")
+            .arg("-h")
+            .arg(self.socket())
+            .args(["-n", "-c", "tracking"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()?
+            .split(',')
+            .nth(4)?
+            .parse()
+            .ok()
+    }
+
     /// `chronyc -c sources`, parsed; empty while chronyd is not answering yet.
     pub fn sources(&self) -> Vec<ChronySource> {
         let Ok(output) = Command::new("chronyc")

@@ -5,12 +5,18 @@
 //! it never touches this machine's clock, but tracks its offset and frequency and serves the
 //! time it believes; ntpd-lite runs a virtual clock on the system clock, so both start right.
 //!
-//! Twice a second a probe asks each client for its time, and the server too, directly on
-//! loopback (three queries each, the one with the least delay kept; T1 read just before the
-//! send, T4 the kernel's receive timestamp). A client's error is its probed offset minus the
-//! server's, which cancels the probe's own bias. Printed: the RMS and maximum error of each over
-//! the second half of the run, per scenario and seed, and per scenario the mean RMS and the
-//! median of the per-seed ratios.
+//! Twice a second it reads each client's true error, what it serves minus this machine's clock
+//! (which the server serves): ntpd-lite's from its `status` (`clock.error`, its virtual clock's),
+//! chronyd's from `chronyc tracking` (System time: with `-x` its whole correction, applied to
+//! every timestamp it serves). Neither reading goes over the network, so no path's asymmetry
+//! enters the figure. Printed: the RMS and maximum true error of each over the second half of the
+//! run, per scenario and seed, and per scenario the mean RMS and the median of the per-seed ratios.
+//!
+//! Beside it, the RMS of the error a probe sees: it asks each client for its time, and the server
+//! too, directly on loopback (three queries each, the one with the least delay kept; T1 read just
+//! before the send, T4 the kernel's receive timestamp), and takes a client's probed offset minus
+//! the server's. That adds each server's own answering path (its basic-mode T3 is read a few
+//! microseconds before the reply leaves), so it is the time a client of each would see.
 //!
 //! Five minutes a run by default: chronyd keeps at most 64 samples (64 s at a 1 s poll), ntpd-lite
 //! as many as fit a line within 1024 s (`ntp_proto::stats::MAX_SPAN`), so a minute-long run
@@ -55,9 +61,21 @@ fn scenario(name: &str) -> Option<Option<Impairment>> {
 /// One run's errors, seconds, and the requests each client sent.
 #[derive(Clone, Copy, Debug)]
 struct Errors {
+    /// Each client's true error: what it serves minus this machine's clock, read from its state.
     ours: crate::sim::measure::Spread,
     chrony: crate::sim::measure::Spread,
+    /// The RMS of each client's error as the probe sees it (ntpd-lite, chronyd).
+    probed: (f64, f64),
     requests: (u64, u64),
+}
+
+/// The error samples of one run, seconds.
+#[derive(Default)]
+struct Samples {
+    ours: Vec<f64>,
+    chrony: Vec<f64>,
+    ours_probed: Vec<f64>,
+    chrony_probed: Vec<f64>,
 }
 
 /// Runs the comparison; see the module doc for the arguments.
@@ -88,12 +106,12 @@ pub fn main(args: &[String]) -> ExitCode {
     let (_server, server) = true_time_server();
     println!(
         "ntpd-lite vs chronyd -x, side by side, polls 0.25-1 s, {} mode, {seconds:.0} s a run, \
-         error over the last {:.0} s (us, probed; RMS / max)",
+         error over the last {:.0} s (us, true: each one's own clock against this machine's; RMS / max)",
         if xleave { "xleave" } else { "basic" },
         seconds / 2.0
     );
     println!(
-        "scenario  seed   ntpd-lite RMS / max     chronyd RMS / max    ratio   requests ntpd-lite / chronyd"
+        "scenario  seed   ntpd-lite RMS / max     chronyd RMS / max    ratio   probed RMS   requests"
     );
     let mut summary = Vec::new();
     for name in &scenarios {
@@ -102,12 +120,14 @@ pub fn main(args: &[String]) -> ExitCode {
         for &seed in &seeds {
             let errors = run(server, impairment, seed, seconds, xleave);
             println!(
-                "{name:<8} {seed:>5}   {:>8.1} / {:>7.1}    {:>8.1} / {:>7.1}   {:>5.2}x   {:>5} / {}",
+                "{name:<8} {seed:>5}   {:>8.2} / {:>7.2}    {:>8.2} / {:>7.2}   {:>5.2}x   {:>5.2} / {:<5.2}   {:>5} / {}",
                 errors.ours.rms * 1e6,
                 errors.ours.max * 1e6,
                 errors.chrony.rms * 1e6,
                 errors.chrony.max * 1e6,
                 errors.ours.rms / errors.chrony.rms,
+                errors.probed.0 * 1e6,
+                errors.probed.1 * 1e6,
                 errors.requests.0,
                 errors.requests.1,
             );
@@ -195,20 +215,30 @@ fn run(
         .expect("address");
     let probe = Probe::new();
     let start = Instant::now();
-    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    let mut errors = Samples::default();
     while start.elapsed().as_secs_f64() < seconds {
         std::thread::sleep(Duration::from_millis(500));
-        let Some(reference) = probe.offset(server) else {
-            continue;
-        };
         if start.elapsed().as_secs_f64() < seconds / 2.0 {
             continue;
         }
+        if let Some(e) = ours
+            .try_status()
+            .ok()
+            .and_then(|s| s["clock"]["error"].as_f64())
+        {
+            errors.ours.push(e);
+        }
+        if let Some(e) = chronyd.correction() {
+            errors.chrony.push(e);
+        }
+        let Some(reference) = probe.offset(server) else {
+            continue;
+        };
         if let Some(o) = probe.offset(ours_address) {
-            mine.push(o - reference);
+            errors.ours_probed.push(o - reference);
         }
         if let Some(o) = probe.offset(chrony) {
-            theirs.push(o - reference);
+            errors.chrony_probed.push(o - reference);
         }
     }
     let requests = (
@@ -222,8 +252,12 @@ fn run(
     drop(chronyd);
     drop(ours);
     Errors {
-        ours: spread(&mine),
-        chrony: spread(&theirs),
+        ours: spread(&errors.ours),
+        chrony: spread(&errors.chrony),
+        probed: (
+            spread(&errors.ours_probed).rms,
+            spread(&errors.chrony_probed).rms,
+        ),
         requests,
     }
 }
