@@ -852,8 +852,9 @@ async fn lookup(name: &str) -> std::io::Result<Vec<SocketAddr>> {
     Ok(found)
 }
 
-/// One request and its replies: a fresh socket with a random port; T1 is the kernel's transmit
-/// timestamp of the request (read from the error queue when the first reply arrives), or
+/// One request and its replies: a fresh socket with a random port, registered with the runtime
+/// only once the request is out; T1 is the kernel's transmit timestamp of the request (read from
+/// the error queue when the first reply arrives), or
 /// the clock read just before the send if the kernel gives none; T4 is the kernel receive
 /// timestamp. Every datagram that arrives within `transmit.wait` is handed on (duplicates
 /// included: the core discards them); then the socket closes.
@@ -869,15 +870,20 @@ async fn exchange(
     }
     .parse()
     .map_err(std::io::Error::other)?;
-    let socket = UdpSocket::bind(bind).await?;
-    socket.connect(transmit.address).await?;
+    // The request leaves before the socket joins the runtime's epoll: the kernel queues its
+    // transmit timestamp on the way out, and a runtime thread parked on the socket would be woken
+    // between that timestamp and the packet's arrival, a microsecond late and only outbound.
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.connect(transmit.address)?;
+    socket.set_nonblocking(true)?;
     net::enable_timestamps(&socket)?;
     // Best effort: without it T1 is read in user space.
     let kernel_tx = net::enable_tx_timestamps(&socket, true).is_ok();
     let local = socket.local_addr()?.ip();
     let deadline = tokio::time::Instant::now() + transmit.wait;
     let mut t1 = shared.clock.now();
-    socket.send(&transmit.bytes).await?;
+    socket.send(&transmit.bytes)?;
+    let socket = UdpSocket::from_std(socket)?;
     let mut t1_from_kernel = false;
     let mut buffer = [0u8; 1024];
     loop {
