@@ -149,7 +149,7 @@ pub fn main(args: &[String]) -> ExitCode {
             (ratios[ratios.len() / 2 - 1] + ratios[ratios.len() / 2]) / 2.0
         };
         println!(
-            "{name:<8}  {:>14.1} us  {:>13.1} us  {:>10.2}x",
+            "{name:<8}  {:>14.2} us  {:>13.2} us  {:>10.2}x",
             mean(|e| e.ours.rms) * 1e6,
             mean(|e| e.chrony.rms) * 1e6,
             median
