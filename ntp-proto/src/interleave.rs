@@ -22,8 +22,8 @@ use crate::time::{NtpDuration, NtpTimestamp};
 
 /// Entries of a [`TransmitLog`]: at about 48 bytes each, some 200 kB, like chrony's client log.
 pub const TRANSMIT_LOG_ENTRIES: usize = 4096;
-/// Entries per set: the replies to one client (or to clients whose addresses hash alike) that
-/// are remembered at once.
+/// Entries per set: replies whose receive timestamps hash alike, the oldest of them replaced
+/// first.
 const WAYS: usize = 8;
 
 /// One reply's precise transmit time, under the receive timestamp a client names it by.
@@ -36,10 +36,13 @@ struct Entry {
     order: u64,
 }
 
-/// The server's precise transmit timestamps of its last replies to each client (RFC 9769
-/// section 2), in bounded memory: a set-associative table of [`TRANSMIT_LOG_ENTRIES`] entries,
-/// hashed by the client's address, [`WAYS`] per set, the oldest of a set replaced first. Memory
-/// is taken on the first record, so a server no client interleaves with spends none.
+/// The server's precise transmit timestamps of its last replies (RFC 9769 section 2), in bounded
+/// memory: a set-associative table of [`TRANSMIT_LOG_ENTRIES`] entries, hashed by the reply's
+/// receive timestamp (as chrony keys its map), [`WAYS`] per set, the oldest of a set replaced
+/// first. So the table is shared by replies, not by addresses: the many clients behind one NAT
+/// address keep their entries as long as any other client's, where sets by address held eight
+/// between them. An entry answers only the address it was recorded for. Memory is taken on the
+/// first record, so a server no client interleaves with spends none.
 #[derive(Clone, Debug, Default)]
 pub struct TransmitLog {
     entries: Vec<Option<Entry>>,
@@ -54,7 +57,7 @@ impl TransmitLog {
             return None;
         }
         let client = client.to_canonical();
-        self.set(client)
+        self.set(origin)
             .iter()
             .flatten()
             .find(|e| e.client == client && e.receive == origin)
@@ -69,7 +72,7 @@ impl TransmitLog {
         let client = client.to_canonical();
         self.records += 1;
         let order = self.records;
-        let start = self.set_start(client);
+        let start = self.set_start(receive);
         let ways = &mut self.entries[start..start + WAYS];
         let index = ways
             .iter()
@@ -91,13 +94,13 @@ impl TransmitLog {
         });
     }
 
-    fn set_start(&self, client: IpAddr) -> usize {
+    fn set_start(&self, receive: NtpTimestamp) -> usize {
         let sets = self.entries.len() / WAYS;
-        (crate::client_hash::address_hash(client) as usize % sets.max(1)) * WAYS
+        (crate::client_hash::mix(receive.to_bits()) as usize % sets.max(1)) * WAYS
     }
 
-    fn set(&self, client: IpAddr) -> &[Option<Entry>] {
-        let start = self.set_start(client);
+    fn set(&self, receive: NtpTimestamp) -> &[Option<Entry>] {
+        let start = self.set_start(receive);
         &self.entries[start..start + WAYS]
     }
 }
@@ -241,16 +244,29 @@ mod tests {
     }
 
     #[test]
-    fn a_client_keeps_its_last_replies_and_the_oldest_make_room() {
+    fn clients_behind_one_address_keep_their_entries_and_the_oldest_make_room() {
         let mut log = TransmitLog::default();
-        let a: IpAddr = "192.0.2.1".parse().expect("address");
-        for n in 0..20 {
-            log.record(a, ts(100 + n), ts(200 + n));
+        let nat: IpAddr = "192.0.2.1".parse().expect("address");
+        // Two hundred clients behind one address, one reply each since their last poll: every
+        // one is still there to be named.
+        for n in 0..200 {
+            log.record(nat, ts(1000 + n), ts(2000 + n));
         }
-        let kept: Vec<u64> = (0..20)
-            .filter(|n| log.lookup(a, ts(100 + n)).is_some())
-            .collect();
-        assert_eq!(kept, (12..20).collect::<Vec<_>>());
+        assert!((0..200).all(|n| log.lookup(nat, ts(1000 + n)) == Some(ts(2000 + n))));
+        // Past the table's size, the oldest go first: of four tables' worth, the first is gone
+        // and most of the last is kept.
+        let total = 4 * TRANSMIT_LOG_ENTRIES as u64;
+        for n in 0..total {
+            log.record(nat, ts(10_000 + n), ts(1));
+        }
+        let kept = |range: std::ops::Range<u64>| {
+            range
+                .filter(|n| log.lookup(nat, ts(10_000 + n)).is_some())
+                .count()
+        };
+        assert_eq!(kept(0..TRANSMIT_LOG_ENTRIES as u64), 0);
+        let last = total - TRANSMIT_LOG_ENTRIES as u64 / 2;
+        assert!(kept(last..total) > TRANSMIT_LOG_ENTRIES / 2 * 9 / 10);
     }
 
     fn reply(origin: NtpTimestamp, receive: NtpTimestamp, transmit: NtpTimestamp) -> Packet {

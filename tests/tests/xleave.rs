@@ -156,3 +156,49 @@ fn a_server_without_interleaved_mode_is_used_in_basic_mode() {
             .any(|r| !r.packet.origin_timestamp.is_zero())
     );
 }
+
+#[test]
+fn many_interleaving_clients_behind_one_address_all_get_interleaved_replies() {
+    use ntp_lite_tests::client::Client;
+    use ntp_proto::NtpTimestamp;
+    use ntp_proto::packet::{Packet, PollInterval, Version};
+
+    // Forty clients on 127.0.0.1, as behind a NAT: five times the eight entries a set of client
+    // addresses held before the transmit log was keyed by receive timestamp.
+    let (_server, address) = local_server("xleave-nat");
+    let clients: Vec<Client> = (0..40)
+        .map(|_| Client::connect(address).expect("client"))
+        .collect();
+    let mut previous_t2 = vec![NtpTimestamp::ZERO; clients.len()];
+    let mut interleaved = Vec::new();
+    for round in 0..3 {
+        let mut count = 0;
+        for (client, t2) in clients.iter().zip(previous_t2.iter_mut()) {
+            let transmit = NtpTimestamp::from_bits(rand::random());
+            let receive = NtpTimestamp::from_bits(rand::random());
+            let mut request = Packet::client_request(Version::V4, PollInterval::new(0), transmit);
+            request.origin_timestamp = *t2;
+            request.receive_timestamp = receive;
+            client.send_raw(&request.serialize()).expect("send");
+            let bytes = client
+                .receive_raw(Duration::from_secs(5))
+                .expect("receive")
+                .expect("a reply within 5 s");
+            let (reply, _) = Packet::parse(&bytes).expect("a well-formed reply");
+            assert!(
+                reply.origin_timestamp == transmit || reply.origin_timestamp == receive,
+                "round {round}: the reply answers neither of our timestamps"
+            );
+            if reply.origin_timestamp == receive {
+                count += 1;
+            }
+            *t2 = reply.receive_timestamp;
+        }
+        interleaved.push(count);
+    }
+    ntp_lite_tests::figures!(
+        "40 interleaving clients behind one address: interleaved replies per round {interleaved:?}"
+    );
+    // The first round names nothing; every later request names a reply the log still holds.
+    assert_eq!(interleaved, vec![0, clients.len(), clients.len()]);
+}
