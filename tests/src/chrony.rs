@@ -334,13 +334,7 @@ impl ChronydClient {
             .args(["-n", "-c", "tracking"])
             .output()
             .ok()?;
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .next()?
-            .split(',')
-            .nth(4)?
-            .parse()
-            .ok()
+        parse_tracking_correction(&String::from_utf8_lossy(&output.stdout))
     }
 
     /// `chronyc -c sources`, parsed; empty while chronyd is not answering yet.
@@ -404,6 +398,12 @@ fn parse_source_line(line: &str) -> Option<ChronySource> {
     })
 }
 
+/// The System time field (the fifth) of `chronyc -c tracking`, signed: positive when the system
+/// clock is slow of chronyd's time (chronyc's plain output says "slow").
+fn parse_tracking_correction(csv: &str) -> Option<f64> {
+    csv.lines().next()?.split(',').nth(4)?.parse().ok()
+}
+
 impl Drop for ChronydClient {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -426,5 +426,20 @@ mod tests {
         assert_eq!(source.address, "127.0.0.1");
         assert!((source.offset + 1.23e-7).abs() < 1e-12);
         assert_eq!(parse_source_line("garbage"), None);
+    }
+
+    #[test]
+    fn chronyc_tracking_csv_gives_the_signed_correction() {
+        // chronyd 4.3 -x, 0.5 ms ahead through a link 1 ms slower out than back; its plain
+        // output said "System time : 0.000501829 seconds slow of NTP time".
+        let line = "7F000001,127.0.0.1,2,1796045113.817736798,0.000501829,-0.000000067,\
+                    0.000000388,0.004,0.000,0.015,0.000001663,0.000017265,1.0,Normal\n";
+        assert_eq!(parse_tracking_correction(line), Some(0.000501829));
+        let fast = line.replacen(",0.000501829,", ",-0.000000056,", 1);
+        assert_eq!(parse_tracking_correction(&fast), Some(-0.000000056));
+        assert_eq!(
+            parse_tracking_correction("506 Cannot talk to daemon\n"),
+            None
+        );
     }
 }
