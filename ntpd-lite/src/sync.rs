@@ -854,10 +854,10 @@ async fn lookup(name: &str) -> std::io::Result<Vec<SocketAddr>> {
 
 /// One request and its replies: a fresh socket with a random port, registered with the runtime
 /// only once the request is out; T1 is the kernel's transmit timestamp of the request (read from
-/// the error queue when the first reply arrives), or
-/// the clock read just before the send if the kernel gives none; T4 is the kernel receive
-/// timestamp. Every datagram that arrives within `transmit.wait` is handed on (duplicates
-/// included: the core discards them); then the socket closes.
+/// the error queue when the first reply arrives), or the clock read just before the send if the
+/// kernel gives none; T4 is the kernel receive timestamp. Every datagram that arrives within
+/// `transmit.wait` is handed on (duplicates included: the core discards them); then the socket
+/// closes.
 async fn exchange(
     transmit: &Transmit,
     shared: &Shared,
