@@ -294,33 +294,32 @@ impl ChronydClient {
         self.dir.path().join("chronyd.sock")
     }
 
-    /// `chronyc -c authdata`: one CSV line per source (address, mode `SK` for a symmetric key,
-    /// `NTS` or `-`, key ID, type, key length in bits, ...); empty while chronyd is not answering.
-    pub fn authdata(&self) -> Vec<String> {
+    /// What `chronyc -n ARGS` printed to this chronyd's command socket; empty if chronyc could
+    /// not run (chronyd not answering yet prints nothing useful either).
+    fn chronyc(&self, args: &[&str]) -> String {
         Command::new("chronyc")
             .arg("-h")
             .arg(self.socket())
-            .args(["-n", "-c", "authdata"])
+            .arg("-n")
+            .args(args)
             .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// `chronyc -c authdata`: one CSV line per source (address, mode `SK` for a symmetric key,
+    /// `NTS` or `-`, key ID, type, key length in bits, ...); empty while chronyd is not answering.
+    pub fn authdata(&self) -> Vec<String> {
+        self.chronyc(&["-c", "authdata"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `chronyc ntpdata` (the last exchange with each source: its mode, "Interleaved", the
     /// timestamping of both ends, ...); empty while chronyd is not answering.
     pub fn ntpdata(&self) -> String {
-        Command::new("chronyc")
-            .arg("-h")
-            .arg(self.socket())
-            .args(["-n", "ntpdata"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+        self.chronyc(&["ntpdata"])
     }
 
     /// The time chronyd serves minus this machine's clock, seconds, now: `chronyc -c tracking`'s
@@ -328,26 +327,12 @@ impl ChronydClient {
     /// never moves the clock, so this is its whole correction: its true error when the clock it
     /// follows is this machine's. `None` while chronyd is not answering.
     pub fn correction(&self) -> Option<f64> {
-        let output = Command::new("chronyc")
-            .arg("-h")
-            .arg(self.socket())
-            .args(["-n", "-c", "tracking"])
-            .output()
-            .ok()?;
-        parse_tracking_correction(&String::from_utf8_lossy(&output.stdout))
+        parse_tracking_correction(&self.chronyc(&["-c", "tracking"]))
     }
 
     /// `chronyc -c sources`, parsed; empty while chronyd is not answering yet.
     pub fn sources(&self) -> Vec<ChronySource> {
-        let Ok(output) = Command::new("chronyc")
-            .arg("-h")
-            .arg(self.socket())
-            .args(["-n", "-c", "sources"])
-            .output()
-        else {
-            return Vec::new();
-        };
-        String::from_utf8_lossy(&output.stdout)
+        self.chronyc(&["-c", "sources"])
             .lines()
             .filter_map(parse_source_line)
             .collect()
